@@ -1,0 +1,104 @@
+//! Which measurements and saves run in which pass. A pass may use only
+//! numbers measured in earlier passes (`tau / norm(tau)` needs `norm(tau)`
+//! first), so each measurement gets a level: one more than the deepest
+//! measurement its coefficients depend on.
+
+use crate::graph::{Graph, Measure, MeasureId, NodeId, Op};
+use crate::lower::Plan;
+use std::collections::HashMap;
+
+pub(super) struct Schedule {
+    measure_levels: Vec<(MeasureId, usize)>,
+    save_levels: Vec<usize>,
+}
+
+impl Schedule {
+    pub fn new(plan: &Plan) -> Schedule {
+        let mut levels = Levels {
+            graph: &plan.graph,
+            memo: HashMap::new(),
+        };
+        let measures = needed_measures(plan);
+        let measure_levels = measures.into_iter().map(|m| (m, levels.of_measure(m))).collect();
+        let save_levels = plan.saves.iter().map(|s| levels.of_node(s.node)).collect();
+        Schedule {
+            measure_levels,
+            save_levels,
+        }
+    }
+
+    /// Passes needed: at least one when anything is to be done.
+    pub fn levels(&self) -> usize {
+        let deepest = self.measure_levels.iter().map(|(_, l)| *l).chain(self.save_levels.iter().copied()).max();
+        deepest.map_or(0, |d| d + 1)
+    }
+
+    pub fn measures_at(&self, level: usize) -> Vec<MeasureId> {
+        self.measure_levels.iter().filter(|(_, l)| *l == level).map(|(m, _)| *m).collect()
+    }
+
+    pub fn saves_at(&self, level: usize) -> Vec<usize> {
+        (0..self.save_levels.len()).filter(|i| self.save_levels[*i] == level).collect()
+    }
+}
+
+/// Every measurement that the report or a save depends on, directly or
+/// through coefficients, sorted.
+pub fn needed_measures(plan: &Plan) -> Vec<MeasureId> {
+    let graph = &plan.graph;
+    let mut stack = Vec::new();
+    for scalar in plan.table.scalars() {
+        graph.scalars.measures_in(scalar, &mut stack);
+    }
+    let mut nodes: Vec<NodeId> = plan.saves.iter().map(|s| s.node).collect();
+    let mut found = std::collections::BTreeSet::new();
+    loop {
+        for node in nodes.drain(..) {
+            coefficient_measures(graph, node, &mut stack);
+        }
+        let Some(m) = stack.pop() else { break };
+        if found.insert(m) {
+            let Measure::Dot(a, b) = graph.measure(m);
+            nodes.extend([a, b]);
+        }
+    }
+    found.into_iter().collect()
+}
+
+/// Measurements referenced by the coefficients anywhere below `node`.
+fn coefficient_measures(graph: &Graph, node: NodeId, out: &mut Vec<MeasureId>) {
+    match &graph.node(node).op {
+        Op::Leaf(_) => {}
+        Op::Select { input, .. } => coefficient_measures(graph, *input, out),
+        Op::Lin(terms) => {
+            for term in terms {
+                graph.scalars.measures_in(term.coef, out);
+                coefficient_measures(graph, term.node, out);
+            }
+        }
+    }
+}
+
+struct Levels<'g> {
+    graph: &'g Graph,
+    memo: HashMap<MeasureId, usize>,
+}
+
+impl Levels<'_> {
+    fn of_measure(&mut self, m: MeasureId) -> usize {
+        if let Some(level) = self.memo.get(&m) {
+            return *level;
+        }
+        let Measure::Dot(a, b) = self.graph.measure(m);
+        let level = self.of_node(a).max(self.of_node(b));
+        self.memo.insert(m, level);
+        level
+    }
+
+    /// The pass in which `node` can be computed.
+    fn of_node(&mut self, node: NodeId) -> usize {
+        let mut deps = Vec::new();
+        coefficient_measures(self.graph, node, &mut deps);
+        deps.into_iter().map(|m| self.of_measure(m) + 1).max().unwrap_or(0)
+    }
+}

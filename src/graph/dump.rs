@@ -1,0 +1,40 @@
+//! A text dump of the graph, for `tv plan`, debugging and golden tests.
+
+use super::{Graph, Measure, Op, Scalar, ScalarId};
+use std::fmt::Write;
+
+/// One line per node and per measurement, in creation order.
+pub fn dump(graph: &Graph) -> String {
+    let mut out = String::new();
+    for i in 0..graph.node_count() {
+        let node = graph.node(super::NodeId(i as u32));
+        let line = match &node.op {
+            Op::Leaf(leaf) => format!("load {:?}", graph.leaf(*leaf).path()),
+            Op::Lin(terms) => terms
+                .iter()
+                .map(|t| format!("{} * %{}", scalar(graph, t.coef), t.node.0))
+                .collect::<Vec<_>>()
+                .join(" + "),
+            Op::Select { input, glob, keep } => {
+                let f = if *keep { "only" } else { "except" };
+                format!("{f}(%{}, {glob:?})", input.0)
+            }
+        };
+        let _ = writeln!(out, "%{i} = {line}");
+    }
+    for i in 0..graph.measure_count() {
+        let Measure::Dot(a, b) = graph.measure(super::MeasureId(i as u32));
+        let _ = writeln!(out, "m{i} = dot(%{}, %{})", a.0, b.0);
+    }
+    out
+}
+
+fn scalar(graph: &Graph, id: ScalarId) -> String {
+    match graph.scalars.get(id) {
+        Scalar::Const(bits) => crate::report::format_number(f64::from_bits(bits)),
+        Scalar::Measure(m) => format!("m{}", m.0),
+        Scalar::Neg(x) => format!("-({})", scalar(graph, x)),
+        Scalar::Sqrt(x) => format!("sqrt({})", scalar(graph, x)),
+        Scalar::Binary(op, a, b) => format!("({} {} {})", scalar(graph, a), op.symbol(), scalar(graph, b)),
+    }
+}

@@ -1,0 +1,146 @@
+//! The lazy tensor graph: an arena of hash-consed nodes. Each node knows the
+//! names, shapes and dtypes of its tensors when it is built (from checkpoint
+//! headers alone) and the source span it came from.
+
+mod dump;
+mod linear;
+pub mod scalar;
+mod spec;
+
+pub use dump::dump;
+pub use linear::Term;
+pub use scalar::{Scalar, ScalarId, Scalars};
+pub use spec::{glob_match as spec_glob_match, Mismatch, Spec, Specs};
+
+use crate::diag::Span;
+use crate::io::Checkpoint;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u32);
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LeafId(pub u32);
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MeasureId(pub u32);
+
+/// What a node computes, tensor by tensor.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// The tensors of a loaded checkpoint.
+    Leaf(LeafId),
+    /// `sum_i c_i * x_i`. Terms are never themselves `Lin` (they are
+    /// flattened on construction), and keep the order of the source so the
+    /// first term is the left operand that carries non-float tensors.
+    Lin(Vec<Term>),
+    /// `only` (keep = true) or `except` (keep = false): zero the float
+    /// tensors whose names do not / do match the glob.
+    Select { input: NodeId, glob: String, keep: bool },
+}
+
+#[derive(Debug)]
+pub struct Node {
+    pub op: Op,
+    pub specs: Arc<Specs>,
+    pub span: Span,
+}
+
+/// A weight-space reduction over all float tensors, accumulated in f64.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Measure {
+    /// `<a, b>`; the pair is ordered so `dot(a, b)` and `dot(b, a)` share.
+    Dot(NodeId, NodeId),
+}
+
+#[derive(Default)]
+pub struct Graph {
+    nodes: Vec<Node>,
+    index: HashMap<Op, NodeId>,
+    leaves: Vec<Arc<Checkpoint>>,
+    measures: Vec<Measure>,
+    measure_index: HashMap<Measure, MeasureId>,
+    pub scalars: Scalars,
+}
+
+impl Graph {
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id.0 as usize]
+    }
+
+    pub fn specs(&self, id: NodeId) -> &Arc<Specs> {
+        &self.node(id).specs
+    }
+
+    pub fn leaf(&self, id: LeafId) -> &Arc<Checkpoint> {
+        &self.leaves[id.0 as usize]
+    }
+
+    pub fn leaves(&self) -> &[Arc<Checkpoint>] {
+        &self.leaves
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn measure(&self, id: MeasureId) -> Measure {
+        self.measures[id.0 as usize]
+    }
+
+    pub fn measure_count(&self) -> usize {
+        self.measures.len()
+    }
+
+    /// Interns `op`; an existing equal node is returned as is, keeping the
+    /// span where it first appeared.
+    fn intern(&mut self, op: Op, specs: impl FnOnce(&Graph) -> Specs, span: Span) -> NodeId {
+        if let Some(id) = self.index.get(&op) {
+            return *id;
+        }
+        let specs = Arc::new(specs(self));
+        let id = NodeId(self.nodes.len() as u32);
+        self.nodes.push(Node {
+            op: op.clone(),
+            specs,
+            span,
+        });
+        self.index.insert(op, id);
+        id
+    }
+
+    /// A node for a checkpoint; loading the same checkpoint twice gives the
+    /// same node.
+    pub fn load(&mut self, checkpoint: Arc<Checkpoint>, span: Span) -> NodeId {
+        let existing = self.leaves.iter().position(|c| Arc::ptr_eq(c, &checkpoint));
+        let leaf = LeafId(existing.unwrap_or(self.leaves.len()) as u32);
+        if existing.is_none() {
+            self.leaves.push(checkpoint);
+        }
+        let specs = |g: &Graph| Specs::of_checkpoint(g.leaf(leaf));
+        self.intern(Op::Leaf(leaf), specs, span)
+    }
+
+    /// `only`/`except`.
+    pub fn select(&mut self, input: NodeId, glob: &str, keep: bool, span: Span) -> NodeId {
+        let op = Op::Select {
+            input,
+            glob: glob.to_string(),
+            keep,
+        };
+        let specs = |g: &Graph| g.specs(input).selected(glob, keep);
+        self.intern(op, specs, span)
+    }
+
+    /// Interns a reduction and returns the scalar that stands for its result.
+    pub fn dot(&mut self, a: NodeId, b: NodeId) -> ScalarId {
+        let measure = Measure::Dot(a.min(b), a.max(b));
+        let next = MeasureId(self.measures.len() as u32);
+        let id = *self.measure_index.entry(measure).or_insert(next);
+        if id == next {
+            self.measures.push(measure);
+        }
+        self.scalars.measure(id)
+    }
+}

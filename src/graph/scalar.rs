@@ -1,0 +1,136 @@
+//! Numbers that may depend on measurements. `cosine(a, b) * 2` is not known
+//! until the tensors are read, so numbers are nodes too: constants fold at
+//! once, the rest are evaluated after execution.
+
+use super::MeasureId;
+use crate::syntax::ast::BinOp;
+use std::collections::HashMap;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ScalarId(pub u32);
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Scalar {
+    /// A constant, by its bit pattern so it can be hashed.
+    Const(u64),
+    Measure(MeasureId),
+    Neg(ScalarId),
+    Sqrt(ScalarId),
+    Binary(BinOp, ScalarId, ScalarId),
+}
+
+/// Hash-consed arena of scalars.
+#[derive(Default, Debug)]
+pub struct Scalars {
+    items: Vec<Scalar>,
+    index: HashMap<Scalar, ScalarId>,
+}
+
+impl Scalars {
+    fn intern(&mut self, scalar: Scalar) -> ScalarId {
+        if let Some(id) = self.index.get(&scalar) {
+            return *id;
+        }
+        let id = ScalarId(self.items.len() as u32);
+        self.items.push(scalar);
+        self.index.insert(scalar, id);
+        id
+    }
+
+    pub fn get(&self, id: ScalarId) -> Scalar {
+        self.items[id.0 as usize]
+    }
+
+    pub fn constant(&mut self, value: f64) -> ScalarId {
+        self.intern(Scalar::Const(value.to_bits()))
+    }
+
+    pub fn measure(&mut self, measure: MeasureId) -> ScalarId {
+        self.intern(Scalar::Measure(measure))
+    }
+
+    /// The value if it needs no measurement.
+    pub fn known(&self, id: ScalarId) -> Option<f64> {
+        self.value(id, &|_| None)
+    }
+
+    pub fn neg(&mut self, x: ScalarId) -> ScalarId {
+        match self.known(x) {
+            Some(v) => self.constant(-v),
+            None => self.intern(Scalar::Neg(x)),
+        }
+    }
+
+    pub fn sqrt(&mut self, x: ScalarId) -> ScalarId {
+        match self.known(x) {
+            Some(v) => self.constant(v.sqrt()),
+            None => self.intern(Scalar::Sqrt(x)),
+        }
+    }
+
+    /// `a op b`, folded when both are known.
+    pub fn binary(&mut self, op: BinOp, a: ScalarId, b: ScalarId) -> ScalarId {
+        match (self.known(a), self.known(b)) {
+            (Some(x), Some(y)) => self.constant(apply(op, x, y)),
+            _ => self.intern(Scalar::Binary(op, a, b)),
+        }
+    }
+
+    /// Evaluates `id`, asking `measured` for measurement results; `None` if
+    /// one of them is not available.
+    pub fn value(&self, id: ScalarId, measured: &dyn Fn(MeasureId) -> Option<f64>) -> Option<f64> {
+        Some(match self.get(id) {
+            Scalar::Const(bits) => f64::from_bits(bits),
+            Scalar::Measure(m) => measured(m)?,
+            Scalar::Neg(x) => -self.value(x, measured)?,
+            Scalar::Sqrt(x) => self.value(x, measured)?.sqrt(),
+            Scalar::Binary(op, a, b) => apply(op, self.value(a, measured)?, self.value(b, measured)?),
+        })
+    }
+
+    /// Every measurement `id` depends on.
+    pub fn measures_in(&self, id: ScalarId, out: &mut Vec<MeasureId>) {
+        match self.get(id) {
+            Scalar::Const(_) => {}
+            Scalar::Measure(m) => out.push(m),
+            Scalar::Neg(x) | Scalar::Sqrt(x) => self.measures_in(x, out),
+            Scalar::Binary(_, a, b) => {
+                self.measures_in(a, out);
+                self.measures_in(b, out);
+            }
+        }
+    }
+}
+
+pub fn apply(op: BinOp, x: f64, y: f64) -> f64 {
+    match op {
+        BinOp::Add => x + y,
+        BinOp::Sub => x - y,
+        BinOp::Mul => x * y,
+        BinOp::Div => x / y,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constants_fold_and_share() {
+        let mut s = Scalars::default();
+        let two = s.constant(2.0);
+        let three = s.constant(3.0);
+        let six = s.binary(BinOp::Mul, two, three);
+        assert_eq!(s.known(six), Some(6.0));
+        assert_eq!(six, s.constant(6.0));
+    }
+
+    #[test]
+    fn measured_values_wait_for_execution() {
+        let mut s = Scalars::default();
+        let m = s.measure(MeasureId(0));
+        let root = s.sqrt(m);
+        assert_eq!(s.known(root), None);
+        assert_eq!(s.value(root, &|_| Some(16.0)), Some(4.0));
+    }
+}

@@ -1,0 +1,328 @@
+//! Streaming checkpoint writer: headers are laid out up front, so each
+//! tensor can be written at its final offset from any thread, in any order,
+//! and a whole model never has to sit in memory.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use std::os::unix::fs::PermissionsExt;
+use tempfile::{Builder, NamedTempFile, TempDir};
+
+use super::checkpoint::INDEX_FILE_NAME;
+use super::layout::{self, Layout, Slot};
+use super::{IoError, TensorInfo};
+
+/// Files that make a Hugging Face folder loadable besides its weights.
+const COMPANION_FILES: [&str; 10] = [
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "vocab.txt",
+    "added_tokens.json",
+];
+
+/// How to save.
+#[derive(Clone, Debug)]
+pub struct SaveOptions {
+    /// Largest shard of a folder save, in tensor bytes (a bigger tensor gets a shard alone).
+    pub max_shard_bytes: u64,
+    /// A Hugging Face folder whose config and tokenizer files a folder save copies.
+    pub copy_from: Option<PathBuf>,
+}
+
+impl Default for SaveOptions {
+    /// 5 GB shards, as transformers writes by default; nothing copied.
+    fn default() -> Self {
+        SaveOptions {
+            max_shard_bytes: 5_000_000_000,
+            copy_from: None,
+        }
+    }
+}
+
+/// Writes a checkpoint whose tensor list is known in advance. Everything goes
+/// into a temporary beside the target, renamed into place by `finish`;
+/// dropping an unfinished Writer deletes the temporary.
+pub struct Writer {
+    target: PathBuf,
+    staging: Staging,
+    files: Vec<File>,
+    file_paths: Vec<PathBuf>,
+    slots: Vec<Slot>,
+    names: Vec<String>,
+    written: Vec<AtomicBool>,
+}
+
+/// The temporary being filled; removed automatically when dropped.
+enum Staging {
+    File(NamedTempFile),
+    Folder(TempDir),
+}
+
+impl Writer {
+    /// Plan and start a save of `tensors` to `path`: a single file if `path`
+    /// ends in `.safetensors`, else a Hugging Face folder (sharded by
+    /// `options.max_shard_bytes`, with companion files copied from
+    /// `options.copy_from`). Headers are written now; data by `write`.
+    pub fn create(
+        path: &Path,
+        tensors: &[TensorInfo],
+        options: &SaveOptions,
+    ) -> Result<Writer, IoError> {
+        layout::validate(tensors)?;
+        let parent = parent_dir(path)?;
+        fs::create_dir_all(&parent).map_err(|e| write_error(&parent, e))?;
+        let single = path.extension().is_some_and(|e| e == "safetensors");
+        check_target_kind(path, single)?;
+        let shards = match single {
+            true => vec![(0..tensors.len()).collect()],
+            false => layout::assign_shards(tensors, options.max_shard_bytes),
+        };
+        let names = layout::shard_names(shards.len());
+        let plan = layout::plan(tensors, &shards, &names);
+        let (staging, file_paths) = match single {
+            true => stage_file(path, &parent)?,
+            false => stage_folder(path, &parent, &plan)?,
+        };
+        let files = write_headers(&file_paths, &plan)?;
+        if let Staging::Folder(dir) = &staging {
+            if shards.len() > 1 {
+                let index = dir.path().join(INDEX_FILE_NAME);
+                let text = layout::index_json(tensors, &shards, &names);
+                fs::write(&index, text).map_err(|e| write_error(&index, e))?;
+            }
+            copy_companions(options.copy_from.as_deref(), dir.path())?;
+        }
+        Ok(Writer {
+            target: path.to_path_buf(),
+            staging,
+            files,
+            file_paths,
+            slots: plan.slots,
+            names: tensors.iter().map(|t| t.name.clone()).collect(),
+            written: tensors.iter().map(|_| AtomicBool::new(false)).collect(),
+        })
+    }
+
+    /// Write tensor `i` (its index in the list given to `create`). Each
+    /// tensor must be written exactly once, with exactly its byte length.
+    pub fn write(&self, i: usize, bytes: &[u8]) -> Result<(), IoError> {
+        let Some(slot) = self.slots.get(i).copied() else {
+            return Err(self.bad_write(format!("there is no tensor number {i}")));
+        };
+        let name = &self.names[i];
+        if bytes.len() != slot.len {
+            let reason = format!(
+                "tensor {name:?} needs {} bytes but was given {}",
+                slot.len,
+                bytes.len()
+            );
+            return Err(self.bad_write(reason));
+        }
+        if self.written[i].swap(true, Ordering::AcqRel) {
+            return Err(self.bad_write(format!("tensor {name:?} was written twice")));
+        }
+        let result = self.files[slot.file].write_all_at(bytes, slot.offset);
+        result.map_err(|e| {
+            // Leave it unwritten so `finish` cannot mistake the output for complete.
+            self.written[i].store(false, Ordering::Release);
+            write_error(&self.file_paths[slot.file], e)
+        })
+    }
+
+    /// Check every tensor was written, flush to disk, and move the output
+    /// into place (replacing any previous file or folder at the target).
+    pub fn finish(self) -> Result<(), IoError> {
+        let missing: Vec<String> = self
+            .names
+            .iter()
+            .zip(&self.written)
+            .filter(|(_, done)| !done.load(Ordering::Acquire))
+            .map(|(name, _)| name.clone())
+            .collect();
+        if !missing.is_empty() {
+            return Err(IoError::Incomplete {
+                path: self.target,
+                missing,
+            });
+        }
+        for (file, path) in self.files.iter().zip(&self.file_paths) {
+            file.sync_all().map_err(|e| write_error(path, e))?;
+        }
+        drop(self.files);
+        match self.staging {
+            Staging::File(temp) => temp
+                .persist(&self.target)
+                .map(|_| ())
+                .map_err(|e| write_error(&self.target, e.error)),
+            Staging::Folder(dir) => replace_folder(dir, &self.target),
+        }
+    }
+
+    fn bad_write(&self, reason: String) -> IoError {
+        IoError::BadWrite {
+            path: self.target.clone(),
+            reason,
+        }
+    }
+}
+
+/// The folder the output goes in (`.` for a bare relative file name).
+fn parent_dir(path: &Path) -> Result<PathBuf, IoError> {
+    if path.file_name().is_none() {
+        let error = io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the path does not name a file or folder",
+        );
+        return Err(write_error(path, error));
+    }
+    Ok(match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    })
+}
+
+/// Refuse early, before any data is written, a target that `finish` could not
+/// replace: a folder where a file goes, or a file where a folder goes.
+fn check_target_kind(path: &Path, single: bool) -> Result<(), IoError> {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    let message = match (single, meta.is_dir()) {
+        (true, true) => "a folder is in the way of this file",
+        (false, false) => {
+            "a file is in the way of this folder (name a .safetensors file to save a single file)"
+        }
+        _ => return Ok(()),
+    };
+    Err(write_error(
+        path,
+        io::Error::new(io::ErrorKind::AlreadyExists, message),
+    ))
+}
+
+/// A hidden name beside the target, so the final rename stays on one filesystem.
+fn temp_prefix(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    format!(".{name}.tv-")
+}
+
+fn stage_file(path: &Path, parent: &Path) -> Result<(Staging, Vec<PathBuf>), IoError> {
+    let temp = Builder::new()
+        .prefix(&temp_prefix(path))
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(parent)
+        .map_err(|e| write_error(path, e))?;
+    let file_path = temp.path().to_path_buf();
+    Ok((Staging::File(temp), vec![file_path]))
+}
+
+fn stage_folder(
+    path: &Path,
+    parent: &Path,
+    plan: &Layout,
+) -> Result<(Staging, Vec<PathBuf>), IoError> {
+    let dir = Builder::new()
+        .prefix(&temp_prefix(path))
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(0o755))
+        .tempdir_in(parent)
+        .map_err(|e| write_error(path, e))?;
+    let paths = plan
+        .files
+        .iter()
+        .map(|f| dir.path().join(&f.name))
+        .collect();
+    Ok((Staging::Folder(dir), paths))
+}
+
+/// Create each file at its final length and write its header; tensor bytes
+/// are filled in later by `write`.
+fn write_headers(paths: &[PathBuf], plan: &Layout) -> Result<Vec<File>, IoError> {
+    paths
+        .iter()
+        .zip(&plan.files)
+        .map(|(path, planned)| {
+            let file = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path)
+                .map_err(|e| write_error(path, e))?;
+            file.set_len(planned.len)
+                .map_err(|e| write_error(path, e))?;
+            file.write_all_at(&planned.header, 0)
+                .map_err(|e| write_error(path, e))?;
+            Ok(file)
+        })
+        .collect()
+}
+
+/// Copy config and tokenizer files that exist in `source` into `destination`.
+fn copy_companions(source: Option<&Path>, destination: &Path) -> Result<(), IoError> {
+    let Some(source) = source else { return Ok(()) };
+    for name in COMPANION_FILES {
+        let from = source.join(name);
+        if from.is_file() {
+            let to = destination.join(name);
+            fs::copy(&from, &to).map_err(|e| write_error(&to, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Rename the finished temporary folder to `target`. An existing target is
+/// first renamed into a second temporary (restored if the swap fails) and
+/// deleted only once the new folder is in place.
+fn replace_folder(staged: TempDir, target: &Path) -> Result<(), IoError> {
+    let parent = parent_dir(target)?;
+    let old = match fs::symlink_metadata(target) {
+        Ok(_) => Some(move_aside(target, &parent)?),
+        Err(_) => None,
+    };
+    if let Err(e) = fs::rename(staged.path(), target) {
+        if let Some(old) = old {
+            // Put the previous output back; if even that fails, keep it
+            // (under its temporary name) rather than delete it.
+            if fs::rename(old.path(), target).is_err() {
+                let _ = old.keep();
+            }
+        }
+        return Err(write_error(target, e));
+    }
+    // The staged folder now lives at `target`: disarm its cleanup.
+    let _ = staged.keep();
+    drop(old);
+    Ok(())
+}
+
+/// Move `target` into a fresh temporary folder's place (renaming onto an empty
+/// directory replaces it), so dropping that temporary deletes the old output.
+fn move_aside(target: &Path, parent: &Path) -> Result<TempDir, IoError> {
+    let graveyard = Builder::new()
+        .prefix(&temp_prefix(target))
+        .suffix(".old")
+        .tempdir_in(parent)
+        .map_err(|e| write_error(target, e))?;
+    fs::rename(target, graveyard.path()).map_err(|e| write_error(target, e))?;
+    Ok(graveyard)
+}
+
+fn write_error(path: &Path, source: io::Error) -> IoError {
+    IoError::Write {
+        path: path.to_path_buf(),
+        source,
+    }
+}

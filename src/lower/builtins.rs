@@ -1,0 +1,211 @@
+//! The builtin functions of the core language.
+
+use super::call::ParamSpec;
+use super::env::Env;
+use super::{Lowerer, Value};
+use crate::diag::{Diagnostic, Span};
+use crate::graph::{NodeId, ScalarId, Term};
+use crate::syntax::ast::{Arg, BinOp, Ident};
+use std::sync::Arc;
+
+/// Every builtin, for lookup and for suggestions.
+pub const NAMES: &[&str] = &[
+    "load", "only", "except", "cosine", "dot", "norm", "distance", "numel", "sum", "mean",
+];
+
+fn params_of(name: &str) -> &'static [&'static str] {
+    match name {
+        "load" => &["path"],
+        "only" | "except" => &["w", "pattern"],
+        "cosine" | "dot" | "distance" => &["a", "b"],
+        "norm" | "numel" => &["w"],
+        _ => &["list"],
+    }
+}
+
+impl Lowerer<'_> {
+    pub(super) fn builtin(&mut self, env: &mut Env, name: &Ident, args: &[Arg], span: Span) -> Value {
+        let function = name.node.as_str();
+        let params: Vec<ParamSpec> = params_of(function)
+            .iter()
+            .map(|p| ParamSpec { name: p, required: true })
+            .collect();
+        let Some(slots) = self.match_args(function, &params, args, span) else {
+            return Value::Error;
+        };
+        let args: Vec<(Value, Span)> = slots
+            .into_iter()
+            .flatten()
+            .map(|expr| (self.expr(env, expr), expr.span))
+            .collect();
+        if args.iter().any(|(v, _)| v.is_error()) {
+            return Value::Error;
+        }
+        self.apply_builtin(function, &args, span).unwrap_or(Value::Error)
+    }
+
+    fn apply_builtin(&mut self, function: &str, args: &[(Value, Span)], span: Span) -> Option<Value> {
+        let number = |s: ScalarId| Some(Value::Num(s));
+        match function {
+            "load" => {
+                let path = self.string_arg(&args[0], "the path of `load`")?;
+                self.load(path, args[0].1)
+            }
+            "only" | "except" => {
+                let w = self.weights_arg(&args[0], function)?;
+                let glob = self.string_arg(&args[1], "a pattern")?;
+                self.select(w, &glob, function == "only", args[1].1, span)
+            }
+            "dot" => {
+                let (a, b) = self.weight_pair(args, function, span)?;
+                number(self.graph.dot(a, b))
+            }
+            "cosine" => {
+                let (a, b) = self.weight_pair(args, function, span)?;
+                number(self.cosine(a, b))
+            }
+            "distance" => {
+                let (a, b) = self.weight_pair(args, function, span)?;
+                let Value::Weights(difference) = self.add_weights(a, b, -1.0, span) else {
+                    return None;
+                };
+                number(self.norm(difference))
+            }
+            "norm" => {
+                let w = self.weights_arg(&args[0], function)?;
+                number(self.norm(w))
+            }
+            "numel" => {
+                let w = self.weights_arg(&args[0], function)?;
+                let count = self.graph.specs(w).numel() as f64;
+                number(self.graph.scalars.constant(count))
+            }
+            "sum" => self.sum(&args[0], span),
+            _ => {
+                let total = self.sum(&args[0], span)?;
+                let Value::List(items) = &args[0].0 else { return None };
+                let count = Value::Num(self.graph.scalars.constant(items.len() as f64));
+                Some(self.binary(BinOp::Div, total, count, span))
+            }
+        }
+    }
+
+    fn cosine(&mut self, a: NodeId, b: NodeId) -> ScalarId {
+        let ab = self.graph.dot(a, b);
+        let aa = self.graph.dot(a, a);
+        let bb = self.graph.dot(b, b);
+        let s = &mut self.graph.scalars;
+        let product = s.binary(BinOp::Mul, aa, bb);
+        let denominator = s.sqrt(product);
+        s.binary(BinOp::Div, ab, denominator)
+    }
+
+    fn norm(&mut self, w: NodeId) -> ScalarId {
+        let squared = self.graph.dot(w, w);
+        self.graph.scalars.sqrt(squared)
+    }
+
+    fn load(&mut self, path: String, span: Span) -> Option<Value> {
+        let resolved = self.resolve_path(&path);
+        let opened = self
+            .checkpoints
+            .entry(resolved.clone())
+            .or_insert_with(|| crate::io::Checkpoint::open(&resolved).map(Arc::new).map_err(|e| io_diag(&e)))
+            .clone();
+        match opened {
+            Ok(checkpoint) => Some(Value::Weights(self.graph.load(checkpoint, span))),
+            Err(diag) => {
+                self.error(diag.at(span, "this checkpoint"));
+                None
+            }
+        }
+    }
+
+    fn select(&mut self, w: NodeId, glob: &str, keep: bool, glob_span: Span, span: Span) -> Option<Value> {
+        let specs = self.graph.specs(w);
+        let matching = specs.tensors.iter().filter(|s| crate::graph::spec_glob_match(glob, &s.name)).count();
+        if matching == 0 {
+            let names: Vec<String> = specs.tensors.iter().take(3).map(|s| format!("`{}`", s.name)).collect();
+            let diag = Diagnostic::new("tv::no_match", format!("no tensor name matches \"{glob}\""))
+                .at(glob_span, "matches nothing")
+                .help(format!("`*` matches any run of characters; the names look like {}", names.join(", ")));
+            self.error(diag);
+            return None;
+        }
+        Some(Value::Weights(self.graph.select(w, glob, keep, span)))
+    }
+
+    /// `sum` of a list of numbers or of weights.
+    fn sum(&mut self, arg: &(Value, Span), span: Span) -> Option<Value> {
+        let Value::List(items) = &arg.0 else {
+            self.wrong_type(arg.1, "the argument of `sum`", "a list", &arg.0);
+            return None;
+        };
+        let Some(first) = items.first() else {
+            let diag = Diagnostic::new("tv::empty_list", "sum of an empty list").at(arg.1, "no items");
+            self.error(diag);
+            return None;
+        };
+        if let Value::Weights(first) = first {
+            return self.sum_weights(*first, items, arg.1, span);
+        }
+        let mut total = first.clone();
+        for item in &items[1..] {
+            total = self.binary(BinOp::Add, total, item.clone(), span);
+        }
+        Some(total)
+    }
+
+    fn sum_weights(&mut self, first: NodeId, items: &[Value], list_span: Span, span: Span) -> Option<Value> {
+        let one = self.graph.scalars.constant(1.0);
+        let mut terms = Vec::new();
+        for item in items {
+            match item {
+                Value::Weights(w) if self.same_tensors(first, *w, span) => terms.push(Term { coef: one, node: *w }),
+                Value::Weights(_) | Value::Error => return None,
+                other => {
+                    self.wrong_type(list_span, "every item of the list", "weights", other);
+                    return None;
+                }
+            }
+        }
+        Some(Value::Weights(self.graph.lin(&terms, span)))
+    }
+
+    fn weight_pair(&mut self, args: &[(Value, Span)], function: &str, span: Span) -> Option<(NodeId, NodeId)> {
+        let a = self.weights_arg(&args[0], function);
+        let b = self.weights_arg(&args[1], function);
+        let (a, b) = (a?, b?);
+        self.same_tensors(a, b, span).then_some((a, b))
+    }
+
+    fn weights_arg(&mut self, (value, span): &(Value, Span), function: &str) -> Option<NodeId> {
+        match value {
+            Value::Weights(w) => Some(*w),
+            other => {
+                self.wrong_type(*span, &format!("the argument of `{function}`"), "weights", other);
+                None
+            }
+        }
+    }
+
+    fn string_arg(&mut self, (value, span): &(Value, Span), what: &str) -> Option<String> {
+        match value {
+            Value::Str(s) => Some(s.clone()),
+            other => {
+                self.wrong_type(*span, what, "a string", other);
+                None
+            }
+        }
+    }
+}
+
+/// A checkpoint that could not be opened, as a diagnostic (its label is
+/// added where the path was written).
+fn io_diag(error: &crate::io::IoError) -> Diagnostic {
+    let diag = Diagnostic::new("tv::checkpoint", error.to_string());
+    match error.help() {
+        Some(help) => diag.help(help),
+        None => diag,
+    }
+}

@@ -1,0 +1,184 @@
+//! Sweep domains: lists and ranges, with range values printed the way a
+//! person wrote them (`0.3`, never `0.30000000000000004`).
+
+/// Decimal places in the shortest representation of `x` (`0.25` -> 2,
+/// `1e-3` -> 3, `2` -> 0).
+fn decimals(x: f64) -> usize {
+    let text = format!("{:e}", x.abs());
+    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+    let exponent: i64 = exponent.parse().unwrap_or(0);
+    let fraction = mantissa.split_once('.').map_or(0, |(_, f)| f.len() as i64);
+    (fraction - exponent).max(0) as usize
+}
+
+/// Why a range has no values, or could not be built.
+#[derive(Debug, PartialEq)]
+pub enum RangeError {
+    ZeroStep,
+    NotFinite,
+    Empty,
+    TooLarge(f64),
+}
+
+/// Points above this are surely a mistake (and would not fit in memory).
+const MAX_POINTS: f64 = 1e8;
+
+/// The values `start + i*step` in `[start, end]` (or `[start, end)`), each
+/// rounded to the decimals of `start` and `step`, so that they are the
+/// numbers a person means. Descending ranges take a negative step.
+pub fn range_values(start: f64, end: f64, step: f64, inclusive: bool) -> Result<Vec<f64>, RangeError> {
+    if !(start.is_finite() && end.is_finite() && step.is_finite()) {
+        return Err(RangeError::NotFinite);
+    }
+    if step == 0.0 {
+        return Err(RangeError::ZeroStep);
+    }
+    let places = decimals(start).max(decimals(step)).min(17);
+    // A relative slack so `0..=1 step 0.1` ends at 1 despite rounding.
+    let span = (end - start) / step;
+    let slack = 1e-9 * span.abs().max(1.0);
+    let last = if inclusive { (span + slack).floor() } else { (span - slack).ceil() - 1.0 };
+    if last < 0.0 {
+        return Err(RangeError::Empty);
+    }
+    if last + 1.0 > MAX_POINTS {
+        return Err(RangeError::TooLarge(last + 1.0));
+    }
+    Ok((0..=last as u64).map(|i| round_to(start + i as f64 * step, places)).collect())
+}
+
+/// Rounds to `places` decimals through the decimal text, so the result is
+/// the f64 nearest to that decimal.
+fn round_to(x: f64, places: usize) -> f64 {
+    format!("{x:.places$}").parse().unwrap_or(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_places() {
+        assert_eq!(decimals(0.25), 2);
+        assert_eq!(decimals(1e-3), 3);
+        assert_eq!(decimals(2.0), 0);
+        assert_eq!(decimals(2012.0), 0);
+        assert_eq!(decimals(0.1), 1);
+    }
+
+    #[test]
+    fn tenths_are_exact_decimals() {
+        let v = range_values(0.0, 1.0, 0.1, true).unwrap();
+        assert_eq!(v.len(), 11);
+        assert_eq!(v[3], 0.3);
+        assert_eq!(v[10], 1.0);
+        assert_eq!(v[7], 0.7);
+    }
+
+    #[test]
+    fn exclusive_and_integer_ranges() {
+        assert_eq!(range_values(2012.0, 2016.0, 1.0, true).unwrap(), vec![2012.0, 2013.0, 2014.0, 2015.0, 2016.0]);
+        assert_eq!(range_values(0.0, 3.0, 1.0, false).unwrap(), vec![0.0, 1.0, 2.0]);
+        assert_eq!(range_values(0.0, 1.0, 0.25, false).unwrap(), vec![0.0, 0.25, 0.5, 0.75]);
+        assert_eq!(range_values(1.0, 0.0, -0.5, true).unwrap(), vec![1.0, 0.5, 0.0]);
+    }
+
+    #[test]
+    fn empty_and_bad_ranges() {
+        assert_eq!(range_values(1.0, 1.0, 1.0, false), Err(RangeError::Empty));
+        assert_eq!(range_values(2.0, 1.0, 1.0, true), Err(RangeError::Empty));
+        assert_eq!(range_values(0.0, 1.0, 0.0, true), Err(RangeError::ZeroStep));
+        assert_eq!(range_values(0.0, 1.0, f64::NAN, true), Err(RangeError::NotFinite));
+    }
+}
+
+use super::env::Env;
+use super::{Lowerer, Value};
+use crate::diag::Diagnostic;
+use crate::syntax::ast::{Binding, Domain};
+
+impl Lowerer<'_> {
+    /// The values a sweep variable takes; `None` after reporting why not.
+    pub(super) fn domain(&mut self, env: &mut Env, binding: &Binding) -> Option<Vec<Value>> {
+        match &binding.domain {
+            Domain::List(expr) => self.list_domain(env, expr),
+            Domain::Range {
+                start,
+                end,
+                inclusive,
+                step,
+            } => {
+                let a = self.known_number(env, start, "a range bound");
+                let b = self.known_number(env, end, "a range bound");
+                let s = match step {
+                    Some(step) => self.known_number(env, step, "a range step"),
+                    None => Some(1.0),
+                };
+                let span = start.span.to(step.as_ref().map_or(end.span, |s| s.span));
+                let values = match range_values(a?, b?, s?, *inclusive) {
+                    Ok(values) => values,
+                    Err(e) => {
+                        self.error(range_error(e, span, &binding.var.node));
+                        return None;
+                    }
+                };
+                Some(values.into_iter().map(|v| Value::Num(self.graph.scalars.constant(v))).collect())
+            }
+        }
+    }
+
+    fn list_domain(&mut self, env: &mut Env, expr: &crate::syntax::ast::Expr) -> Option<Vec<Value>> {
+        let items = match self.expr(env, expr) {
+            Value::List(items) => items,
+            Value::Error => return None,
+            other => {
+                self.wrong_type(expr.span, "a sweep domain", "a list or a range", &other);
+                return None;
+            }
+        };
+        if items.is_empty() {
+            let diag = Diagnostic::new("tv::empty_domain", "the sweep domain is empty")
+                .at(expr.span, "no values")
+                .help("a sweep needs at least one value");
+            self.error(diag);
+            return None;
+        }
+        for item in &items {
+            match item {
+                Value::Num(n) if self.graph.scalars.known(*n).is_none() => {
+                    self.not_known_yet(expr.span, "swept over");
+                    return None;
+                }
+                Value::Num(_) | Value::Str(_) => {}
+                Value::Error => return None,
+                other => {
+                    self.wrong_type(expr.span, "a sweep value", "a number or a string", other);
+                    return None;
+                }
+            }
+        }
+        Some(items)
+    }
+}
+
+fn range_error(error: RangeError, span: crate::diag::Span, var: &str) -> Diagnostic {
+    let (code, message, help) = match error {
+        RangeError::Empty => (
+            "tv::empty_domain",
+            format!("the range of `{var}` is empty"),
+            "`A..=B` includes B, `A..B` does not; a descending range needs a negative step".to_string(),
+        ),
+        RangeError::ZeroStep => ("tv::bad_range", "a range step of 0".to_string(), "use a positive step".to_string()),
+        RangeError::NotFinite => (
+            "tv::bad_range",
+            "a range bound or step is not finite".to_string(),
+            "bounds and step must be ordinary numbers".to_string(),
+        ),
+        RangeError::TooLarge(n) => (
+            "tv::bad_range",
+            format!("the range of `{var}` has {n} points"),
+            "use a larger step".to_string(),
+        ),
+    };
+    Diagnostic::new(code, message).at(span, "this range").help(help)
+}

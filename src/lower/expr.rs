@@ -1,0 +1,233 @@
+//! Expressions: arithmetic on numbers and weights, strings, lists.
+
+use super::env::{Bound, Env};
+use super::{Lowerer, Value};
+use crate::diag::{closest, Diagnostic, Span};
+use crate::graph::{NodeId, Term};
+use crate::report::format_number;
+use crate::syntax::ast::{BinOp, Expr, ExprKind, StrPart};
+
+impl Lowerer<'_> {
+    pub(super) fn expr(&mut self, env: &mut Env, expr: &Expr) -> Value {
+        match &expr.node {
+            ExprKind::Num(n) => Value::Num(self.graph.scalars.constant(*n)),
+            ExprKind::Str(parts) => self.string(env, parts),
+            ExprKind::Var(name) => self.var(env, name, expr.span),
+            ExprKind::List(items) => Value::List(items.iter().map(|e| self.expr(env, e)).collect()),
+            ExprKind::Call(name, args) => self.call(env, name, args, expr.span),
+            ExprKind::Neg(inner) => {
+                let value = self.expr(env, inner);
+                self.negate(value, expr.span)
+            }
+            ExprKind::Binary(op, lhs, rhs) => {
+                let l = self.expr(env, lhs);
+                let r = self.expr(env, rhs);
+                self.binary(*op, l, r, expr.span)
+            }
+        }
+    }
+
+    fn var(&mut self, env: &Env, name: &str, span: Span) -> Value {
+        match self.lookup(env, name).map(|b| b.bound) {
+            Some(Bound::Value(value)) => value,
+            Some(Bound::Fn(_)) => {
+                let diag = Diagnostic::new("tv::type", format!("`{name}` is a function, not a value"))
+                    .at(span, "a function")
+                    .help(format!("call it: `{name}(...)`"));
+                self.error(diag);
+                Value::Error
+            }
+            None => {
+                self.unknown_name(env, name, span, "name");
+                Value::Error
+            }
+        }
+    }
+
+    pub(super) fn unknown_name(&mut self, env: &Env, name: &str, span: Span, what: &str) {
+        let visible = self.visible_names(env);
+        let builtins = super::builtins::NAMES.iter().map(|s| s.to_string());
+        let candidates: Vec<String> = visible.into_iter().chain(builtins).collect();
+        let mut diag = Diagnostic::new("tv::unknown_name", format!("unknown {what} `{name}`")).at(span, "not defined");
+        diag = match closest(name, candidates.iter().map(String::as_str)) {
+            Some(near) => diag.help(format!("did you mean `{near}`?")),
+            None => diag.help("names must be bound with `let`, `fn`, a sweep or `use` before they are used"),
+        };
+        self.error(diag);
+    }
+
+    fn string(&mut self, env: &Env, parts: &[StrPart]) -> Value {
+        let mut out = String::new();
+        for part in parts {
+            match part {
+                StrPart::Lit(s) => out.push_str(s),
+                StrPart::Interp(name) => match self.var(env, &name.node, name.span) {
+                    Value::Str(s) => out.push_str(&s),
+                    Value::Num(n) => match self.graph.scalars.known(n) {
+                        Some(v) => out.push_str(&format_number(v)),
+                        None => {
+                            self.not_known_yet(name.span, "interpolated into a string");
+                            return Value::Error;
+                        }
+                    },
+                    Value::Error => return Value::Error,
+                    other => {
+                        let diag = Diagnostic::new("tv::type", format!("cannot interpolate {}", other.type_name()))
+                            .at(name.span, other.type_name())
+                            .help("only numbers and strings can appear in `{...}`");
+                        self.error(diag);
+                        return Value::Error;
+                    }
+                },
+            }
+        }
+        Value::Str(out)
+    }
+
+    pub(super) fn not_known_yet(&mut self, span: Span, use_: &str) {
+        let diag = Diagnostic::new("tv::needs_constant", format!("a measured number cannot be {use_}"))
+            .at(span, "depends on a measurement")
+            .help("this value is known only after the tensors are read; use a number written in the program or a sweep variable");
+        self.error(diag);
+    }
+
+    fn negate(&mut self, value: Value, span: Span) -> Value {
+        match value {
+            Value::Num(n) => Value::Num(self.graph.scalars.neg(n)),
+            Value::Weights(w) => {
+                let minus_one = self.graph.scalars.constant(-1.0);
+                Value::Weights(self.graph.scale(minus_one, w, span))
+            }
+            Value::Error => Value::Error,
+            other => {
+                let diag = Diagnostic::new("tv::type", format!("cannot negate {}", other.type_name()))
+                    .at(span, other.type_name());
+                self.error(diag);
+                Value::Error
+            }
+        }
+    }
+
+    pub(super) fn binary(&mut self, op: BinOp, l: Value, r: Value, span: Span) -> Value {
+        use Value::*;
+        match (op, l, r) {
+            (_, Error, _) | (_, _, Error) => Error,
+            (_, Num(a), Num(b)) => Value::Num(self.graph.scalars.binary(op, a, b)),
+            (BinOp::Add, Weights(a), Weights(b)) => self.add_weights(a, b, 1.0, span),
+            (BinOp::Sub, Weights(a), Weights(b)) => self.add_weights(a, b, -1.0, span),
+            (BinOp::Mul, Num(c), Weights(w)) | (BinOp::Mul, Weights(w), Num(c)) => {
+                Weights(self.graph.scale(c, w, span))
+            }
+            (BinOp::Div, Weights(w), Num(c)) => {
+                if self.graph.scalars.known(c) == Some(0.0) {
+                    let diag = Diagnostic::new("tv::division_by_zero", "weights divided by zero").at(span, "divisor is 0");
+                    self.error(diag);
+                    return Error;
+                }
+                let one = self.graph.scalars.constant(1.0);
+                let inverse = self.graph.scalars.binary(BinOp::Div, one, c);
+                Weights(self.graph.scale(inverse, w, span))
+            }
+            (op, l, r) => {
+                self.type_mismatch(op, &l, &r, span);
+                Error
+            }
+        }
+    }
+
+    fn type_mismatch(&mut self, op: BinOp, l: &Value, r: &Value, span: Span) {
+        use Value::*;
+        let message = format!("cannot apply `{}` to {} and {}", op.symbol(), l.type_name(), r.type_name());
+        let help = match (op, l, r) {
+            (BinOp::Mul, Weights(_), Weights(_)) => "weights do not multiply elementwise; for a number use dot(a, b)",
+            (BinOp::Div, _, Weights(_)) => "weights can be divided by a number, not the other way round",
+            (_, Str(_), _) | (_, _, Str(_)) => "strings combine by interpolation: \"{a}_{b}\"",
+            (_, List(_), _) | (_, _, List(_)) => "lists take no arithmetic; sum(list) adds their items",
+            (_, Num(_), Weights(_)) | (_, Weights(_), Num(_)) => {
+                "a number cannot be added to weights; scale them instead, e.g. `0.5 * w`"
+            }
+            _ => "numbers combine with numbers, weights with weights",
+        };
+        let label = format!("{} {} {}", l.type_name(), op.symbol(), r.type_name());
+        self.error(Diagnostic::new("tv::type", message).at(span, label).help(help));
+    }
+
+    /// `a + sign * b`, after checking both hold the same tensors.
+    pub(super) fn add_weights(&mut self, a: NodeId, b: NodeId, sign: f64, span: Span) -> Value {
+        if !self.same_tensors(a, b, span) {
+            return Value::Error;
+        }
+        let one = self.graph.scalars.constant(1.0);
+        let coef = self.graph.scalars.constant(sign);
+        let terms = [Term { coef: one, node: a }, Term { coef, node: b }];
+        Value::Weights(self.graph.lin(&terms, span))
+    }
+
+    /// Whether `a` and `b` hold the same tensor names and shapes; reports
+    /// the first few differences if not.
+    pub(super) fn same_tensors(&mut self, a: NodeId, b: NodeId, span: Span) -> bool {
+        let differences = self.graph.specs(a).mismatches(self.graph.specs(b));
+        if differences.is_empty() {
+            return true;
+        }
+        const SHOWN: usize = 3;
+        let mut help: Vec<String> = differences.iter().take(SHOWN).map(|m| m.to_string()).collect();
+        if differences.len() > SHOWN {
+            help.push(format!("and {} more", differences.len() - SHOWN));
+        }
+        let diag = Diagnostic::new(
+            "tv::tensor_mismatch",
+            format!("the weights hold different tensors ({} differences)", differences.len()),
+        )
+        .at(span, "combined here")
+        .help(help.join("; "));
+        self.error(diag);
+        false
+    }
+
+    pub(super) fn expect_weights(&mut self, env: &mut Env, expr: &Expr, what: &str) -> Option<NodeId> {
+        match self.expr(env, expr) {
+            Value::Weights(w) => Some(w),
+            Value::Error => None,
+            other => {
+                self.wrong_type(expr.span, what, "weights", &other);
+                None
+            }
+        }
+    }
+
+    pub(super) fn expect_string(&mut self, env: &mut Env, expr: &Expr, what: &str) -> Option<String> {
+        match self.expr(env, expr) {
+            Value::Str(s) => Some(s),
+            Value::Error => None,
+            other => {
+                self.wrong_type(expr.span, what, "a string", &other);
+                None
+            }
+        }
+    }
+
+    /// A number that must be known before execution (range bounds, settings).
+    pub(super) fn known_number(&mut self, env: &mut Env, expr: &Expr, what: &str) -> Option<f64> {
+        match self.expr(env, expr) {
+            Value::Num(n) => {
+                let known = self.graph.scalars.known(n);
+                if known.is_none() {
+                    self.not_known_yet(expr.span, &format!("used as {what}"));
+                }
+                known
+            }
+            Value::Error => None,
+            other => {
+                self.wrong_type(expr.span, what, "a number", &other);
+                None
+            }
+        }
+    }
+
+    pub(super) fn wrong_type(&mut self, span: Span, what: &str, expected: &str, found: &Value) {
+        let diag = Diagnostic::new("tv::type", format!("{what} must be {expected}, found {}", found.type_name()))
+            .at(span, found.type_name().to_string());
+        self.error(diag);
+    }
+}

@@ -1,0 +1,127 @@
+//! Lowering: runs the program's statements once per sweep point, checking
+//! types, arguments and checkpoint headers as it goes, and builds the lazy
+//! graph, the saves and the report layout. Nothing here reads tensor data.
+
+mod builtins;
+mod call;
+mod domain;
+mod env;
+mod expr;
+mod modules;
+mod settings;
+mod stmt;
+mod value;
+
+pub use domain::range_values;
+pub use settings::{valid_device, SaveDtype, Settings};
+pub use value::Value;
+
+use crate::diag::{Diagnostic, Diagnostics, FileId, Sources, Span};
+use crate::graph::{Graph, NodeId};
+use crate::io::Checkpoint;
+use crate::report::Table;
+use env::{Env, Frame};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What a program asks for, ready to execute.
+pub struct Plan {
+    pub graph: Graph,
+    pub table: Table,
+    pub saves: Vec<SaveJob>,
+    pub settings: Settings,
+}
+
+/// A `save` statement at one sweep point.
+#[derive(Clone, Debug)]
+pub struct SaveJob {
+    pub node: NodeId,
+    pub path: PathBuf,
+    pub span: Span,
+}
+
+/// Lowers the program whose root file is `root` (already in `sources`).
+pub fn lower(sources: &mut Sources, root: FileId) -> (Plan, Diagnostics) {
+    let base_dir = sources
+        .get(root)
+        .path
+        .as_ref()
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+        .unwrap_or_default();
+    let mut lowerer = Lowerer {
+        sources,
+        graph: Graph::default(),
+        table: Table::default(),
+        saves: Vec::new(),
+        settings: Settings::default(),
+        diags: Vec::new(),
+        modules: HashMap::new(),
+        loading: Vec::new(),
+        checkpoints: HashMap::new(),
+        base_dir,
+        root,
+        row: Vec::new(),
+        dry: 0,
+        calls: Vec::new(),
+    };
+    lowerer.root_file(root);
+    let plan = Plan {
+        graph: lowerer.graph,
+        table: lowerer.table,
+        saves: lowerer.saves,
+        settings: lowerer.settings,
+    };
+    (plan, crate::diag::dedup(lowerer.diags))
+}
+
+pub use crate::report::RowKeyPart;
+
+struct Lowerer<'s> {
+    sources: &'s mut Sources,
+    graph: Graph,
+    table: Table,
+    saves: Vec<SaveJob>,
+    settings: Settings,
+    diags: Diagnostics,
+    /// The global names of every file lowered so far.
+    modules: HashMap<FileId, Frame>,
+    /// Files being imported, to catch cycles.
+    loading: Vec<FileId>,
+    /// Opened checkpoints by resolved path (or the error opening gave).
+    checkpoints: HashMap<PathBuf, Result<Arc<Checkpoint>, Diagnostic>>,
+    /// Relative paths in the program are relative to the root file.
+    base_dir: PathBuf,
+    root: FileId,
+    /// The current sweep point.
+    row: Vec<RowKeyPart>,
+    /// Above zero while checking code that does not really run (a `fn`
+    /// body at its definition, a sweep body whose domain failed): errors
+    /// are reported, but nothing is recorded.
+    dry: usize,
+    /// The user functions being called, innermost last.
+    calls: Vec<String>,
+}
+
+impl Lowerer<'_> {
+    fn error(&mut self, diag: Diagnostic) {
+        self.diags.push(diag);
+    }
+
+    /// Lowers the root file.
+    fn root_file(&mut self, root: FileId) {
+        let text = self.sources.get(root).text.clone();
+        match crate::syntax::parse(root, &text) {
+            Ok(program) => {
+                let mut env = Env::new(root);
+                self.modules.insert(root, Frame::default());
+                self.stmts(&mut env, &program.stmts);
+            }
+            Err(diag) => self.error(diag),
+        }
+    }
+
+    fn resolve_path(&self, path: &str) -> PathBuf {
+        self.base_dir.join(path)
+    }
+}

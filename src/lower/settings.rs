@@ -1,0 +1,126 @@
+//! `set KEY = VALUE`: run settings that command-line flags may override.
+
+use super::env::Env;
+use super::{Lowerer, Value};
+use crate::diag::{closest, Diagnostic};
+use crate::syntax::ast::{Expr, Ident};
+
+/// The dtype tensors are saved in.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SaveDtype {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl SaveDtype {
+    pub fn parse(text: &str) -> Option<SaveDtype> {
+        match text {
+            "f32" => Some(SaveDtype::F32),
+            "f16" => Some(SaveDtype::F16),
+            "bf16" => Some(SaveDtype::Bf16),
+            _ => None,
+        }
+    }
+
+    pub fn dtype(self) -> crate::io::Dtype {
+        match self {
+            SaveDtype::F32 => crate::io::Dtype::F32,
+            SaveDtype::F16 => crate::io::Dtype::F16,
+            SaveDtype::Bf16 => crate::io::Dtype::BF16,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// `None`: every tensor keeps the dtype of its left-most checkpoint.
+    pub dtype: Option<SaveDtype>,
+    pub seed: u64,
+    /// `None`: one worker per core.
+    pub threads: Option<usize>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            device: "cpu".to_string(),
+            dtype: None,
+            seed: 0,
+            threads: None,
+        }
+    }
+}
+
+const KEYS: &[&str] = &["device", "dtype", "seed", "threads"];
+
+/// Whether `device` names a device this build can use.
+pub fn valid_device(device: &str) -> bool {
+    device == "cpu"
+        || device == "cuda"
+        || device.strip_prefix("cuda:").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+impl Lowerer<'_> {
+    pub(super) fn set_stmt(&mut self, env: &mut Env, key: &Ident, expr: &Expr) {
+        let value = self.expr(env, expr);
+        if value.is_error() {
+            return;
+        }
+        let problem = match key.node.as_str() {
+            "device" => self.set_device(&value),
+            "dtype" => self.set_dtype(&value),
+            "seed" => self.set_count(&value, 0.0).map(|n| self.settings.seed = n as u64),
+            "threads" => self.set_count(&value, 1.0).map(|n| self.settings.threads = Some(n as usize)),
+            other => {
+                let diag = Diagnostic::new("tv::unknown_setting", format!("unknown setting `{other}`")).at(key.span, "not a setting");
+                let help = match closest(other, KEYS.iter().copied()) {
+                    Some(near) => format!("did you mean `{near}`? The settings are {}", KEYS.join(", ")),
+                    None => format!("the settings are {}", KEYS.join(", ")),
+                };
+                self.error(diag.help(help));
+                return;
+            }
+        };
+        if let Err(help) = problem {
+            let diag = Diagnostic::new("tv::bad_setting", format!("bad value for `{}`", key.node))
+                .at(expr.span, "this value")
+                .help(help);
+            self.error(diag);
+        }
+    }
+
+    fn set_device(&mut self, value: &Value) -> Result<(), String> {
+        match value {
+            Value::Str(s) if valid_device(s) => {
+                self.settings.device = s.clone();
+                Ok(())
+            }
+            _ => Err("the device is \"cpu\", \"cuda\" or \"cuda:N\"".into()),
+        }
+    }
+
+    fn set_dtype(&mut self, value: &Value) -> Result<(), String> {
+        match value {
+            Value::Str(s) if SaveDtype::parse(s).is_some() => {
+                self.settings.dtype = SaveDtype::parse(s);
+                Ok(())
+            }
+            _ => Err("the dtype is \"f32\", \"f16\" or \"bf16\"".into()),
+        }
+    }
+
+    /// A whole number of at least `min`.
+    fn set_count(&self, value: &Value, min: f64) -> Result<f64, String> {
+        let known = match value {
+            Value::Num(n) => self.graph.scalars.known(*n),
+            _ => None,
+        };
+        match known {
+            Some(n) if n >= min && n.fract() == 0.0 && n < 1e15 => Ok(n),
+            _ => Err(format!("a whole number of at least {min}")),
+        }
+    }
+}

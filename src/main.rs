@@ -1,0 +1,175 @@
+//! The `tv` command: parses arguments, calls the library, renders errors.
+
+use clap::{Parser, Subcommand};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tv::diag::{Diagnostic, Sources};
+use tv::lower::SaveDtype;
+
+const EXAMPLES: &str = "\
+Examples:
+  tv run experiments/analogy.tv                 print the report as CSV
+  tv run experiments/analogy.tv -o report.csv   write it to a file
+  tv check experiments/analogy.tv               find every error, read no tensor data
+  tv inspect experiments/checkpoints/base       list a checkpoint's tensors
+
+Exit status: 0 on success, 1 when the program or its inputs have errors
+(each is reported with its place in the source), 2 for bad command-line usage.";
+
+/// A declarative language for experiments in the weight space of neural networks.
+#[derive(Parser)]
+#[command(name = "tv", version, about, after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a program, run it, and report its measurements as CSV.
+    Run {
+        /// The `.tv` file.
+        file: PathBuf,
+        /// Write the CSV report here (atomically) instead of to stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        settings: SettingFlags,
+        /// Print what the run did (passes, bytes read and written, time) to stderr.
+        #[arg(long)]
+        stats: bool,
+    },
+    /// Report every error in a program without reading tensor data.
+    Check {
+        /// The `.tv` file.
+        file: PathBuf,
+    },
+    /// List a checkpoint's tensors with their dtypes and shapes, and totals per dtype.
+    Inspect {
+        /// A `.safetensors` file or a Hugging Face folder.
+        checkpoint: PathBuf,
+    },
+}
+
+/// Flags that override the program's `set` statements.
+#[derive(clap::Args)]
+struct SettingFlags {
+    /// Worker threads (default: one per core). The report is the same for any count.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    threads: Option<u32>,
+    /// Device to compute on: cpu, cuda or cuda:N.
+    #[arg(long, value_parser = parse_device)]
+    device: Option<String>,
+    /// Dtype of saved float tensors: f32, f16 or bf16.
+    #[arg(long, value_parser = parse_dtype)]
+    dtype: Option<SaveDtype>,
+    /// Seed for random operations.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+fn parse_device(text: &str) -> Result<String, String> {
+    if tv::lower::valid_device(text) {
+        Ok(text.to_string())
+    } else {
+        Err("expected cpu, cuda or cuda:N".into())
+    }
+}
+
+fn parse_dtype(text: &str) -> Result<SaveDtype, String> {
+    SaveDtype::parse(text).ok_or_else(|| "expected f32, f16 or bf16".into())
+}
+
+impl SettingFlags {
+    fn overrides(&self) -> tv::Overrides {
+        tv::Overrides {
+            device: self.device.clone(),
+            dtype: self.dtype,
+            seed: self.seed,
+            threads: self.threads.map(|t| t as usize),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut sources = Sources::default();
+    let result = match &cli.command {
+        Command::Run {
+            file,
+            output,
+            settings,
+            stats,
+        } => run(&mut sources, file, output.as_deref(), settings, *stats),
+        Command::Check { file } => tv::check(&mut sources, file, &tv::Overrides::default()).map(|_| ()),
+        Command::Inspect { checkpoint } => inspect(checkpoint),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(diags) => {
+            report(&diags, &sources);
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(
+    sources: &mut Sources,
+    file: &Path,
+    output: Option<&Path>,
+    settings: &SettingFlags,
+    stats: bool,
+) -> Result<(), Vec<Diagnostic>> {
+    let result = tv::run(sources, file, &settings.overrides(), true)?;
+    let written = match output {
+        Some(path) => tv::report::write_atomic(path, result.csv.as_bytes()),
+        None => std::io::stdout().write_all(result.csv.as_bytes()),
+    };
+    written.map_err(|e| vec![Diagnostic::new("tv::report", format!("cannot write the report: {e}"))])?;
+    if stats {
+        eprintln!("{}", format_stats(&result.stats));
+    }
+    Ok(())
+}
+
+fn format_stats(stats: &tv::exec::Stats) -> String {
+    format!(
+        "passes: {}\ntensors computed: {}\nbytes read: {} ({})\nbytes written: {} ({})\ntime: {:.3} s",
+        stats.passes,
+        stats.tensors_computed,
+        stats.bytes_read,
+        tv::io::human_bytes(stats.bytes_read),
+        stats.bytes_written,
+        tv::io::human_bytes(stats.bytes_written),
+        stats.seconds
+    )
+}
+
+fn inspect(path: &Path) -> Result<(), Vec<Diagnostic>> {
+    match tv::io::Checkpoint::open(path) {
+        Ok(checkpoint) => {
+            print!("{}", tv::io::describe(&checkpoint));
+            Ok(())
+        }
+        Err(e) => {
+            let diag = Diagnostic::new("tv::checkpoint", e.to_string());
+            Err(vec![match e.help() {
+                Some(help) => diag.help(help),
+                None => diag,
+            }])
+        }
+    }
+}
+
+/// Colour on a terminal; plain, fixed-width text otherwise.
+fn report(diags: &[Diagnostic], sources: &Sources) {
+    let text = if std::io::stderr().is_terminal() {
+        tv::diag::render_all(diags, sources)
+    } else {
+        tv::diag::render_plain(diags, sources, 100)
+    };
+    eprintln!("{text}");
+    let count = diags.len();
+    eprintln!("tv: {count} error{}", if count == 1 { "" } else { "s" });
+}

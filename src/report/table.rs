@@ -1,0 +1,95 @@
+//! The layout of the report, filled in while the program is lowered and
+//! rendered once the measurements are made.
+
+use super::format_number;
+use crate::diag::Span;
+use crate::graph::ScalarId;
+use std::collections::HashMap;
+
+/// One `(sweep, variable, value)` of a sweep point: the key of the report
+/// row that evals made there land in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RowKeyPart {
+    pub sweep: Span,
+    pub var: String,
+    pub value: String,
+}
+
+#[derive(Default, Debug)]
+struct Row {
+    vars: Vec<(String, String)>,
+    cells: HashMap<String, Option<ScalarId>>,
+}
+
+/// Columns are the sweep variables (outermost first), then the evals in
+/// source order. The row of evals outside any sweep comes first, then one
+/// row per sweep point that measured something, in execution order.
+#[derive(Default, Debug)]
+pub struct Table {
+    vars: Vec<String>,
+    evals: Vec<String>,
+    top: Option<Row>,
+    rows: Vec<Row>,
+    index: HashMap<Vec<RowKeyPart>, usize>,
+}
+
+impl Table {
+    pub fn add_var(&mut self, name: &str) {
+        if !self.vars.iter().any(|v| v == name) {
+            self.vars.push(name.to_string());
+        }
+    }
+
+    /// Records an eval at the sweep point `key`; false if that row already
+    /// has a value for `eval`.
+    pub fn record(&mut self, key: &[RowKeyPart], eval: &str, value: Option<ScalarId>) -> bool {
+        if !self.evals.iter().any(|e| e == eval) {
+            self.evals.push(eval.to_string());
+        }
+        let row = if key.is_empty() {
+            self.top.get_or_insert_with(Row::default)
+        } else {
+            let next = self.rows.len();
+            let index = *self.index.entry(key.to_vec()).or_insert(next);
+            if index == next {
+                let vars = key.iter().map(|k| (k.var.clone(), k.value.clone())).collect();
+                self.rows.push(Row {
+                    vars,
+                    cells: HashMap::new(),
+                });
+            }
+            &mut self.rows[index]
+        };
+        row.cells.insert(eval.to_string(), value).is_none()
+    }
+
+    /// Every number the report shows.
+    pub fn scalars(&self) -> Vec<ScalarId> {
+        let rows = self.top.iter().chain(&self.rows);
+        rows.flat_map(|r| r.cells.values().flatten().copied()).collect()
+    }
+
+    pub fn row_count(&self) -> usize {
+        self.rows.len() + usize::from(self.top.is_some())
+    }
+
+    /// The CSV text; `value` gives each measured number.
+    pub fn to_csv(&self, value: &dyn Fn(ScalarId) -> Option<f64>) -> Result<String, csv::Error> {
+        let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+        let header = self.vars.iter().chain(&self.evals);
+        writer.write_record(header)?;
+        for row in self.top.iter().chain(&self.rows) {
+            let vars = self.vars.iter().map(|v| {
+                let found = row.vars.iter().find(|(name, _)| name == v);
+                found.map(|(_, shown)| shown.clone()).unwrap_or_default()
+            });
+            let evals = self.evals.iter().map(|e| {
+                let cell = row.cells.get(e).copied().flatten();
+                cell.and_then(value).map(format_number).unwrap_or_default()
+            });
+            writer.write_record(vars.chain(evals).collect::<Vec<_>>())?;
+        }
+        let bytes = writer.into_inner().map_err(|e| e.into_error())?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
