@@ -1,6 +1,7 @@
 //! Source text to syntax tree. pest's `Pair`s never leave this module.
 
 pub mod ast;
+mod limits;
 mod parser;
 mod syntax_error;
 

@@ -4,9 +4,9 @@ use super::ast::*;
 use super::syntax_error::from_pest;
 use crate::diag::{Diagnostic, FileId, Span};
 use pest::iterators::Pair;
-use pest::pratt_parser::{Assoc, Op, PrattParser};
+use super::limits::{check_nesting, too_deep, MAX_DEPTH};
 use pest::Parser;
-use std::sync::OnceLock;
+use std::cell::Cell;
 
 #[derive(pest_derive::Parser)]
 #[grammar = "../grammar/tv.pest"]
@@ -14,24 +14,29 @@ struct TvParser;
 
 /// Parses one file. A syntax error stops the parse: it is reported alone.
 pub fn parse(file: FileId, text: &str) -> Result<Program, Diagnostic> {
+    check_nesting(file, text)?;
     let mut pairs = TvParser::parse(Rule::program, text).map_err(|e| from_pest(file, text, e))?;
     let program = pairs.next().map(|p| p.into_inner()).into_iter().flatten();
-    let builder = Builder { file };
+    let builder = Builder {
+        file,
+        too_deep: Cell::new(None),
+    };
     let stmts = program
         .filter(|p| p.as_rule() != Rule::EOI)
         .map(|p| builder.stmt(p))
         .collect();
-    Ok(Program { stmts })
+    match builder.too_deep.get() {
+        Some(span) => Err(too_deep(span, "more than 200 levels of operators, calls or lists")),
+        None => Ok(Program { stmts }),
+    }
 }
 
-fn pratt() -> &'static PrattParser<Rule> {
-    static PRATT: OnceLock<PrattParser<Rule>> = OnceLock::new();
-    PRATT.get_or_init(|| {
-        PrattParser::new()
-            .op(Op::infix(Rule::add, Assoc::Left) | Op::infix(Rule::sub, Assoc::Left))
-            .op(Op::infix(Rule::mul, Assoc::Left) | Op::infix(Rule::div, Assoc::Left))
-            .op(Op::prefix(Rule::neg))
-    })
+/// Binding strength of an infix operator; all associate to the left.
+fn precedence(op: BinOp) -> u8 {
+    match op {
+        BinOp::Add | BinOp::Sub => 1,
+        BinOp::Mul | BinOp::Div => 2,
+    }
 }
 
 /// Keyword tokens carry no information once the rule is known.
@@ -53,7 +58,12 @@ fn is_keyword(rule: Rule) -> bool {
 
 struct Builder {
     file: FileId,
+    /// Set when an expression passes `MAX_DEPTH`; the parse then fails.
+    too_deep: Cell<Option<Span>>,
 }
+
+/// An expression with the depth of its tree.
+type Built = (Expr, usize);
 
 impl Builder {
     fn span(&self, pair: &Pair<Rule>) -> Span {
@@ -152,56 +162,115 @@ impl Builder {
     }
 
     fn expr(&self, pair: Pair<Rule>) -> Expr {
-        let expr_span = self.span(&pair);
-        pratt()
-            .map_primary(|p| self.primary(p))
-            .map_prefix(|op, operand| {
-                let span = self.span(&op).to(operand.span);
-                Spanned::new(ExprKind::Neg(Box::new(operand)), span)
-            })
-            .map_infix(|lhs, op, rhs| {
-                let op = match op.as_rule() {
-                    Rule::add => BinOp::Add,
-                    Rule::sub => BinOp::Sub,
-                    Rule::mul => BinOp::Mul,
-                    _ => BinOp::Div,
-                };
-                let span = lhs.span.to(rhs.span);
-                Spanned::new(ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)), span)
-            })
-            .parse(pair.into_inner())
-            .with_span_at_least(expr_span)
+        self.expr_depth(pair).0
     }
 
-    fn primary(&self, pair: Pair<Rule>) -> Expr {
+    /// Operator-precedence parsing of the flat `prefix* primary (infix
+    /// prefix* primary)*` sequence, without recursion, so long chains
+    /// cannot exhaust the stack.
+    fn expr_depth(&self, pair: Pair<Rule>) -> Built {
+        let mut operands: Vec<Built> = Vec::new();
+        let mut operators: Vec<BinOp> = Vec::new();
+        let mut negations: Vec<Span> = Vec::new();
+        for part in pair.into_inner() {
+            let op = match part.as_rule() {
+                Rule::neg => {
+                    negations.push(self.span(&part));
+                    continue;
+                }
+                Rule::add => BinOp::Add,
+                Rule::sub => BinOp::Sub,
+                Rule::mul => BinOp::Mul,
+                Rule::div => BinOp::Div,
+                _ => {
+                    let mut operand = self.primary(part);
+                    for minus in negations.drain(..).rev() {
+                        let span = minus.to(operand.0.span);
+                        operand = self.node(ExprKind::Neg(Box::new(operand.0)), span, operand.1 + 1);
+                    }
+                    operands.push(operand);
+                    continue;
+                }
+            };
+            while operators.last().is_some_and(|top| precedence(*top) >= precedence(op)) {
+                self.reduce(&mut operands, &mut operators);
+            }
+            operators.push(op);
+        }
+        while !operators.is_empty() {
+            self.reduce(&mut operands, &mut operators);
+        }
+        operands.pop().expect("grammar guarantees an operand")
+    }
+
+    /// Replaces the top two operands by the top operator applied to them.
+    fn reduce(&self, operands: &mut Vec<Built>, operators: &mut Vec<BinOp>) {
+        let op = operators.pop().expect("an operator to reduce");
+        let (rhs, rd) = operands.pop().expect("right operand");
+        let (lhs, ld) = operands.pop().expect("left operand");
+        let span = lhs.span.to(rhs.span);
+        let built = self.node(ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)), span, ld.max(rd) + 1);
+        operands.push(built);
+    }
+
+    /// A new node of depth `depth`; past the limit, the error is recorded
+    /// and a leaf stands in, so the tree never grows deeper.
+    fn node(&self, kind: ExprKind, span: Span, depth: usize) -> Built {
+        if depth > MAX_DEPTH {
+            if self.too_deep.get().is_none() {
+                self.too_deep.set(Some(span));
+            }
+            return (Spanned::new(ExprKind::Num(0.0), span), 0);
+        }
+        (Spanned::new(kind, span), depth)
+    }
+
+    fn primary(&self, pair: Pair<Rule>) -> Built {
         let span = self.span(&pair);
         let kind = match pair.as_rule() {
             Rule::number => ExprKind::Num(pair.as_str().parse().unwrap_or(f64::NAN)),
             Rule::string => ExprKind::Str(self.string_parts(pair)),
             Rule::ident => ExprKind::Var(pair.as_str().to_string()),
-            Rule::list => ExprKind::List(pair.into_inner().map(|e| self.expr(e)).collect()),
+            Rule::list => {
+                let items: Vec<Built> = pair.into_inner().map(|e| self.expr_depth(e)).collect();
+                let depth = items.iter().map(|(_, d)| *d).max().unwrap_or(0) + 1;
+                let items = items.into_iter().map(|(e, _)| e).collect();
+                return self.node(ExprKind::List(items), span, depth);
+            }
             Rule::call => return self.call(span, pair),
-            Rule::expr => return self.expr(pair),
+            Rule::expr => {
+                let (inner, depth) = self.expr_depth(pair);
+                // A parenthesised expression keeps the span of its parentheses.
+                return (Spanned::new(inner.node, inner.span.to(span)), depth);
+            }
             other => unreachable!("not an operand: {other:?}"),
         };
-        Spanned::new(kind, span)
+        (Spanned::new(kind, span), 1)
     }
 
-    fn call(&self, span: Span, pair: Pair<Rule>) -> Expr {
+    fn call(&self, span: Span, pair: Pair<Rule>) -> Built {
         let mut inner = pair.into_inner();
         let name = self.ident(inner.next().expect("call has a name"));
+        let mut depth = 1;
         let args = inner
             .next()
-            .map(|args| args.into_inner().map(|a| self.arg(a)).collect())
+            .map(|args| {
+                let args = args.into_inner().map(|a| self.arg(a));
+                args.map(|(arg, d)| {
+                    depth = depth.max(d + 1);
+                    arg
+                })
+                .collect()
+            })
             .unwrap_or_default();
-        Spanned::new(ExprKind::Call(name, args), span)
+        self.node(ExprKind::Call(name, args), span, depth)
     }
 
-    fn arg(&self, pair: Pair<Rule>) -> Arg {
+    fn arg(&self, pair: Pair<Rule>) -> (Arg, usize) {
         let mut inner: Vec<_> = pair.into_inner().collect();
-        let value = self.expr(inner.pop().expect("argument has a value"));
+        let (value, depth) = self.expr_depth(inner.pop().expect("argument has a value"));
         let name = inner.pop().map(|n| self.ident(n));
-        Arg { name, value }
+        (Arg { name, value }, depth)
     }
 
     fn string_parts(&self, pair: Pair<Rule>) -> Vec<StrPart> {
@@ -243,17 +312,5 @@ fn unescape(escape: &str) -> &'static str {
         "\\n" => "\n",
         "\\\"" => "\"",
         _ => "\\",
-    }
-}
-
-trait SpanAtLeast {
-    fn with_span_at_least(self, span: Span) -> Self;
-}
-
-impl SpanAtLeast for Expr {
-    /// A parenthesised expression keeps the span of its parentheses.
-    fn with_span_at_least(mut self, span: Span) -> Self {
-        self.span = self.span.to(span);
-        self
     }
 }
