@@ -4,7 +4,8 @@
 //! (`{"name": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}`),
 //! then the tensor data, offsets relative to its start. Parsed here by hand
 //! rather than through the safetensors crate so that each problem maps to a
-//! precise error (a truncated file is reported as such, with sizes).
+//! precise error (a truncated file is reported as such, with sizes); the
+//! safetensors crate then validates the header again as the final word.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -52,6 +53,12 @@ pub(super) fn parse(path: &Path, file: &[u8]) -> Result<Vec<StoredTensor>, IoErr
     tensors.sort_by_key(|t| (t.range.start, t.range.end));
     let data_len = check_tiling(path, &tensors)?;
     check_file_length(path, data_start, data_len, file.len())?;
+    // The safetensors crate has the last word: whatever it would refuse is
+    // refused here too, even if the checks above missed it.
+    safetensors::SafeTensors::read_metadata(file).map_err(|e| IoError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     for tensor in &mut tensors {
         tensor.range = tensor.range.start + data_start..tensor.range.end + data_start;
     }
