@@ -110,8 +110,8 @@ fn every_stdlib_module_checks_and_its_functions_run() {
         std::fs::write(&path, program).expect("write program");
         let rows = run(&path);
         assert_eq!(rows.len(), 1);
-        for i in 0..calls.len() {
-            assert!(number(&rows[0], &format!("f{i}")).is_finite(), "std/{name}: {}", calls[i]);
+        for (i, call) in calls.iter().enumerate() {
+            assert!(number(&rows[0], &format!("f{i}")).is_finite(), "std/{name}: {call}");
         }
     }
 }
