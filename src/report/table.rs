@@ -75,6 +75,10 @@ impl Table {
 
     /// The CSV text; `value` gives each measured number.
     pub fn to_csv(&self, value: &dyn Fn(ScalarId) -> Option<f64>) -> Result<String, csv::Error> {
+        if self.vars.is_empty() && self.evals.is_empty() {
+            // A program that only saves has no table at all.
+            return Ok(String::new());
+        }
         let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
         let header = self.vars.iter().chain(&self.evals);
         writer.write_record(header)?;
