@@ -12,8 +12,8 @@ pub mod io;
 pub mod lower;
 pub mod report;
 pub mod stdlib;
-pub mod synth;
 pub mod syntax;
+pub mod synth;
 
 use diag::{Diagnostic, Diagnostics, Sources};
 use exec::{ExecOptions, Stats};
@@ -33,8 +33,12 @@ pub struct Overrides {
 /// tensor data.
 pub fn check(sources: &mut Sources, path: &Path, overrides: &Overrides) -> Result<Plan, Diagnostics> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        let message = format!("cannot read {}: {e}", path.display());
-        vec![Diagnostic::new("tv::missing_file", message)]
+        let (code, reason) = match e.kind() {
+            std::io::ErrorKind::InvalidData => ("tv::not_text", "it is not UTF-8 text".to_string()),
+            _ => ("tv::missing_file", e.to_string()),
+        };
+        let message = format!("cannot read {}: {reason}", path.display());
+        vec![Diagnostic::new(code, message).help("tv runs `.tv` programs: UTF-8 text files")]
     })?;
     let root = sources.add(path.display().to_string(), Some(path.to_path_buf()), text);
     plan(sources, root, overrides)
@@ -53,7 +57,13 @@ fn plan(sources: &mut Sources, root: diag::FileId, overrides: &Overrides) -> Res
     if plan.settings.device != "cpu" {
         let message = format!("device \"{}\" is not available", plan.settings.device);
         let help = "this build of tv computes on the CPU only; use `set device = \"cpu\"` or `--device cpu`";
-        diags.push(Diagnostic::new("tv::device", message).help(help));
+        let mut diag = Diagnostic::new("tv::device", message).help(help);
+        match (&overrides.device, plan.settings.device_span) {
+            (Some(_), _) => diag.message.push_str(" (from --device)"),
+            (None, Some(span)) => diag = diag.at(span, "set here"),
+            (None, None) => {}
+        }
+        diags.push(diag);
     }
     if diags.is_empty() {
         Ok(plan)
@@ -85,7 +95,12 @@ pub struct RunOutput {
 }
 
 /// Checks and runs the program at `path`.
-pub fn run(sources: &mut Sources, path: &Path, overrides: &Overrides, progress: bool) -> Result<RunOutput, Diagnostics> {
+pub fn run(
+    sources: &mut Sources,
+    path: &Path,
+    overrides: &Overrides,
+    progress: bool,
+) -> Result<RunOutput, Diagnostics> {
     let plan = check(sources, path, overrides)?;
     execute(&plan, progress)
 }

@@ -56,7 +56,13 @@ impl Weights {
             .tensors
             .iter()
             .zip(&other.tensors)
-            .map(|((n, s, a), (_, _, b))| (n.clone(), s.clone(), a.iter().zip(b).map(|(x, y)| x + scale * y).collect()))
+            .map(|((n, s, a), (_, _, b))| {
+                (
+                    n.clone(),
+                    s.clone(),
+                    a.iter().zip(b).map(|(x, y)| x + scale * y).collect(),
+                )
+            })
             .collect();
         Weights { tensors }
     }
@@ -77,7 +83,13 @@ pub fn mlp_shapes() -> Vec<(&'static str, Vec<usize>)> {
 pub fn random_weights(rng: &mut Rng, shapes: &[(&str, Vec<usize>)], scale: f64) -> Weights {
     let tensors = shapes
         .iter()
-        .map(|(name, shape)| (name.to_string(), shape.clone(), rng.normals(shape.iter().product(), scale)))
+        .map(|(name, shape)| {
+            (
+                name.to_string(),
+                shape.clone(),
+                rng.normals(shape.iter().product(), scale),
+            )
+        })
         .collect();
     Weights { tensors }
 }
@@ -133,10 +145,18 @@ pub fn write_experiment_checkpoints(dir: &Path) -> Result<(), IoError> {
         let step = random_weights(&mut rng, &shapes, 0.01);
         drift = drift.plus(1.0, &step);
         let lm = base.plus(1.0, &drift);
-        save(&dir.join(format!("lm_{year}.safetensors")), &lm, &SaveOptions::default())?;
+        save(
+            &dir.join(format!("lm_{year}.safetensors")),
+            &lm,
+            &SaveOptions::default(),
+        )?;
         let noise = random_weights(&mut rng, &shapes, 0.002);
         let tuned = lm.plus(1.0, &task).plus(1.0, &noise);
-        save(&dir.join(format!("task_{year}.safetensors")), &tuned, &SaveOptions::default())?;
+        save(
+            &dir.join(format!("task_{year}.safetensors")),
+            &tuned,
+            &SaveOptions::default(),
+        )?;
     }
     Ok(())
 }

@@ -82,16 +82,21 @@ pub struct Sources {
 pub struct SourceFile {
     /// The name shown to the user (the path as given, or `std/NAME`).
     pub name: String,
-    /// Where it lives on disk; `None` for the bundled stdlib.
+    /// Where it lives on disk, as written (relative paths stay relative);
+    /// `None` for the bundled stdlib.
     pub path: Option<PathBuf>,
+    /// The canonical path: one file reached by two spellings is one file.
+    canonical: Option<PathBuf>,
     pub text: Arc<String>,
 }
 
 impl Sources {
     pub fn add(&mut self, name: String, path: Option<PathBuf>, text: String) -> FileId {
+        let canonical = path.as_ref().and_then(|p| std::fs::canonicalize(p).ok());
         self.files.push(SourceFile {
             name,
             path,
+            canonical,
             text: Arc::new(text),
         });
         FileId(self.files.len() as u32 - 1)
@@ -103,7 +108,8 @@ impl Sources {
 
     /// The file already loaded from `path`, if any.
     pub fn find_path(&self, path: &std::path::Path) -> Option<FileId> {
-        let found = self.files.iter().position(|f| f.path.as_deref() == Some(path));
+        let canonical = std::fs::canonicalize(path).ok()?;
+        let found = self.files.iter().position(|f| f.canonical.as_deref() == Some(canonical.as_path()));
         found.map(|i| FileId(i as u32))
     }
 
@@ -122,11 +128,12 @@ impl Sources {
     }
 }
 
-/// Sorts by position and drops exact repeats (a sweep body reports the same
-/// error once per point otherwise).
+/// Sorts by position and drops repeats of the same error at the same place,
+/// keeping the first (a sweep body, or a function body checked at its
+/// definition and again at each call, would report it many times).
 pub fn dedup(mut diags: Diagnostics) -> Diagnostics {
     let mut seen = std::collections::HashSet::new();
-    diags.retain(|d| seen.insert(d.clone()));
+    diags.retain(|d| seen.insert((d.code, d.message.clone(), d.label.clone())));
     diags.sort_by_key(|d| d.span().map(|s| (s.file, s.start, s.end)));
     diags
 }

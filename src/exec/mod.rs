@@ -51,9 +51,12 @@ pub fn execute(plan: &Plan, options: &ExecOptions) -> Result<Outcome, Diagnostic
     if let Some(threads) = options.threads {
         builder = builder.num_threads(threads);
     }
-    let pool = builder
-        .build()
-        .map_err(|e| vec![Diagnostic::new("tv::threads", format!("cannot start worker threads: {e}"))])?;
+    let pool = builder.build().map_err(|e| {
+        vec![Diagnostic::new(
+            "tv::threads",
+            format!("cannot start worker threads: {e}"),
+        )]
+    })?;
     pool.install(|| execute_in_pool(plan, options))
 }
 

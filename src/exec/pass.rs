@@ -82,7 +82,9 @@ impl Pass<'_> {
         let mut partials = Vec::with_capacity(self.measures.len());
         for m in self.measures {
             let Measure::Dot(a, b) = self.graph().measure(*m);
-            let partial = self.partial_dot(&mut ctx, a, b).map_err(|e| compute_error(self.graph(), a, name, e))?;
+            let partial = self
+                .partial_dot(&mut ctx, a, b)
+                .map_err(|e| compute_error(self.graph(), a, name, e))?;
             partials.push(partial);
         }
         let mut written = 0;
@@ -112,13 +114,19 @@ impl Pass<'_> {
         let info = &saver.infos[index];
         let spec_is_float = self.graph().specs(job.node).tensors[index].float;
         let result = if spec_is_float {
-            let value = ctx.value(job.node).map_err(|e| compute_error(self.graph(), job.node, ctx.name, e))?;
-            let values = to_f32(&value, info.numel()).map_err(|e| compute_error(self.graph(), job.node, ctx.name, e))?;
+            let value = ctx
+                .value(job.node)
+                .map_err(|e| compute_error(self.graph(), job.node, ctx.name, e))?;
+            let values =
+                to_f32(&value, info.numel()).map_err(|e| compute_error(self.graph(), job.node, ctx.name, e))?;
             let bytes = crate::io::encode_f32(info.dtype, &values).unwrap_or_default();
             saver.writer.write(index, &bytes)
         } else {
             let checkpoint = self.graph().leaf(carrier_leaf(self.graph(), job.node));
-            let source = checkpoint.index_of(ctx.name).map(|k| checkpoint.bytes(k)).unwrap_or_default();
+            let source = checkpoint
+                .index_of(ctx.name)
+                .map(|k| checkpoint.bytes(k))
+                .unwrap_or_default();
             saver.writer.write(index, source)
         };
         result.map_err(|e| write_error(job.span, &job.path, &e))?;
@@ -157,7 +165,8 @@ pub(super) fn open_savers(plan: &Plan) -> Result<Vec<Saver>, Diagnostic> {
                 copy_from: config_folder(&plan.graph, job.node).map(|f| f.to_path_buf()),
                 ..SaveOptions::default()
             };
-            let writer = Writer::create(&job.path, &infos, &options).map_err(|e| write_error(job.span, &job.path, &e))?;
+            let writer =
+                Writer::create(&job.path, &infos, &options).map_err(|e| write_error(job.span, &job.path, &e))?;
             Ok(Saver { writer, infos })
         })
         .collect()
@@ -184,7 +193,10 @@ pub(super) fn finish_savers(plan: &Plan, savers: Vec<Saver>) -> Result<u64, Diag
     let mut bytes = 0;
     for (job, saver) in plan.saves.iter().zip(savers) {
         bytes += saver.infos.iter().map(|t| t.byte_len() as u64).sum::<u64>();
-        saver.writer.finish().map_err(|e| write_error(job.span, &job.path, &e))?;
+        saver
+            .writer
+            .finish()
+            .map_err(|e| write_error(job.span, &job.path, &e))?;
     }
     Ok(bytes)
 }

@@ -29,16 +29,27 @@ impl Schedule {
 
     /// Passes needed: at least one when anything is to be done.
     pub fn levels(&self) -> usize {
-        let deepest = self.measure_levels.iter().map(|(_, l)| *l).chain(self.save_levels.iter().copied()).max();
+        let deepest = self
+            .measure_levels
+            .iter()
+            .map(|(_, l)| *l)
+            .chain(self.save_levels.iter().copied())
+            .max();
         deepest.map_or(0, |d| d + 1)
     }
 
     pub fn measures_at(&self, level: usize) -> Vec<MeasureId> {
-        self.measure_levels.iter().filter(|(_, l)| *l == level).map(|(m, _)| *m).collect()
+        self.measure_levels
+            .iter()
+            .filter(|(_, l)| *l == level)
+            .map(|(m, _)| *m)
+            .collect()
     }
 
     pub fn saves_at(&self, level: usize) -> Vec<usize> {
-        (0..self.save_levels.len()).filter(|i| self.save_levels[*i] == level).collect()
+        (0..self.save_levels.len())
+            .filter(|i| self.save_levels[*i] == level)
+            .collect()
     }
 }
 

@@ -73,7 +73,8 @@ impl<'a> TensorCtx<'a> {
             return Ok(value.clone());
         }
         let checkpoint = self.graph.leaf(leaf);
-        let missing = || candle_core::Error::Msg(format!("no tensor `{}` in {}", self.name, checkpoint.path().display()));
+        let missing =
+            || candle_core::Error::Msg(format!("no tensor `{}` in {}", self.name, checkpoint.path().display()));
         let index = checkpoint.index_of(self.name).ok_or_else(missing)?;
         let info = &checkpoint.tensors()[index];
         let data = crate::io::decode_f32(info.dtype, checkpoint.bytes(index))

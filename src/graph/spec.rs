@@ -71,7 +71,11 @@ impl Specs {
 
     /// Elements of the active float tensors: what the reductions range over.
     pub fn numel(&self) -> usize {
-        self.tensors.iter().filter(|s| s.float && s.active).map(Spec::numel).sum()
+        self.tensors
+            .iter()
+            .filter(|s| s.float && s.active)
+            .map(Spec::numel)
+            .sum()
     }
 
     /// Every way `other` differs from `self` (names, shapes, float-ness).

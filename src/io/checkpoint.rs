@@ -93,9 +93,7 @@ impl Checkpoint {
 
     /// Position of the tensor called `name` in `tensors()`.
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.tensors
-            .binary_search_by(|t| t.name.as_str().cmp(name))
-            .ok()
+        self.tensors.binary_search_by(|t| t.name.as_str().cmp(name)).ok()
     }
 
     /// Raw little-endian bytes of tensor `i` as stored, straight from the
@@ -104,8 +102,7 @@ impl Checkpoint {
     pub fn bytes(&self, i: usize) -> &[u8] {
         let location = &self.locations[i];
         let bytes = &self.shards[location.shard].map[location.range.clone()];
-        self.bytes_read
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         bytes
     }
 
@@ -190,12 +187,7 @@ fn open_sharded(path: PathBuf, folder: PathBuf, index: &Path) -> Result<Checkpoi
             });
         }
     }
-    Ok(assemble(
-        path,
-        Some(folder),
-        shards,
-        found.into_values().collect(),
-    ))
+    Ok(assemble(path, Some(folder), shards, found.into_values().collect()))
 }
 
 /// Record the tensors of shard number `shard_number`, refusing a name an

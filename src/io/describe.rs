@@ -15,18 +15,12 @@ pub fn describe(checkpoint: &Checkpoint) -> String {
         tensors.len(),
         file_count
     );
-    let mut rows = vec![vec![
-        "name".to_string(),
-        "dtype".to_string(),
-        "shape".to_string(),
-    ]];
-    rows.extend(tensors.iter().map(|t| {
-        vec![
-            t.name.clone(),
-            t.dtype.to_string(),
-            format!("{:?}", t.shape),
-        ]
-    }));
+    let mut rows = vec![vec!["name".to_string(), "dtype".to_string(), "shape".to_string()]];
+    rows.extend(
+        tensors
+            .iter()
+            .map(|t| vec![t.name.clone(), t.dtype.to_string(), format!("{:?}", t.shape)]),
+    );
     text.push_str(&table(&rows, &[false, false, false]));
     text.push('\n');
     text.push_str(&table(&dtype_rows(checkpoint), &[false, true, true, true]));
@@ -53,12 +47,7 @@ impl Totals {
             true => human_bytes(self.bytes),
             false => format!("{} ({} bytes)", human_bytes(self.bytes), self.bytes),
         };
-        vec![
-            label,
-            self.tensors.to_string(),
-            self.params.to_string(),
-            bytes,
-        ]
+        vec![label, self.tensors.to_string(), self.params.to_string(), bytes]
     }
 }
 
@@ -72,11 +61,7 @@ fn dtype_rows(checkpoint: &Checkpoint) -> Vec<Vec<String>> {
     }
     let header = ["dtype", "tensors", "parameters", "bytes"];
     let mut rows = vec![header.map(String::from).to_vec()];
-    rows.extend(
-        by_dtype
-            .iter()
-            .map(|(dtype, totals)| totals.row(dtype.to_string())),
-    );
+    rows.extend(by_dtype.iter().map(|(dtype, totals)| totals.row(dtype.to_string())));
     rows.push(total.row("total".to_string()));
     rows
 }
@@ -100,13 +85,11 @@ fn table(rows: &[Vec<String>], right: &[bool]) -> String {
             .iter()
             .zip(&widths)
             .enumerate()
-            .map(
-                |(c, (cell, &width))| match right.get(c).copied().unwrap_or(false) {
-                    true => format!("{cell:>width$}"),
-                    false if c + 1 == row.len() => cell.clone(),
-                    false => format!("{cell:<width$}"),
-                },
-            )
+            .map(|(c, (cell, &width))| match right.get(c).copied().unwrap_or(false) {
+                true => format!("{cell:>width$}"),
+                false if c + 1 == row.len() => cell.clone(),
+                false => format!("{cell:<width$}"),
+            })
             .collect();
         text.push_str(cells.join("  ").trim_end());
         text.push('\n');

@@ -14,11 +14,7 @@ pub enum IoError {
     /// A safetensors header or index file is malformed.
     Corrupt { path: PathBuf, reason: String },
     /// The file is shorter than its header says (typically an interrupted download or copy).
-    Truncated {
-        path: PathBuf,
-        needed: u64,
-        actual: u64,
-    },
+    Truncated { path: PathBuf, needed: u64, actual: u64 },
     /// An index names a shard file that does not exist.
     MissingShard { index: PathBuf, shard: PathBuf },
     /// An index says a shard holds a tensor, but the shard's header does not list it.
@@ -40,15 +36,9 @@ pub enum IoError {
         dtype: String,
     },
     /// Reading a file failed at the operating-system level.
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     /// Writing a file failed at the operating-system level.
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     /// The tensor list given to `Writer::create` cannot be saved.
     BadTensorList { reason: String },
     /// A `Writer::write` call did not match the planned tensor list.
@@ -62,8 +52,11 @@ impl IoError {
     pub fn help(&self) -> Option<String> {
         let text = match self {
             IoError::NotFound { .. } => "check the path; tv opens a .safetensors file or a Hugging Face model folder",
-            IoError::NotACheckpoint { .. } => {
+            IoError::NotACheckpoint { path, .. } if path.is_dir() => {
                 "a folder needs model.safetensors or model.safetensors.index.json; other formats (.bin, .pt, .gguf) must be converted to safetensors first"
+            }
+            IoError::NotACheckpoint { .. } => {
+                "tv reads safetensors files; other formats (.bin, .pt, .gguf) must be converted to safetensors first"
             }
             IoError::Truncated { .. } => "the file was probably cut short by an interrupted download or copy; fetch it again",
             IoError::MissingShard { .. } => "download the missing shard into the same folder as the index",
@@ -89,11 +82,7 @@ impl fmt::Display for IoError {
             IoError::Corrupt { path, reason } => {
                 write!(f, "{} is corrupt: {reason}", path.display())
             }
-            IoError::Truncated {
-                path,
-                needed,
-                actual,
-            } => write!(
+            IoError::Truncated { path, needed, actual } => write!(
                 f,
                 "{} is truncated: its header needs {needed} bytes but the file has {actual}",
                 path.display()
@@ -110,21 +99,13 @@ impl fmt::Display for IoError {
                 index.display(),
                 shard.display()
             ),
-            IoError::DuplicateTensor {
-                name,
-                first,
-                second,
-            } => write!(
+            IoError::DuplicateTensor { name, first, second } => write!(
                 f,
                 "tensor {name:?} appears in both {} and {}",
                 first.display(),
                 second.display()
             ),
-            IoError::Unsupported {
-                path,
-                tensor,
-                dtype,
-            } => write!(
+            IoError::Unsupported { path, tensor, dtype } => write!(
                 f,
                 "{}: tensor {tensor:?} has dtype {dtype:?}, which tv does not support",
                 path.display()
@@ -162,12 +143,7 @@ impl std::error::Error for IoError {
 /// The first few names of a possibly long list, so a message stays one line.
 fn abbreviate(names: &[String]) -> String {
     const SHOWN: usize = 3;
-    let mut text = names
-        .iter()
-        .take(SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut text = names.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
     if names.len() > SHOWN {
         text.push_str(&format!(", and {} more", names.len() - SHOWN));
     }

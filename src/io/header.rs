@@ -68,10 +68,7 @@ pub(super) fn parse(path: &Path, file: &[u8]) -> Result<Vec<StoredTensor>, IoErr
 /// The JSON bytes of the header, after checking the length prefix is sane.
 fn header_json<'a>(path: &Path, file: &'a [u8]) -> Result<&'a [u8], IoError> {
     let (Some(prefix), Some(first)) = (file.get(..LENGTH_PREFIX), file.get(LENGTH_PREFIX)) else {
-        return Err(not_safetensors(
-            path,
-            format!("it is only {} bytes long", file.len()),
-        ));
+        return Err(not_safetensors(path, format!("it is only {} bytes long", file.len())));
     };
     if *first != b'{' {
         return Err(not_safetensors(
@@ -107,12 +104,8 @@ fn parse_entries(path: &Path, header: &[u8]) -> Result<BTreeMap<String, RawEntry
     json.remove(METADATA_KEY);
     json.into_iter()
         .map(|(name, value)| {
-            let raw = RawEntry::deserialize(value).map_err(|e| {
-                corrupt(
-                    path,
-                    format!("the header entry for tensor {name:?} is malformed ({e})"),
-                )
-            })?;
+            let raw = RawEntry::deserialize(value)
+                .map_err(|e| corrupt(path, format!("the header entry for tensor {name:?} is malformed ({e})")))?;
             Ok((name, raw))
         })
         .collect()
@@ -192,12 +185,7 @@ fn check_tiling(path: &Path, tensors: &[StoredTensor]) -> Result<usize, IoError>
 }
 
 /// The file must end exactly where the last tensor does.
-fn check_file_length(
-    path: &Path,
-    data_start: usize,
-    data_len: usize,
-    file_len: usize,
-) -> Result<(), IoError> {
+fn check_file_length(path: &Path, data_start: usize, data_len: usize, file_len: usize) -> Result<(), IoError> {
     let needed = (data_start as u64).saturating_add(data_len as u64);
     let actual = file_len as u64;
     if needed > actual {
@@ -210,10 +198,7 @@ fn check_file_length(
     if needed < actual {
         return Err(corrupt(
             path,
-            format!(
-                "it has {} unexpected bytes after the last tensor",
-                actual - needed
-            ),
+            format!("it has {} unexpected bytes after the last tensor", actual - needed),
         ));
     }
     Ok(())

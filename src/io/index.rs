@@ -30,9 +30,7 @@ pub(super) fn read_weight_map(index: &Path) -> Result<BTreeMap<String, String>, 
         if !is_plain_file_name(shard) {
             return Err(IoError::Corrupt {
                 path: index.to_path_buf(),
-                reason: format!(
-                    "shard name {shard:?} is not a plain file name in the index's folder"
-                ),
+                reason: format!("shard name {shard:?} is not a plain file name in the index's folder"),
             });
         }
     }

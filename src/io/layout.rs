@@ -118,20 +118,15 @@ pub(super) fn plan(tensors: &[TensorInfo], shards: &[Vec<usize>], names: &[Strin
     Layout { files, slots }
 }
 
-fn plan_file(
-    tensors: &[TensorInfo],
-    members: &[usize],
-    file: usize,
-    name: &str,
-    slots: &mut [Slot],
-) -> PlannedFile {
+fn plan_file(tensors: &[TensorInfo], members: &[usize], file: usize, name: &str, slots: &mut [Slot]) -> PlannedFile {
     let mut entries = Map::new();
     entries.insert("__metadata__".to_string(), json!({"format": "pt"}));
     let mut data_offset = 0usize;
     for &i in members {
         let tensor = &tensors[i];
         let end = data_offset + tensor.byte_len();
-        let entry = json!({"dtype": tensor.dtype.to_string(), "shape": tensor.shape, "data_offsets": [data_offset, end]});
+        let entry =
+            json!({"dtype": tensor.dtype.to_string(), "shape": tensor.shape, "data_offsets": [data_offset, end]});
         entries.insert(tensor.name.clone(), entry);
         slots[i] = Slot {
             file,
@@ -161,11 +156,7 @@ fn header_bytes(entries: Map<String, Value>) -> Vec<u8> {
 }
 
 /// `model.safetensors.index.json` contents: total tensor bytes and each tensor's shard.
-pub(super) fn index_json(
-    tensors: &[TensorInfo],
-    shards: &[Vec<usize>],
-    names: &[String],
-) -> String {
+pub(super) fn index_json(tensors: &[TensorInfo], shards: &[Vec<usize>], names: &[String]) -> String {
     let total_size: u64 = tensors.iter().map(|t| t.byte_len() as u64).sum();
     let mut weight_map = BTreeMap::new();
     for (members, name) in shards.iter().zip(names) {

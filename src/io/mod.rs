@@ -70,9 +70,7 @@ impl TensorInfo {
     /// Bytes the tensor occupies on disk (sub-byte dtypes such as F4 are
     /// counted in bits and rounded up to whole bytes). Saturating, like `numel`.
     pub fn byte_len(&self) -> usize {
-        self.numel()
-            .saturating_mul(self.dtype.bitsize())
-            .div_ceil(8)
+        self.numel().saturating_mul(self.dtype.bitsize()).div_ceil(8)
     }
 
     /// Whether tv computes on this tensor (F16, BF16, F32, F64). Every other

@@ -43,10 +43,7 @@ fn f32_round_trips_from_unaligned_bytes() {
     assert_eq!(encode_f32(Dtype::F32, &values).unwrap(), unaligned);
     let decoded = decode_f32(Dtype::F32, unaligned).unwrap();
     assert_eq!(decoded.len(), values.len());
-    assert!(decoded
-        .iter()
-        .zip(&values)
-        .all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert!(decoded.iter().zip(&values).all(|(a, b)| a.to_bits() == b.to_bits()));
 }
 
 #[test]
@@ -63,11 +60,7 @@ fn f16_matches_half() {
         assert_eq!(d.to_bits(), f16::from_f32(*v).to_f32().to_bits());
     }
     // Ties go to even: 1 + 2^-11 lies halfway between 1 and 1 + 2^-10.
-    let tie = encode_f32(
-        Dtype::F16,
-        &[1.0 + 2f32.powi(-11), 1.0 + 3.0 * 2f32.powi(-11)],
-    )
-    .unwrap();
+    let tie = encode_f32(Dtype::F16, &[1.0 + 2f32.powi(-11), 1.0 + 3.0 * 2f32.powi(-11)]).unwrap();
     assert_eq!(
         decode_f32(Dtype::F16, &tie).unwrap(),
         vec![1.0, 1.0 + 2.0 * 2f32.powi(-10)]
@@ -99,28 +92,16 @@ fn bf16_matches_half_and_hand_rounding() {
 fn f64_widens_exactly_and_narrows_by_rounding() {
     let values = sample_values();
     let encoded = encode_f32(Dtype::F64, &values).unwrap();
-    let expected: Vec<u8> = values
-        .iter()
-        .flat_map(|&v| f64::from(v).to_le_bytes())
-        .collect();
+    let expected: Vec<u8> = values.iter().flat_map(|&v| f64::from(v).to_le_bytes()).collect();
     assert_eq!(encoded, expected);
     assert_eq!(decode_f32(Dtype::F64, &encoded).unwrap(), values);
     let precise = 0.1f64;
-    assert_eq!(
-        decode_f32(Dtype::F64, &precise.to_le_bytes()).unwrap(),
-        vec![0.1f32]
-    );
+    assert_eq!(decode_f32(Dtype::F64, &precise.to_le_bytes()).unwrap(), vec![0.1f32]);
 }
 
 #[test]
 fn non_float_dtypes_and_ragged_bytes_are_refused() {
-    for dtype in [
-        Dtype::I64,
-        Dtype::U8,
-        Dtype::BOOL,
-        Dtype::F8_E4M3,
-        Dtype::I32,
-    ] {
+    for dtype in [Dtype::I64, Dtype::U8, Dtype::BOOL, Dtype::F8_E4M3, Dtype::I32] {
         assert_eq!(decode_f32(dtype, &[0; 8]), None);
         assert_eq!(encode_f32(dtype, &[1.0]), None);
     }

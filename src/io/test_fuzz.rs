@@ -20,9 +20,7 @@ fn mutate(rng: &mut StdRng, bytes: &mut Vec<u8>) {
         let at = rng.gen_range(0..=bytes.len());
         match rng.gen_range(0..6) {
             0 if at < bytes.len() => bytes[at] ^= 1 << rng.gen_range(0..8),
-            1 if at < bytes.len() => {
-                bytes[at] = *b"{}[],:\"0123456789e-. x".choose(rng).unwrap_or(&b'0')
-            }
+            1 if at < bytes.len() => bytes[at] = *b"{}[],:\"0123456789e-. x".choose(rng).unwrap_or(&b'0'),
             2 => bytes.insert(at, rng.gen()),
             3 if at < bytes.len() => {
                 bytes.remove(at);

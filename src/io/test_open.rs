@@ -16,12 +16,7 @@ fn assert_holds(checkpoint: &Checkpoint, expected: &[Tensor]) {
     assert_eq!(checkpoint.tensors(), infos.as_slice());
     for (info, bytes) in expected {
         let i = checkpoint.index_of(&info.name).unwrap();
-        assert_eq!(
-            checkpoint.bytes(i),
-            bytes.as_slice(),
-            "bytes of {}",
-            info.name
-        );
+        assert_eq!(checkpoint.bytes(i), bytes.as_slice(), "bytes of {}", info.name);
     }
 }
 
@@ -108,17 +103,9 @@ fn tensor_in_two_shards_is_reported() {
         random_tensor(&mut r, "c", Dtype::I64, &[2]),
         random_tensor(&mut r, "a", Dtype::F32, &[4]),
     ];
-    write(
-        dir.path(),
-        "model-00002-of-00002.safetensors",
-        &serialize(&second),
-    );
+    write(dir.path(), "model-00002-of-00002.safetensors", &serialize(&second));
     match Checkpoint::open(dir.path()) {
-        Err(IoError::DuplicateTensor {
-            name,
-            first,
-            second,
-        }) => {
+        Err(IoError::DuplicateTensor { name, first, second }) => {
             assert_eq!(name, "a");
             assert!(first.ends_with("model-00001-of-00002.safetensors"));
             assert!(second.ends_with("model-00002-of-00002.safetensors"));
@@ -143,37 +130,22 @@ fn index_pointing_outside_its_folder_is_corrupt() {
     let dir = tempdir().unwrap();
     let index = GOOD_INDEX.replace("model-00002-of-00002", "../model-00002-of-00002");
     sharded_folder(dir.path(), &index);
-    assert!(matches!(
-        Checkpoint::open(dir.path()),
-        Err(IoError::Corrupt { .. })
-    ));
+    assert!(matches!(Checkpoint::open(dir.path()), Err(IoError::Corrupt { .. })));
     sharded_folder(dir.path(), "{\"weight_map\": 3}");
-    assert!(matches!(
-        Checkpoint::open(dir.path()),
-        Err(IoError::Corrupt { .. })
-    ));
+    assert!(matches!(Checkpoint::open(dir.path()), Err(IoError::Corrupt { .. })));
 }
 
 #[test]
 fn missing_paths_and_foreign_folders_are_reported() {
     let dir = tempdir().unwrap();
     let nothing = dir.path().join("nothing");
-    assert!(matches!(
-        Checkpoint::open(&nothing),
-        Err(IoError::NotFound { .. })
-    ));
+    assert!(matches!(Checkpoint::open(&nothing), Err(IoError::NotFound { .. })));
     write(dir.path(), "pytorch_model.bin", b"not safetensors");
     let error = Checkpoint::open(dir.path()).err().unwrap();
     assert!(matches!(error, IoError::NotACheckpoint { .. }), "{error:?}");
-    assert!(error
-        .help()
-        .unwrap()
-        .contains("model.safetensors.index.json"));
+    assert!(error.help().unwrap().contains("model.safetensors.index.json"));
     let empty = write(dir.path(), "empty.safetensors", b"");
-    assert!(matches!(
-        Checkpoint::open(&empty),
-        Err(IoError::NotACheckpoint { .. })
-    ));
+    assert!(matches!(Checkpoint::open(&empty), Err(IoError::NotACheckpoint { .. })));
 }
 
 /// Open `bytes` written to a file and return the error it must produce.
@@ -195,23 +167,14 @@ fn truncated_file_is_reported_with_sizes() {
         other => panic!("expected Truncated, got {other:?}"),
     }
     // Cut inside the header itself.
-    assert!(matches!(
-        open_error(&bytes[..20]),
-        IoError::Truncated { .. }
-    ));
+    assert!(matches!(open_error(&bytes[..20]), IoError::Truncated { .. }));
 }
 
 #[test]
 fn malformed_headers_get_the_right_error() {
     let garbage: Vec<u8> = (0u8..100).map(|i| i.wrapping_mul(37)).collect();
-    assert!(matches!(
-        open_error(&garbage),
-        IoError::NotACheckpoint { .. }
-    ));
-    assert!(matches!(
-        open_error(&[1, 2, 3]),
-        IoError::NotACheckpoint { .. }
-    ));
+    assert!(matches!(open_error(&garbage), IoError::NotACheckpoint { .. }));
+    assert!(matches!(open_error(&[1, 2, 3]), IoError::NotACheckpoint { .. }));
     let mut too_long = raw_file("{}", &[]);
     too_long[..8].copy_from_slice(&1000u64.to_le_bytes());
     match open_error(&too_long) {
@@ -232,9 +195,7 @@ fn malformed_headers_get_the_right_error() {
 
 #[test]
 fn inconsistent_offsets_are_corrupt() {
-    let entry = |offsets: &str| {
-        format!(r#"{{"a":{{"dtype":"F32","shape":[2],"data_offsets":{offsets}}}}}"#)
-    };
+    let entry = |offsets: &str| format!(r#"{{"a":{{"dtype":"F32","shape":[2],"data_offsets":{offsets}}}}}"#);
     let cases = [
         (entry("[0,4]"), 4),   // span too short for 2 x F32
         (entry("[4,12]"), 12), // gap before the first tensor
@@ -243,21 +204,16 @@ fn inconsistent_offsets_are_corrupt() {
     ];
     for (json, data_len) in cases {
         let error = open_error(&raw_file(&json, &vec![0; data_len]));
-        assert!(
-            matches!(error, IoError::Corrupt { .. }),
-            "{json}: {error:?}"
-        );
+        assert!(matches!(error, IoError::Corrupt { .. }), "{json}: {error:?}");
     }
-    let overlapping = r#"{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"U8","shape":[2],"data_offsets":[1,3]}}"#;
+    let overlapping =
+        r#"{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"U8","shape":[2],"data_offsets":[1,3]}}"#;
     assert!(matches!(
         open_error(&raw_file(overlapping, &[0; 3])),
         IoError::Corrupt { .. }
     ));
     let huge = r#"{"a":{"dtype":"F32","shape":[9223372036854775807,4],"data_offsets":[0,8]}}"#;
-    assert!(matches!(
-        open_error(&raw_file(huge, &[0; 8])),
-        IoError::Corrupt { .. }
-    ));
+    assert!(matches!(open_error(&raw_file(huge, &[0; 8])), IoError::Corrupt { .. }));
 }
 
 #[test]

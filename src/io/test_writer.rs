@@ -44,10 +44,7 @@ fn assert_file_holds(path: &Path, expected: &[&Tensor]) {
     assert_eq!(read.len(), expected.len());
     for (info, data) in expected {
         let view = read.tensor(&info.name).unwrap();
-        assert_eq!(
-            (view.dtype(), view.shape()),
-            (info.dtype, info.shape.as_slice())
-        );
+        assert_eq!((view.dtype(), view.shape()), (info.dtype, info.shape.as_slice()));
         assert_eq!(view.data(), data.as_slice(), "bytes of {}", info.name);
     }
 }
@@ -98,26 +95,16 @@ fn sharded_folder_has_index_shards_and_companions() {
     writer.finish().unwrap();
     let shard = |k: usize| format!("model-0000{k}-of-00003.safetensors");
     let mut expected_files = vec![shard(1), shard(2), shard(3)];
-    expected_files.extend(
-        [
-            "config.json",
-            "model.safetensors.index.json",
-            "tokenizer.json",
-        ]
-        .map(String::from),
-    );
+    expected_files.extend(["config.json", "model.safetensors.index.json", "tokenizer.json"].map(String::from));
     expected_files.sort();
     assert_eq!(listing(&out), expected_files);
     for k in 1..=3 {
         let members: Vec<&Tensor> = tensors[2 * (k - 1)..2 * k].iter().collect();
         assert_file_holds(&out.join(shard(k)), &members);
     }
-    let index: Value =
-        serde_json::from_slice(&fs::read(out.join("model.safetensors.index.json")).unwrap())
-            .unwrap();
-    let weight_map: serde_json::Map<String, Value> = (0..6)
-        .map(|i| (format!("t{i}"), json!(shard(i / 2 + 1))))
-        .collect();
+    let index: Value = serde_json::from_slice(&fs::read(out.join("model.safetensors.index.json")).unwrap()).unwrap();
+    let weight_map: serde_json::Map<String, Value> =
+        (0..6).map(|i| (format!("t{i}"), json!(shard(i / 2 + 1)))).collect();
     assert_eq!(
         index,
         json!({"metadata": {"total_size": 600}, "weight_map": weight_map})
@@ -128,10 +115,7 @@ fn sharded_folder_has_index_shards_and_companions() {
     );
     let reopened = Checkpoint::open(&out).unwrap();
     for (info, bytes) in &tensors {
-        assert_eq!(
-            reopened.bytes(reopened.index_of(&info.name).unwrap()),
-            bytes.as_slice()
-        );
+        assert_eq!(reopened.bytes(reopened.index_of(&info.name).unwrap()), bytes.as_slice());
     }
     assert_eq!(listing(dir.path()), ["out", "source"]);
 }
@@ -154,9 +138,7 @@ fn shards_split_in_order_and_big_tensors_stand_alone() {
     let writer = Writer::create(&out, &infos(&tensors), &options).unwrap();
     write_scrambled(&writer, &tensors, 15);
     writer.finish().unwrap();
-    let index: Value =
-        serde_json::from_slice(&fs::read(out.join("model.safetensors.index.json")).unwrap())
-            .unwrap();
+    let index: Value = serde_json::from_slice(&fs::read(out.join("model.safetensors.index.json")).unwrap()).unwrap();
     let shard_of = |name: &str| index["weight_map"][name].as_str().unwrap().to_string();
     // 100, 400, 100, 100, 100 bytes with at most 250 a shard.
     let expected = [1, 2, 3, 3, 4].map(|k| format!("model-0000{k}-of-00004.safetensors"));
@@ -176,20 +158,11 @@ fn small_folder_is_one_model_file_and_replaces_the_old_folder() {
         ..SaveOptions::default()
     };
     let writer = Writer::create(&source, &infos(&tensors), &options).unwrap();
-    assert_eq!(
-        fs::read(source.join("model.safetensors")).unwrap(),
-        b"old weights"
-    );
+    assert_eq!(fs::read(source.join("model.safetensors")).unwrap(), b"old weights");
     write_scrambled(&writer, &tensors, 16);
     writer.finish().unwrap();
-    assert_eq!(
-        listing(&source),
-        ["config.json", "model.safetensors", "tokenizer.json"]
-    );
-    assert_file_holds(
-        &source.join("model.safetensors"),
-        &tensors.iter().collect::<Vec<_>>(),
-    );
+    assert_eq!(listing(&source), ["config.json", "model.safetensors", "tokenizer.json"]);
+    assert_file_holds(&source.join("model.safetensors"), &tensors.iter().collect::<Vec<_>>());
     assert_eq!(listing(dir.path()), ["source"]);
 }
 
@@ -201,17 +174,9 @@ fn dropping_an_unfinished_writer_leaves_nothing() {
         let path = dir.path().join(name);
         let writer = Writer::create(&path, &infos(&tensors), &SaveOptions::default()).unwrap();
         writer.write(0, &tensors[0].1).unwrap();
-        assert_eq!(
-            listing(dir.path()).len(),
-            1,
-            "the temporary exists while writing"
-        );
+        assert_eq!(listing(dir.path()).len(), 1, "the temporary exists while writing");
         drop(writer);
-        assert!(
-            listing(dir.path()).is_empty(),
-            "{name}: {:?}",
-            listing(dir.path())
-        );
+        assert!(listing(dir.path()).is_empty(), "{name}: {:?}", listing(dir.path()));
     }
 }
 
@@ -242,25 +207,12 @@ fn misuse_is_refused() {
         &SaveOptions::default(),
     )
     .unwrap();
-    assert!(matches!(
-        writer.write(6, &[]),
-        Err(IoError::BadWrite { .. })
-    ));
-    assert!(matches!(
-        writer.write(0, &[0; 99]),
-        Err(IoError::BadWrite { .. })
-    ));
+    assert!(matches!(writer.write(6, &[]), Err(IoError::BadWrite { .. })));
+    assert!(matches!(writer.write(0, &[0; 99]), Err(IoError::BadWrite { .. })));
     writer.write(0, &tensors[0].1).unwrap();
-    assert!(matches!(
-        writer.write(0, &tensors[0].1),
-        Err(IoError::BadWrite { .. })
-    ));
+    assert!(matches!(writer.write(0, &tensors[0].1), Err(IoError::BadWrite { .. })));
     let twice = vec![tensors[0].0.clone(), tensors[0].0.clone()];
-    let result = Writer::create(
-        &dir.path().join("p.safetensors"),
-        &twice,
-        &SaveOptions::default(),
-    );
+    let result = Writer::create(&dir.path().join("p.safetensors"), &twice, &SaveOptions::default());
     assert!(matches!(result, Err(IoError::BadTensorList { .. })));
     let in_the_way = dir.path().join("folder.safetensors");
     fs::create_dir(&in_the_way).unwrap();

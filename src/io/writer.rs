@@ -72,11 +72,7 @@ impl Writer {
     /// ends in `.safetensors`, else a Hugging Face folder (sharded by
     /// `options.max_shard_bytes`, with companion files copied from
     /// `options.copy_from`). Headers are written now; data by `write`.
-    pub fn create(
-        path: &Path,
-        tensors: &[TensorInfo],
-        options: &SaveOptions,
-    ) -> Result<Writer, IoError> {
+    pub fn create(path: &Path, tensors: &[TensorInfo], options: &SaveOptions) -> Result<Writer, IoError> {
         layout::validate(tensors)?;
         let parent = parent_dir(path)?;
         fs::create_dir_all(&parent).map_err(|e| write_error(&parent, e))?;
@@ -120,11 +116,7 @@ impl Writer {
         };
         let name = &self.names[i];
         if bytes.len() != slot.len {
-            let reason = format!(
-                "tensor {name:?} needs {} bytes but was given {}",
-                slot.len,
-                bytes.len()
-            );
+            let reason = format!("tensor {name:?} needs {} bytes but was given {}", slot.len, bytes.len());
             return Err(self.bad_write(reason));
         }
         if self.written[i].swap(true, Ordering::AcqRel) {
@@ -178,10 +170,7 @@ impl Writer {
 /// The folder the output goes in (`.` for a bare relative file name).
 fn parent_dir(path: &Path) -> Result<PathBuf, IoError> {
     if path.file_name().is_none() {
-        let error = io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the path does not name a file or folder",
-        );
+        let error = io::Error::new(io::ErrorKind::InvalidInput, "the path does not name a file or folder");
         return Err(write_error(path, error));
     }
     Ok(match path.parent() {
@@ -198,23 +187,15 @@ fn check_target_kind(path: &Path, single: bool) -> Result<(), IoError> {
     };
     let message = match (single, meta.is_dir()) {
         (true, true) => "a folder is in the way of this file",
-        (false, false) => {
-            "a file is in the way of this folder (name a .safetensors file to save a single file)"
-        }
+        (false, false) => "a file is in the way of this folder (name a .safetensors file to save a single file)",
         _ => return Ok(()),
     };
-    Err(write_error(
-        path,
-        io::Error::new(io::ErrorKind::AlreadyExists, message),
-    ))
+    Err(write_error(path, io::Error::new(io::ErrorKind::AlreadyExists, message)))
 }
 
 /// A hidden name beside the target, so the final rename stays on one filesystem.
 fn temp_prefix(path: &Path) -> String {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
     format!(".{name}.tv-")
 }
 
@@ -229,22 +210,14 @@ fn stage_file(path: &Path, parent: &Path) -> Result<(Staging, Vec<PathBuf>), IoE
     Ok((Staging::File(temp), vec![file_path]))
 }
 
-fn stage_folder(
-    path: &Path,
-    parent: &Path,
-    plan: &Layout,
-) -> Result<(Staging, Vec<PathBuf>), IoError> {
+fn stage_folder(path: &Path, parent: &Path, plan: &Layout) -> Result<(Staging, Vec<PathBuf>), IoError> {
     let dir = Builder::new()
         .prefix(&temp_prefix(path))
         .suffix(".tmp")
         .permissions(std::fs::Permissions::from_mode(0o755))
         .tempdir_in(parent)
         .map_err(|e| write_error(path, e))?;
-    let paths = plan
-        .files
-        .iter()
-        .map(|f| dir.path().join(&f.name))
-        .collect();
+    let paths = plan.files.iter().map(|f| dir.path().join(&f.name)).collect();
     Ok((Staging::Folder(dir), paths))
 }
 
@@ -261,8 +234,7 @@ fn write_headers(paths: &[PathBuf], plan: &Layout) -> Result<Vec<File>, IoError>
                 .truncate(true)
                 .open(path)
                 .map_err(|e| write_error(path, e))?;
-            file.set_len(planned.len)
-                .map_err(|e| write_error(path, e))?;
+            file.set_len(planned.len).map_err(|e| write_error(path, e))?;
             file.write_all_at(&planned.header, 0)
                 .map_err(|e| write_error(path, e))?;
             Ok(file)

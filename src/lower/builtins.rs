@@ -13,6 +13,10 @@ pub const NAMES: &[&str] = &[
     "load", "only", "except", "cosine", "dot", "norm", "distance", "numel", "sum", "mean",
 ];
 
+/// Builtins of the language reference that this version does not have
+/// yet: model measurements and training.
+pub const NOT_YET: &[&str] = &["accuracy", "loss", "perplexity", "command", "init", "finetune"];
+
 fn params_of(name: &str) -> &'static [&'static str] {
     match name {
         "load" => &["path"],
@@ -28,7 +32,10 @@ impl Lowerer<'_> {
         let function = name.node.as_str();
         let params: Vec<ParamSpec> = params_of(function)
             .iter()
-            .map(|p| ParamSpec { name: p, required: true })
+            .map(|p| ParamSpec {
+                name: p,
+                required: true,
+            })
             .collect();
         let Some(slots) = self.match_args(function, &params, args, span) else {
             return Value::Error;
@@ -110,7 +117,11 @@ impl Lowerer<'_> {
         let opened = self
             .checkpoints
             .entry(resolved.clone())
-            .or_insert_with(|| crate::io::Checkpoint::open(&resolved).map(Arc::new).map_err(|e| io_diag(&e)))
+            .or_insert_with(|| {
+                crate::io::Checkpoint::open(&resolved)
+                    .map(Arc::new)
+                    .map_err(|e| io_diag(&e))
+            })
             .clone();
         match opened {
             Ok(checkpoint) => Some(Value::Weights(self.graph.load(checkpoint, span))),
@@ -123,12 +134,19 @@ impl Lowerer<'_> {
 
     fn select(&mut self, w: NodeId, glob: &str, keep: bool, glob_span: Span, span: Span) -> Option<Value> {
         let specs = self.graph.specs(w);
-        let matching = specs.tensors.iter().filter(|s| crate::graph::spec_glob_match(glob, &s.name)).count();
+        let matching = specs
+            .tensors
+            .iter()
+            .filter(|s| crate::graph::spec_glob_match(glob, &s.name))
+            .count();
         if matching == 0 {
             let names: Vec<String> = specs.tensors.iter().take(3).map(|s| format!("`{}`", s.name)).collect();
             let diag = Diagnostic::new("tv::no_match", format!("no tensor name matches \"{glob}\""))
                 .at(glob_span, "matches nothing")
-                .help(format!("`*` matches any run of characters; the names look like {}", names.join(", ")));
+                .help(format!(
+                    "`*` matches any run of characters; the names look like {}",
+                    names.join(", ")
+                ));
             self.error(diag);
             return None;
         }

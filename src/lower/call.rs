@@ -17,12 +17,23 @@ impl Lowerer<'_> {
         match self.lookup(env, &name.node).map(|b| b.bound) {
             Some(Bound::Fn(def)) => self.call_fn(env, &def, args, span),
             Some(Bound::Value(_)) => {
-                let diag = Diagnostic::new("tv::type", format!("`{}` is a value, not a function", name.node))
+                let mut diag = Diagnostic::new("tv::type", format!("`{}` is a value, not a function", name.node))
                     .at(name.span, "not a function");
+                if super::builtins::NAMES.contains(&name.node.as_str()) {
+                    diag = diag.help(format!("a `let` or parameter named `{}` hides the builtin", name.node));
+                }
                 self.error(diag);
                 Value::Error
             }
             None if super::builtins::NAMES.contains(&name.node.as_str()) => self.builtin(env, name, args, span),
+            None if super::builtins::NOT_YET.contains(&name.node.as_str()) => {
+                let message = format!("`{}` is not available in this version of tv", name.node);
+                let diag = Diagnostic::new("tv::unavailable", message)
+                    .at(name.span, "not available")
+                    .help("this version measures weights only: cosine, dot, norm, distance, numel");
+                self.error(diag);
+                Value::Error
+            }
             None => {
                 self.unknown_name(env, &name.node, name.span, "function");
                 Value::Error
@@ -46,7 +57,7 @@ impl Lowerer<'_> {
                 None => {
                     position += 1;
                     if position > params.len() {
-                        self.error(too_many(function, params.len(), arg.value.span));
+                        self.error(too_many(function, params, arg.value.span));
                         ok = false;
                         continue;
                     }
@@ -62,18 +73,26 @@ impl Lowerer<'_> {
                 },
             };
             if slots[index].is_some() {
-                let diag = Diagnostic::new("tv::argument", format!("argument `{}` of `{function}` is given twice", params[index].name))
-                    .at(arg.value.span, "given again here");
+                let diag = Diagnostic::new(
+                    "tv::argument",
+                    format!("argument `{}` of `{function}` is given twice", params[index].name),
+                )
+                .at(arg.value.span, "given again here")
+                .help(signature(function, params));
                 self.error(diag);
                 ok = false;
             }
             slots[index] = Some(&arg.value);
         }
         for (param, slot) in params.iter().zip(&slots) {
-            if param.required && slot.is_none() {
-                let diag = Diagnostic::new("tv::argument", format!("missing argument `{}` of `{function}`", param.name))
-                    .at(span, "in this call")
-                    .help(signature(function, params));
+            // After a misspelt or surplus argument, a "missing" one is noise.
+            if ok && param.required && slot.is_none() {
+                let diag = Diagnostic::new(
+                    "tv::argument",
+                    format!("missing argument `{}` of `{function}`", param.name),
+                )
+                .at(span, "in this call")
+                .help(signature(function, params));
                 self.error(diag);
                 ok = false;
             }
@@ -83,8 +102,9 @@ impl Lowerer<'_> {
 
     fn call_fn(&mut self, env: &mut Env, def: &Rc<FnDef>, args: &[Arg], span: Span) -> Value {
         let name = def.name.node.as_str();
-        if self.calls.iter().any(|c| c == name) {
-            let diag = Diagnostic::new("tv::recursion", format!("`{name}` calls itself"))
+        if let Some(first) = self.calls.iter().position(|(c, _)| c == name) {
+            let chain: Vec<&str> = self.calls[first..].iter().map(|(c, _)| c.as_str()).chain([name]).collect();
+            let diag = Diagnostic::new("tv::recursion", format!("`{name}` calls itself ({})", chain.join(" -> ")))
                 .at(span, "recursive call")
                 .help("tv functions cannot recurse: there is no condition to stop them");
             self.error(diag);
@@ -106,7 +126,7 @@ impl Lowerer<'_> {
         for (param, slot) in def.params.iter().zip(slots) {
             let value = match (slot, &param.default) {
                 (Some(arg), _) => self.expr(env, arg),
-                (None, Some(default)) => self.expr(&mut Env::new(def_file), default),
+                (None, Some(default)) => self.default_value(def_file, default),
                 (None, None) => Value::Error,
             };
             let binding = Binding {
@@ -119,9 +139,20 @@ impl Lowerer<'_> {
             file: def_file,
             locals: vec![frame],
         };
-        self.calls.push(name.to_string());
+        self.calls.push((name.to_string(), span));
         let value = self.expr(&mut body_env, &def.body);
         self.calls.pop();
+        value
+    }
+}
+
+impl Lowerer<'_> {
+    /// A parameter's default, evaluated among the globals of the function's
+    /// file (it cannot see the other parameters).
+    pub(super) fn default_value(&mut self, file: crate::diag::FileId, default: &Expr) -> Value {
+        self.in_default = true;
+        let value = self.expr(&mut Env::new(file), default);
+        self.in_default = false;
         value
     }
 }
@@ -129,19 +160,28 @@ impl Lowerer<'_> {
 fn signature(function: &str, params: &[ParamSpec]) -> String {
     let list: Vec<String> = params
         .iter()
-        .map(|p| if p.required { p.name.to_string() } else { format!("{} = ...", p.name) })
+        .map(|p| {
+            if p.required {
+                p.name.to_string()
+            } else {
+                format!("{} = ...", p.name)
+            }
+        })
         .collect();
     format!("`{function}` takes ({})", list.join(", "))
 }
 
-fn too_many(function: &str, count: usize, span: Span) -> Diagnostic {
+fn too_many(function: &str, params: &[ParamSpec], span: Span) -> Diagnostic {
+    let count = params.len();
     let plural = if count == 1 { "" } else { "s" };
     Diagnostic::new("tv::argument", format!("`{function}` takes {count} argument{plural}"))
         .at(span, "one too many")
+        .help(signature(function, params))
 }
 
 fn unknown_argument(function: &str, params: &[ParamSpec], name: &Ident) -> Diagnostic {
-    let diag = Diagnostic::new("tv::argument", format!("`{function}` has no parameter `{}`", name.node)).at(name.span, "unknown");
+    let diag = Diagnostic::new("tv::argument", format!("`{function}` has no parameter `{}`", name.node))
+        .at(name.span, "unknown");
     match closest(&name.node, params.iter().map(|p| p.name)) {
         Some(near) => diag.help(format!("did you mean `{near}`? {}", signature(function, params))),
         None => diag.help(signature(function, params)),

@@ -37,14 +37,20 @@ pub fn range_values(start: f64, end: f64, step: f64, inclusive: bool) -> Result<
     // A relative slack so `0..=1 step 0.1` ends at 1 despite rounding.
     let span = (end - start) / step;
     let slack = 1e-9 * span.abs().max(1.0);
-    let last = if inclusive { (span + slack).floor() } else { (span - slack).ceil() - 1.0 };
+    let last = if inclusive {
+        (span + slack).floor()
+    } else {
+        (span - slack).ceil() - 1.0
+    };
     if last < 0.0 {
         return Err(RangeError::Empty);
     }
     if last + 1.0 > MAX_POINTS {
         return Err(RangeError::TooLarge(last + 1.0));
     }
-    Ok((0..=last as u64).map(|i| round_to(start + i as f64 * step, places)).collect())
+    Ok((0..=last as u64)
+        .map(|i| round_to(start + i as f64 * step, places))
+        .collect())
 }
 
 /// Rounds to `places` decimals through the decimal text, so the result is
@@ -77,7 +83,10 @@ mod tests {
 
     #[test]
     fn exclusive_and_integer_ranges() {
-        assert_eq!(range_values(2012.0, 2016.0, 1.0, true).unwrap(), vec![2012.0, 2013.0, 2014.0, 2015.0, 2016.0]);
+        assert_eq!(
+            range_values(2012.0, 2016.0, 1.0, true).unwrap(),
+            vec![2012.0, 2013.0, 2014.0, 2015.0, 2016.0]
+        );
         assert_eq!(range_values(0.0, 3.0, 1.0, false).unwrap(), vec![0.0, 1.0, 2.0]);
         assert_eq!(range_values(0.0, 1.0, 0.25, false).unwrap(), vec![0.0, 0.25, 0.5, 0.75]);
         assert_eq!(range_values(1.0, 0.0, -0.5, true).unwrap(), vec![1.0, 0.5, 0.0]);
@@ -122,7 +131,12 @@ impl Lowerer<'_> {
                         return None;
                     }
                 };
-                Some(values.into_iter().map(|v| Value::Num(self.graph.scalars.constant(v))).collect())
+                Some(
+                    values
+                        .into_iter()
+                        .map(|v| Value::Num(self.graph.scalars.constant(v)))
+                        .collect(),
+                )
             }
         }
     }
@@ -168,7 +182,11 @@ fn range_error(error: RangeError, span: crate::diag::Span, var: &str) -> Diagnos
             format!("the range of `{var}` is empty"),
             "`A..=B` includes B, `A..B` does not; a descending range needs a negative step".to_string(),
         ),
-        RangeError::ZeroStep => ("tv::bad_range", "a range step of 0".to_string(), "use a positive step".to_string()),
+        RangeError::ZeroStep => (
+            "tv::bad_range",
+            "a range step of 0".to_string(),
+            "the step must be non-zero: positive to count up, negative to count down".to_string(),
+        ),
         RangeError::NotFinite => (
             "tv::bad_range",
             "a range bound or step is not finite".to_string(),

@@ -81,7 +81,12 @@ impl Lowerer<'_> {
         let binding = Binding { bound, span };
         match env.locals.last_mut() {
             Some(frame) => frame.names.insert(name.to_string(), binding),
-            None => self.modules.entry(env.file).or_default().names.insert(name.to_string(), binding),
+            None => self
+                .modules
+                .entry(env.file)
+                .or_default()
+                .names
+                .insert(name.to_string(), binding),
         };
     }
 }

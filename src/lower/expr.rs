@@ -51,6 +51,7 @@ impl Lowerer<'_> {
         let mut diag = Diagnostic::new("tv::unknown_name", format!("unknown {what} `{name}`")).at(span, "not defined");
         diag = match closest(name, candidates.iter().map(String::as_str)) {
             Some(near) => diag.help(format!("did you mean `{near}`?")),
+            None if self.in_default => diag.help("a default value cannot refer to the function's parameters"),
             None => diag.help("names must be bound with `let`, `fn`, a sweep or `use` before they are used"),
         };
         self.error(diag);
@@ -120,7 +121,8 @@ impl Lowerer<'_> {
             }
             (BinOp::Div, Weights(w), Num(c)) => {
                 if self.graph.scalars.known(c) == Some(0.0) {
-                    let diag = Diagnostic::new("tv::division_by_zero", "weights divided by zero").at(span, "divisor is 0");
+                    let diag =
+                        Diagnostic::new("tv::division_by_zero", "weights divided by zero").at(span, "divisor is 0");
                     self.error(diag);
                     return Error;
                 }
@@ -137,7 +139,12 @@ impl Lowerer<'_> {
 
     fn type_mismatch(&mut self, op: BinOp, l: &Value, r: &Value, span: Span) {
         use Value::*;
-        let message = format!("cannot apply `{}` to {} and {}", op.symbol(), l.type_name(), r.type_name());
+        let message = format!(
+            "cannot apply `{}` to {} and {}",
+            op.symbol(),
+            l.type_name(),
+            r.type_name()
+        );
         let help = match (op, l, r) {
             (BinOp::Mul, Weights(_), Weights(_)) => "weights do not multiply elementwise; for a number use dot(a, b)",
             (BinOp::Div, _, Weights(_)) => "weights can be divided by a number, not the other way round",
@@ -177,7 +184,11 @@ impl Lowerer<'_> {
         }
         let diag = Diagnostic::new(
             "tv::tensor_mismatch",
-            format!("the weights hold different tensors ({} differences)", differences.len()),
+            format!(
+                "the weights hold different tensors ({} difference{})",
+                differences.len(),
+                if differences.len() == 1 { "" } else { "s" }
+            ),
         )
         .at(span, "combined here")
         .help(help.join("; "));
@@ -226,8 +237,11 @@ impl Lowerer<'_> {
     }
 
     pub(super) fn wrong_type(&mut self, span: Span, what: &str, expected: &str, found: &Value) {
-        let diag = Diagnostic::new("tv::type", format!("{what} must be {expected}, found {}", found.type_name()))
-            .at(span, found.type_name().to_string());
+        let diag = Diagnostic::new(
+            "tv::type",
+            format!("{what} must be {expected}, found {}", found.type_name()),
+        )
+        .at(span, found.type_name().to_string());
         self.error(diag);
     }
 }

@@ -64,6 +64,7 @@ pub fn lower(sources: &mut Sources, root: FileId) -> (Plan, Diagnostics) {
         row: Vec::new(),
         dry: 0,
         calls: Vec::new(),
+        in_default: false,
     };
     lowerer.root_file(root);
     let plan = Plan {
@@ -99,12 +100,27 @@ struct Lowerer<'s> {
     /// body at its definition, a sweep body whose domain failed): errors
     /// are reported, but nothing is recorded.
     dry: usize,
-    /// The user functions being called, innermost last.
-    calls: Vec<String>,
+    /// The user functions being called and where, innermost last.
+    calls: Vec<(String, Span)>,
+    /// True while a parameter's default value is evaluated.
+    in_default: bool,
 }
 
 impl Lowerer<'_> {
-    fn error(&mut self, diag: Diagnostic) {
+    /// Records an error. Inside a call of a user function, the error points
+    /// into the function's body; the help then names the call site too.
+    fn error(&mut self, mut diag: Diagnostic) {
+        if self.dry == 0 {
+            if let Some((name, site)) = self.calls.first() {
+                let (line, col) = self.sources.line_col(site.file, site.start);
+                let file = &self.sources.get(site.file).name;
+                let note = format!("in the call of `{name}` at {file}:{line}:{col}");
+                diag.help = Some(match diag.help {
+                    Some(help) => format!("{help}\n{note}"),
+                    None => note,
+                });
+            }
+        }
         self.diags.push(diag);
     }
 

@@ -12,8 +12,13 @@ impl Lowerer<'_> {
             return;
         };
         if self.loading.contains(&file) || file == self.root {
-            let diag = Diagnostic::new("tv::import_cycle", format!("\"{}\" imports itself", path.node))
-                .at(path.span, "cycle")
+            let start = self.loading.iter().position(|f| *f == file).unwrap_or(0);
+            let mut chain: Vec<FileId> = if file == self.root { vec![self.root] } else { Vec::new() };
+            chain.extend(&self.loading[start..]);
+            chain.push(file);
+            let names: Vec<&str> = chain.iter().map(|f| self.sources.get(*f).name.as_str()).collect();
+            let diag = Diagnostic::new("tv::import_cycle", format!("import cycle: {}", names.join(" -> ")))
+                .at(path.span, "imported again here")
                 .help("files brought in with `use` must not import each other in a circle");
             self.error(diag);
             return;
@@ -54,7 +59,12 @@ impl Lowerer<'_> {
             };
             return Some(self.sources.add(shown, None, text.to_string()));
         }
-        let importer_dir = self.sources.get(env.file).path.as_ref().and_then(|p| p.parent().map(PathBuf::from));
+        let importer_dir = self
+            .sources
+            .get(env.file)
+            .path
+            .as_ref()
+            .and_then(|p| p.parent().map(PathBuf::from));
         let on_disk = importer_dir.unwrap_or_else(|| self.base_dir.clone()).join(&path.node);
         if let Some(id) = self.sources.find_path(&on_disk) {
             return Some(id);
@@ -62,9 +72,12 @@ impl Lowerer<'_> {
         match std::fs::read_to_string(&on_disk) {
             Ok(text) => Some(self.sources.add(on_disk.display().to_string(), Some(on_disk), text)),
             Err(e) => {
-                let diag = Diagnostic::new("tv::missing_file", format!("cannot read \"{}\": {e}", on_disk.display()))
-                    .at(path.span, "imported here")
-                    .help("paths in `use` are relative to the file that holds the `use`");
+                let diag = Diagnostic::new(
+                    "tv::missing_file",
+                    format!("cannot read \"{}\": {e}", on_disk.display()),
+                )
+                .at(path.span, "imported here")
+                .help("paths in `use` are relative to the file that holds the `use`");
                 self.error(diag);
                 None
             }

@@ -36,6 +36,8 @@ impl SaveDtype {
 pub struct Settings {
     /// `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// Where the program set the device, for diagnostics.
+    pub device_span: Option<crate::diag::Span>,
     /// `None`: every tensor keeps the dtype of its left-most checkpoint.
     pub dtype: Option<SaveDtype>,
     pub seed: u64,
@@ -47,6 +49,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             device: "cpu".to_string(),
+            device_span: None,
             dtype: None,
             seed: 0,
             threads: None,
@@ -60,7 +63,9 @@ const KEYS: &[&str] = &["device", "dtype", "seed", "threads"];
 pub fn valid_device(device: &str) -> bool {
     device == "cpu"
         || device == "cuda"
-        || device.strip_prefix("cuda:").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        || device
+            .strip_prefix("cuda:")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl Lowerer<'_> {
@@ -70,12 +75,18 @@ impl Lowerer<'_> {
             return;
         }
         let problem = match key.node.as_str() {
-            "device" => self.set_device(&value),
+            "device" => {
+                self.settings.device_span = Some(expr.span);
+                self.set_device(&value)
+            }
             "dtype" => self.set_dtype(&value),
             "seed" => self.set_count(&value, 0.0).map(|n| self.settings.seed = n as u64),
-            "threads" => self.set_count(&value, 1.0).map(|n| self.settings.threads = Some(n as usize)),
+            "threads" => self
+                .set_count(&value, 1.0)
+                .map(|n| self.settings.threads = Some(n as usize)),
             other => {
-                let diag = Diagnostic::new("tv::unknown_setting", format!("unknown setting `{other}`")).at(key.span, "not a setting");
+                let diag = Diagnostic::new("tv::unknown_setting", format!("unknown setting `{other}`"))
+                    .at(key.span, "not a setting");
                 let help = match closest(other, KEYS.iter().copied()) {
                     Some(near) => format!("did you mean `{near}`? The settings are {}", KEYS.join(", ")),
                     None => format!("the settings are {}", KEYS.join(", ")),

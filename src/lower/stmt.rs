@@ -66,13 +66,16 @@ impl Lowerer<'_> {
         let mut params = Frame::default();
         for param in &def.params {
             if params.names.contains_key(&param.name.node) {
-                let diag = Diagnostic::new("tv::duplicate_parameter", format!("parameter `{}` appears twice", param.name.node))
-                    .at(param.name.span, "again here");
+                let diag = Diagnostic::new(
+                    "tv::duplicate_parameter",
+                    format!("parameter `{}` appears twice", param.name.node),
+                )
+                .at(param.name.span, "again here");
                 self.error(diag);
             }
             self.dry += 1;
             if let Some(default) = &param.default {
-                self.expr(&mut Env::new(env.file), default);
+                self.default_value(env.file, default);
             }
             self.dry -= 1;
             let binding = super::env::Binding {
@@ -89,7 +92,7 @@ impl Lowerer<'_> {
             locals: vec![params],
         };
         self.dry += 1;
-        self.calls.push(def.name.node.clone());
+        self.calls.push((def.name.node.clone(), def.name.span));
         self.expr(&mut body_env, &def.body);
         self.calls.pop();
         self.dry -= 1;
@@ -97,13 +100,14 @@ impl Lowerer<'_> {
 
     fn sweep(&mut self, env: &mut Env, bindings: &[crate::syntax::ast::Binding], body: &[Stmt], span: Span) {
         let mut domains = Vec::new();
-        for binding in bindings {
-            if let Some(dup) = bindings.iter().find(|b| b.var.node == binding.var.node && b.var.span != binding.var.span) {
-                if dup.var.span.start > binding.var.span.start {
-                    let diag = Diagnostic::new("tv::rebinding", format!("`{}` is swept twice", dup.var.node))
-                        .at(dup.var.span, "again here");
-                    self.error(diag);
-                }
+        for (i, binding) in bindings.iter().enumerate() {
+            if bindings[..i].iter().any(|b| b.var.node == binding.var.node) {
+                let diag = Diagnostic::new("tv::rebinding", format!("`{}` is swept twice", binding.var.node))
+                    .at(binding.var.span, "again here")
+                    .help("each variable of a sweep needs its own name");
+                self.error(diag);
+                domains.push(None);
+                continue;
             }
             domains.push(self.domain(env, binding));
             if self.dry == 0 {
@@ -134,7 +138,11 @@ impl Lowerer<'_> {
     ) {
         env.locals.push(Frame::default());
         let row_len = self.row.len();
-        for (binding, value) in bindings.iter().zip(values) {
+        for (i, (binding, value)) in bindings.iter().zip(values).enumerate() {
+            // A variable swept twice in one sweep was reported already.
+            if bindings[..i].iter().any(|b| b.var.node == binding.var.node) {
+                continue;
+            }
             let shown = match &value {
                 Value::Num(s) => self.graph.scalars.known(*s).map(format_number).unwrap_or_default(),
                 Value::Str(s) => s.clone(),
@@ -158,9 +166,12 @@ impl Lowerer<'_> {
             Value::Num(s) => Some(s),
             Value::Error => None,
             other => {
-                let diag = Diagnostic::new("tv::type", format!("`eval` needs a number, found {}", other.type_name()))
-                    .at(expr.span, other.type_name())
-                    .help(eval_hint(&other));
+                let diag = Diagnostic::new(
+                    "tv::type",
+                    format!("`eval` needs a number, found {}", other.type_name()),
+                )
+                .at(expr.span, other.type_name())
+                .help(eval_hint(&other));
                 self.error(diag);
                 None
             }
@@ -169,9 +180,12 @@ impl Lowerer<'_> {
             return;
         }
         if !self.table.record(&self.row, &name.node, scalar) {
-            let diag = Diagnostic::new("tv::duplicate_eval", format!("`{}` is measured twice in the same row", name.node))
-                .at(name.span, "measured again here")
-                .help("each eval names one column; give this one another name");
+            let diag = Diagnostic::new(
+                "tv::duplicate_eval",
+                format!("`{}` is measured twice in the same row", name.node),
+            )
+            .at(name.span, "measured again here")
+            .help("each eval names one column; give this one another name");
             self.error(diag);
         }
     }
@@ -189,10 +203,16 @@ impl Lowerer<'_> {
         let is_input = self.graph.leaves().iter().any(|c| c.path() == resolved);
         let is_twice = self.saves.iter().any(|s| s.path == resolved);
         if is_input || is_twice {
-            let what = if is_input { "a checkpoint this program reads" } else { "another save" };
+            let (what, help) = if is_input {
+                ("a checkpoint this program reads", "tv never overwrites the checkpoints it reads; choose a new path")
+            } else if self.row.is_empty() {
+                ("another save", "give each save its own path")
+            } else {
+                ("another save", "give each sweep point its own path: \"out/{alpha}.safetensors\"")
+            };
             let diag = Diagnostic::new("tv::save_target", format!("`save` would overwrite {what}: {target}"))
                 .at(path.span, "this path")
-                .help("give each save its own path, e.g. interpolate the sweep variables: \"out/{alpha}.safetensors\"");
+                .help(help);
             self.error(diag);
             return;
         }

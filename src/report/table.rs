@@ -79,7 +79,9 @@ impl Table {
             // A program that only saves has no table at all.
             return Ok(String::new());
         }
-        let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+        let mut writer = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(Vec::new());
         let header = self.vars.iter().chain(&self.evals);
         writer.write_record(header)?;
         for row in self.top.iter().chain(&self.rows) {

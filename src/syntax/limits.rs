@@ -23,7 +23,10 @@ pub fn check_nesting(file: FileId, text: &str) -> Result<(), Diagnostic> {
             '(' | '[' | '{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
-                    return Err(too_deep(Span::new(file, at, at + 1), "brackets nested more than 64 deep"));
+                    return Err(too_deep(
+                        Span::new(file, at, at + 1),
+                        "brackets nested more than 64 deep",
+                    ));
                 }
             }
             ')' | ']' | '}' => depth = depth.saturating_sub(1),

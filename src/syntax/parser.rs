@@ -1,10 +1,10 @@
 //! Builds the typed AST from pest pairs.
 
 use super::ast::*;
+use super::limits::{check_nesting, too_deep, MAX_DEPTH};
 use super::syntax_error::from_pest;
 use crate::diag::{Diagnostic, FileId, Span};
 use pest::iterators::Pair;
-use super::limits::{check_nesting, too_deep, MAX_DEPTH};
 use pest::Parser;
 use std::cell::Cell;
 
@@ -15,6 +15,8 @@ struct TvParser;
 /// Parses one file. A syntax error stops the parse: it is reported alone.
 pub fn parse(file: FileId, text: &str) -> Result<Program, Diagnostic> {
     check_nesting(file, text)?;
+    // Track literal tokens too, so errors can say "expected `=`".
+    pest::set_error_detail(true);
     let mut pairs = TvParser::parse(Rule::program, text).map_err(|e| from_pest(file, text, e))?;
     let program = pairs.next().map(|p| p.into_inner()).into_iter().flatten();
     let builder = Builder {
