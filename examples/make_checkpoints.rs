@@ -5,7 +5,10 @@
 use std::path::PathBuf;
 
 fn main() -> std::process::ExitCode {
-    let dir = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| "experiments/checkpoints".into());
+    let dir = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "experiments/checkpoints".into());
     match tv::synth::write_experiment_checkpoints(&dir) {
         Ok(()) => {
             println!("wrote {}", dir.display());

@@ -121,12 +121,18 @@ fn run(
     settings: &SettingFlags,
     stats: bool,
 ) -> Result<(), Vec<Diagnostic>> {
+    let report_error = |e: std::io::Error| vec![Diagnostic::new("tv::report", format!("cannot write the report: {e}"))];
+    // Prepared first: an unwritable report fails the run before any save.
+    let staged = output
+        .map(tv::report::StagedFile::new)
+        .transpose()
+        .map_err(report_error)?;
     let result = tv::run(sources, file, &settings.overrides(), true)?;
-    let written = match output {
-        Some(path) => tv::report::write_atomic(path, result.csv.as_bytes()),
+    let written = match staged {
+        Some(staged) => staged.commit(result.csv.as_bytes()),
         None => std::io::stdout().write_all(result.csv.as_bytes()),
     };
-    written.map_err(|e| vec![Diagnostic::new("tv::report", format!("cannot write the report: {e}"))])?;
+    written.map_err(report_error)?;
     if stats {
         eprintln!("{}", format_stats(&result.stats));
     }

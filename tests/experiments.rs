@@ -35,13 +35,19 @@ fn run(path: &Path) -> Vec<HashMap<String, String>> {
         .records()
         .map(|r| {
             let record = r.expect("record");
-            headers.iter().zip(record.iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect()
+            headers
+                .iter()
+                .zip(record.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
         })
         .collect()
 }
 
 fn number(row: &HashMap<String, String>, column: &str) -> f64 {
-    row[column].parse().unwrap_or_else(|_| panic!("{column} = {:?}", row[column]))
+    row[column]
+        .parse()
+        .unwrap_or_else(|_| panic!("{column} = {:?}", row[column]))
 }
 
 #[test]
@@ -83,7 +89,10 @@ fn time_vector_similarity_falls_with_distance_between_years() {
         .collect();
     assert_eq!(cos.len(), 25);
     for ((a, b), value) in &cos {
-        assert!((value - cos[&(b.clone(), a.clone())]).abs() < 1e-12, "not symmetric at {a},{b}");
+        assert!(
+            (value - cos[&(b.clone(), a.clone())]).abs() < 1e-12,
+            "not symmetric at {a},{b}"
+        );
         if a == b {
             assert!((value - 1.0).abs() < 1e-9);
         }
@@ -120,7 +129,11 @@ fn every_stdlib_module_checks_and_its_functions_run() {
 /// parameter (a list of weights for parameters named like lists).
 fn function_calls(source: &str) -> Vec<String> {
     let mut calls = Vec::new();
-    let text: String = source.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
+    let text: String = source
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
     for def in text.split("fn ").skip(1) {
         let (name, rest) = def.split_once('(').expect("fn NAME(");
         let params = rest.split_once(')').expect("parameter list").0;
@@ -129,7 +142,15 @@ fn function_calls(source: &str) -> Vec<String> {
             .map(str::trim)
             .filter(|p| !p.contains('=') && !p.is_empty())
             .enumerate()
-            .map(|(i, p)| if p.ends_with('s') && p.starts_with("tau") { "[w, v]" } else if i % 2 == 0 { "w" } else { "v" })
+            .map(|(i, p)| {
+                if p.ends_with('s') && p.starts_with("tau") {
+                    "[w, v]"
+                } else if i % 2 == 0 {
+                    "w"
+                } else {
+                    "v"
+                }
+            })
             .collect();
         calls.push(format!("{}({})", name.trim(), args.join(", ")));
     }

@@ -109,7 +109,10 @@ impl Sources {
     /// The file already loaded from `path`, if any.
     pub fn find_path(&self, path: &std::path::Path) -> Option<FileId> {
         let canonical = std::fs::canonicalize(path).ok()?;
-        let found = self.files.iter().position(|f| f.canonical.as_deref() == Some(canonical.as_path()));
+        let found = self
+            .files
+            .iter()
+            .position(|f| f.canonical.as_deref() == Some(canonical.as_path()));
         found.map(|i| FileId(i as u32))
     }
 

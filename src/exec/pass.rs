@@ -189,16 +189,29 @@ fn output_infos(plan: &Plan, node: NodeId) -> Vec<TensorInfo> {
 }
 
 /// Moves every save into place; returns the bytes written.
+/// If one fails, the saves already moved into place are removed again, so a
+/// failed run leaves no output behind.
 pub(super) fn finish_savers(plan: &Plan, savers: Vec<Saver>) -> Result<u64, Diagnostic> {
     let mut bytes = 0;
-    for (job, saver) in plan.saves.iter().zip(savers) {
+    for (done, (job, saver)) in plan.saves.iter().zip(savers).enumerate() {
         bytes += saver.infos.iter().map(|t| t.byte_len() as u64).sum::<u64>();
-        saver
-            .writer
-            .finish()
-            .map_err(|e| write_error(job.span, &job.path, &e))?;
+        if let Err(e) = saver.writer.finish() {
+            for finished in &plan.saves[..done] {
+                remove_output(&finished.path);
+            }
+            return Err(write_error(job.span, &job.path, &e));
+        }
     }
     Ok(bytes)
+}
+
+/// Best effort: the run is failing already, and this only tidies up.
+fn remove_output(path: &std::path::Path) {
+    let _ = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
 }
 
 fn write_error(span: Span, path: &std::path::Path, error: &crate::io::IoError) -> Diagnostic {

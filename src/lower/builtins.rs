@@ -116,7 +116,7 @@ impl Lowerer<'_> {
         let resolved = self.resolve_path(&path);
         let opened = self
             .checkpoints
-            .entry(resolved.clone())
+            .entry(super::path_identity(&resolved))
             .or_insert_with(|| {
                 crate::io::Checkpoint::open(&resolved)
                     .map(Arc::new)

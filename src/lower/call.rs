@@ -32,10 +32,12 @@ impl Lowerer<'_> {
                     .at(name.span, "not available")
                     .help("this version measures weights only: cosine, dot, norm, distance, numel");
                 self.error(diag);
+                self.check_args(env, args);
                 Value::Error
             }
             None => {
                 self.unknown_name(env, &name.node, name.span, "function");
+                self.check_args(env, args);
                 Value::Error
             }
         }
@@ -103,10 +105,17 @@ impl Lowerer<'_> {
     fn call_fn(&mut self, env: &mut Env, def: &Rc<FnDef>, args: &[Arg], span: Span) -> Value {
         let name = def.name.node.as_str();
         if let Some(first) = self.calls.iter().position(|(c, _)| c == name) {
-            let chain: Vec<&str> = self.calls[first..].iter().map(|(c, _)| c.as_str()).chain([name]).collect();
-            let diag = Diagnostic::new("tv::recursion", format!("`{name}` calls itself ({})", chain.join(" -> ")))
-                .at(span, "recursive call")
-                .help("tv functions cannot recurse: there is no condition to stop them");
+            let chain: Vec<&str> = self.calls[first..]
+                .iter()
+                .map(|(c, _)| c.as_str())
+                .chain([name])
+                .collect();
+            let diag = Diagnostic::new(
+                "tv::recursion",
+                format!("`{name}` calls itself ({})", chain.join(" -> ")),
+            )
+            .at(span, "recursive call")
+            .help("tv functions cannot recurse: there is no condition to stop them");
             self.error(diag);
             return Value::Error;
         }
@@ -147,6 +156,16 @@ impl Lowerer<'_> {
 }
 
 impl Lowerer<'_> {
+    /// Lowers the arguments of a call that cannot be made, so the errors
+    /// inside them are reported too.
+    fn check_args(&mut self, env: &mut Env, args: &[Arg]) {
+        self.dry += 1;
+        for arg in args {
+            self.expr(env, &arg.value);
+        }
+        self.dry -= 1;
+    }
+
     /// A parameter's default, evaluated among the globals of the function's
     /// file (it cannot see the other parameters).
     pub(super) fn default_value(&mut self, file: crate::diag::FileId, default: &Expr) -> Value {

@@ -1,6 +1,11 @@
 //! Sweep domains: lists and ranges, with range values printed the way a
 //! person wrote them (`0.3`, never `0.30000000000000004`).
 
+use super::env::Env;
+use super::{Lowerer, Value};
+use crate::diag::Diagnostic;
+use crate::syntax::ast::{Binding, Domain};
+
 /// Decimal places in the shortest representation of `x` (`0.25` -> 2,
 /// `1e-3` -> 3, `2` -> 0).
 fn decimals(x: f64) -> usize {
@@ -58,53 +63,6 @@ pub fn range_values(start: f64, end: f64, step: f64, inclusive: bool) -> Result<
 fn round_to(x: f64, places: usize) -> f64 {
     format!("{x:.places$}").parse().unwrap_or(x)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decimal_places() {
-        assert_eq!(decimals(0.25), 2);
-        assert_eq!(decimals(1e-3), 3);
-        assert_eq!(decimals(2.0), 0);
-        assert_eq!(decimals(2012.0), 0);
-        assert_eq!(decimals(0.1), 1);
-    }
-
-    #[test]
-    fn tenths_are_exact_decimals() {
-        let v = range_values(0.0, 1.0, 0.1, true).unwrap();
-        assert_eq!(v.len(), 11);
-        assert_eq!(v[3], 0.3);
-        assert_eq!(v[10], 1.0);
-        assert_eq!(v[7], 0.7);
-    }
-
-    #[test]
-    fn exclusive_and_integer_ranges() {
-        assert_eq!(
-            range_values(2012.0, 2016.0, 1.0, true).unwrap(),
-            vec![2012.0, 2013.0, 2014.0, 2015.0, 2016.0]
-        );
-        assert_eq!(range_values(0.0, 3.0, 1.0, false).unwrap(), vec![0.0, 1.0, 2.0]);
-        assert_eq!(range_values(0.0, 1.0, 0.25, false).unwrap(), vec![0.0, 0.25, 0.5, 0.75]);
-        assert_eq!(range_values(1.0, 0.0, -0.5, true).unwrap(), vec![1.0, 0.5, 0.0]);
-    }
-
-    #[test]
-    fn empty_and_bad_ranges() {
-        assert_eq!(range_values(1.0, 1.0, 1.0, false), Err(RangeError::Empty));
-        assert_eq!(range_values(2.0, 1.0, 1.0, true), Err(RangeError::Empty));
-        assert_eq!(range_values(0.0, 1.0, 0.0, true), Err(RangeError::ZeroStep));
-        assert_eq!(range_values(0.0, 1.0, f64::NAN, true), Err(RangeError::NotFinite));
-    }
-}
-
-use super::env::Env;
-use super::{Lowerer, Value};
-use crate::diag::Diagnostic;
-use crate::syntax::ast::{Binding, Domain};
 
 impl Lowerer<'_> {
     /// The values a sweep variable takes; `None` after reporting why not.
@@ -199,4 +157,46 @@ fn range_error(error: RangeError, span: crate::diag::Span, var: &str) -> Diagnos
         ),
     };
     Diagnostic::new(code, message).at(span, "this range").help(help)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_places() {
+        assert_eq!(decimals(0.25), 2);
+        assert_eq!(decimals(1e-3), 3);
+        assert_eq!(decimals(2.0), 0);
+        assert_eq!(decimals(2012.0), 0);
+        assert_eq!(decimals(0.1), 1);
+    }
+
+    #[test]
+    fn tenths_are_exact_decimals() {
+        let v = range_values(0.0, 1.0, 0.1, true).unwrap();
+        assert_eq!(v.len(), 11);
+        assert_eq!(v[3], 0.3);
+        assert_eq!(v[10], 1.0);
+        assert_eq!(v[7], 0.7);
+    }
+
+    #[test]
+    fn exclusive_and_integer_ranges() {
+        assert_eq!(
+            range_values(2012.0, 2016.0, 1.0, true).unwrap(),
+            vec![2012.0, 2013.0, 2014.0, 2015.0, 2016.0]
+        );
+        assert_eq!(range_values(0.0, 3.0, 1.0, false).unwrap(), vec![0.0, 1.0, 2.0]);
+        assert_eq!(range_values(0.0, 1.0, 0.25, false).unwrap(), vec![0.0, 0.25, 0.5, 0.75]);
+        assert_eq!(range_values(1.0, 0.0, -0.5, true).unwrap(), vec![1.0, 0.5, 0.0]);
+    }
+
+    #[test]
+    fn empty_and_bad_ranges() {
+        assert_eq!(range_values(1.0, 1.0, 1.0, false), Err(RangeError::Empty));
+        assert_eq!(range_values(2.0, 1.0, 1.0, true), Err(RangeError::Empty));
+        assert_eq!(range_values(0.0, 1.0, 0.0, true), Err(RangeError::ZeroStep));
+        assert_eq!(range_values(0.0, 1.0, f64::NAN, true), Err(RangeError::NotFinite));
+    }
 }

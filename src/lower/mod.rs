@@ -89,7 +89,7 @@ struct Lowerer<'s> {
     modules: HashMap<FileId, Frame>,
     /// Files being imported, to catch cycles.
     loading: Vec<FileId>,
-    /// Opened checkpoints by resolved path (or the error opening gave).
+    /// Opened checkpoints by `path_identity` (or the error opening gave).
     checkpoints: HashMap<PathBuf, Result<Arc<Checkpoint>, Diagnostic>>,
     /// Relative paths in the program are relative to the root file.
     base_dir: PathBuf,
@@ -139,5 +139,29 @@ impl Lowerer<'_> {
 
     fn resolve_path(&self, path: &str) -> PathBuf {
         self.base_dir.join(path)
+    }
+}
+
+/// One name for one file however its path is spelt (`a`, `./a`, `d/../a`,
+/// an absolute path or a symbolic link): the canonical path where the file
+/// or its folder exists, else the absolute path with `.` and `..` resolved.
+pub fn path_identity(path: &std::path::Path) -> PathBuf {
+    if let Ok(canonical) = std::fs::canonicalize(path) {
+        return canonical;
+    }
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut clean = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            other => clean.push(other),
+        }
+    }
+    match (clean.parent().map(std::fs::canonicalize), clean.file_name()) {
+        (Some(Ok(parent)), Some(name)) => parent.join(name),
+        _ => clean,
     }
 }

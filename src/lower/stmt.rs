@@ -200,15 +200,22 @@ impl Lowerer<'_> {
         if self.dry > 0 {
             return;
         }
-        let is_input = self.graph.leaves().iter().any(|c| c.path() == resolved);
-        let is_twice = self.saves.iter().any(|s| s.path == resolved);
+        let identity = super::path_identity(&resolved);
+        let is_input = self.checkpoints.keys().any(|input| *input == identity);
+        let is_twice = self.saves.iter().any(|s| super::path_identity(&s.path) == identity);
         if is_input || is_twice {
             let (what, help) = if is_input {
-                ("a checkpoint this program reads", "tv never overwrites the checkpoints it reads; choose a new path")
+                (
+                    "a checkpoint this program reads",
+                    "tv never overwrites the checkpoints it reads; choose a new path",
+                )
             } else if self.row.is_empty() {
                 ("another save", "give each save its own path")
             } else {
-                ("another save", "give each sweep point its own path: \"out/{alpha}.safetensors\"")
+                (
+                    "another save",
+                    "give each sweep point its own path: \"out/{alpha}.safetensors\"",
+                )
             };
             let diag = Diagnostic::new("tv::save_target", format!("`save` would overwrite {what}: {target}"))
                 .at(path.span, "this path")

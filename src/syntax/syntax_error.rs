@@ -49,10 +49,18 @@ fn string_error(file: FileId, text: &str, at: usize) -> Option<Diagnostic> {
     let (message, span, help) = if before.ends_with('\\') {
         let escape: String = text[at - 1..].chars().take(2).collect();
         let span = Span::new(file, at - 1, at - 1 + escape.len());
-        (format!("unknown escape `{escape}` in a string"), span, "strings know the escapes \\\", \\\\ and \\n")
+        (
+            format!("unknown escape `{escape}` in a string"),
+            span,
+            "strings know the escapes \\\", \\\\ and \\n",
+        )
     } else if rest.is_empty() || rest.starts_with('\n') {
         let span = Span::new(file, opened, at);
-        ("unterminated string".to_string(), span, "close the string with `\"` on the line where it starts")
+        (
+            "unterminated string".to_string(),
+            span,
+            "close the string with `\"` on the line where it starts",
+        )
     } else {
         let brace = before.rfind('{').map_or(at, |i| opened + i);
         let span = Span::new(file, brace, brace + 1);
