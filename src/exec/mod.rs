@@ -1,22 +1,24 @@
 //! The streaming executor: the only module that touches tensor data.
 //!
-//! Work is organised tensor name by tensor name. For each name, every input
-//! checkpoint's tensor is read once (memory-mapped), every node that needs
-//! it is computed, the results are folded into the reductions and written
-//! to the savers, and everything is dropped before the next name. Peak
-//! memory is a few tensors per worker, never a whole model, and a sweep of
-//! any number of points reads each input once.
+//! Work is organised by families (see `family`) and, within a family,
+//! tensor by tensor: each input tensor is read once from its memory map,
+//! one fused loop computes every Gram entry, direct product and save that
+//! needs it, and nothing of it is kept. Peak memory is a few chunks per
+//! worker, never a whole model, and a sweep of any number of points reads
+//! each input once: its measurements are sums over one Gram matrix.
 
+mod family;
+mod kernel;
 mod pass;
+mod save;
 mod schedule;
-mod tensor;
-
-use crate::diag::{Diagnostic, Diagnostics};
-use crate::graph::MeasureId;
-use crate::lower::Plan;
-use std::time::Instant;
 
 pub use schedule::needed_measures;
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::graph::{MeasureId, ScalarId};
+use crate::lower::Plan;
+use std::time::Instant;
 
 /// How to execute.
 #[derive(Clone, Debug, Default)]
@@ -41,6 +43,12 @@ pub struct Stats {
     pub tensors_computed: usize,
     pub bytes_read: u64,
     pub bytes_written: u64,
+    /// Measurements taken from a Gram matrix.
+    pub gram_measures: usize,
+    /// Measurements computed directly over the tensors.
+    pub direct_measures: usize,
+    /// Gram results that cancelled too much, measured again directly.
+    pub remeasured: usize,
     pub seconds: f64,
 }
 
@@ -57,37 +65,91 @@ pub fn execute(plan: &Plan, options: &ExecOptions) -> Result<Outcome, Diagnostic
             format!("cannot start worker threads: {e}"),
         )]
     })?;
-    pool.install(|| execute_in_pool(plan, options))
+    pool.install(|| Executor::new(plan, options.progress).run())
+        .map_err(|d| vec![d])
 }
 
-fn execute_in_pool(plan: &Plan, options: &ExecOptions) -> Result<Outcome, Diagnostics> {
-    let started = Instant::now();
-    let read_before: u64 = plan.graph.leaves().iter().map(|c| c.bytes_read()).sum();
-    let schedule = schedule::Schedule::new(plan);
-    let savers = pass::open_savers(plan).map_err(|d| vec![d])?;
-    let mut measured: Vec<Option<f64>> = vec![None; plan.graph.measure_count()];
-    let mut stats = Stats::default();
-    for level in 0..schedule.levels() {
-        let measures: Vec<MeasureId> = schedule.measures_at(level);
-        let saves: Vec<usize> = schedule.saves_at(level);
-        let work = pass::Pass {
+struct Executor<'a> {
+    plan: &'a Plan,
+    progress: bool,
+    measured: Vec<Option<f64>>,
+    stats: Stats,
+}
+
+impl<'a> Executor<'a> {
+    fn new(plan: &'a Plan, progress: bool) -> Self {
+        Executor {
             plan,
-            measures: &measures,
-            saves: &saves,
-            savers: &savers,
-            measured: &measured,
-            progress: options.progress,
-        };
-        let (values, computed) = work.run().map_err(|d| vec![d])?;
-        for (m, v) in measures.iter().zip(values) {
-            measured[m.0 as usize] = Some(v);
+            progress,
+            measured: vec![None; plan.graph.measure_count()],
+            stats: Stats::default(),
         }
-        stats.passes += 1;
-        stats.tensors_computed += computed;
     }
-    stats.bytes_written = pass::finish_savers(plan, savers).map_err(|d| vec![d])?;
-    let read_after: u64 = plan.graph.leaves().iter().map(|c| c.bytes_read()).sum();
-    stats.bytes_read = read_after - read_before;
-    stats.seconds = started.elapsed().as_secs_f64();
-    Ok(Outcome { measured, stats })
+
+    fn run(mut self) -> Result<Outcome, Diagnostic> {
+        let started = Instant::now();
+        let read_before = self.bytes_read();
+        let schedule = schedule::Schedule::new(self.plan);
+        let savers = save::open_savers(self.plan)?;
+        for level in 0..schedule.levels() {
+            let saves: Vec<_> = schedule
+                .saves_at(level)
+                .into_iter()
+                .map(|i| (i, self.plan.saves[i].node))
+                .collect();
+            let cancelled = self.pass(&schedule.measures_at(level), &saves, &[], &savers)?;
+            if !cancelled.is_empty() {
+                self.stats.remeasured += cancelled.len();
+                self.pass(&cancelled, &[], &cancelled, &savers)?;
+            }
+        }
+        self.stats.bytes_written = save::finish_savers(self.plan, savers)?;
+        self.stats.bytes_read = self.bytes_read() - read_before;
+        self.stats.seconds = started.elapsed().as_secs_f64();
+        Ok(Outcome {
+            measured: self.measured,
+            stats: self.stats,
+        })
+    }
+
+    /// One pass; returns the measurements whose Gram results cancelled.
+    fn pass(
+        &mut self,
+        measures: &[MeasureId],
+        saves: &[(usize, crate::graph::NodeId)],
+        direct_only: &[MeasureId],
+        savers: &[save::Saver],
+    ) -> Result<Vec<MeasureId>, Diagnostic> {
+        let coef = |s: ScalarId| self.coefficient(s);
+        let families = family::build(&self.plan.graph, measures, saves, direct_only, &coef);
+        for f in &families {
+            self.stats.gram_measures += f.gram.len();
+            self.stats.direct_measures += f.direct.len();
+        }
+        let pass = pass::Pass {
+            plan: self.plan,
+            families: &families,
+            savers,
+            progress: self.progress,
+        };
+        let output = pass.run()?;
+        for (m, value) in output.values {
+            self.measured[m.0 as usize] = Some(value);
+        }
+        self.stats.passes += 1;
+        self.stats.tensors_computed += output.tensors;
+        self.stats.gram_measures -= output.cancelled.len();
+        Ok(output.cancelled)
+    }
+
+    /// A coefficient's value; the schedule guarantees its measurements are
+    /// made by now.
+    fn coefficient(&self, scalar: ScalarId) -> f64 {
+        let measured = |m: MeasureId| self.measured.get(m.0 as usize).copied().flatten();
+        self.plan.graph.scalars.value(scalar, &measured).unwrap_or(f64::NAN)
+    }
+
+    fn bytes_read(&self) -> u64 {
+        self.plan.graph.leaves().iter().map(|c| c.bytes_read()).sum()
+    }
 }

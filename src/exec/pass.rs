@@ -1,230 +1,181 @@
-//! One streamed pass over the tensor names that a set of measurements and
-//! saves needs.
+//! One streamed pass: every family, tensor by tensor. For each tensor the
+//! inputs are fetched from their memory maps once, and one fused loop over
+//! its chunks feeds the Gram entries, the direct products and the saves.
 
-use super::tensor::{dot, to_f32, TVal, TensorCtx};
-use crate::diag::{Diagnostic, Span};
-use crate::graph::{Graph, Measure, MeasureId, NodeId, Op};
-use crate::io::{SaveOptions, TensorInfo, Writer};
+use super::family::{self, Family};
+use super::kernel::{self, SaveOut, Source, TensorWork};
+use super::save::{carrier_leaf, write_error, Saver};
+use crate::diag::Diagnostic;
+use crate::graph::{Graph, LeafId, MeasureId, NodeId, Op, Spec};
 use crate::lower::Plan;
-use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
-use rayon::prelude::*;
-use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::io::IsTerminal;
 
-pub(super) struct Saver {
-    writer: Writer,
-    infos: Vec<TensorInfo>,
+/// What a pass measured.
+#[derive(Default)]
+pub(super) struct PassOutput {
+    pub values: Vec<(MeasureId, f64)>,
+    /// Gram results that cancelled too much to trust; to be measured directly.
+    pub cancelled: Vec<MeasureId>,
+    pub tensors: usize,
 }
 
 pub(super) struct Pass<'a> {
     pub plan: &'a Plan,
-    pub measures: &'a [MeasureId],
-    pub saves: &'a [usize],
+    pub families: &'a [Family],
     pub savers: &'a [Saver],
-    pub measured: &'a [Option<f64>],
     pub progress: bool,
 }
 
-/// What one tensor name contributed: a partial sum per measurement, and
-/// how many node tensors it wrote.
-type Contribution = (Vec<f64>, usize);
-
 impl Pass<'_> {
-    /// Runs the pass; returns each measurement's value and the number of
-    /// tensors computed. Partial sums are combined in name order, so the
-    /// result does not depend on the number of threads.
-    pub fn run(&self) -> Result<(Vec<f64>, usize), Diagnostic> {
-        let names = self.names();
-        let bar = progress_bar(self.progress, names.len() as u64);
-        let device = Device::Cpu;
-        let results: Vec<Result<Contribution, Diagnostic>> = names
-            .par_iter()
-            .map(|name| {
-                let result = self.one_tensor(name, &device);
-                bar.inc(1);
-                result
-            })
-            .collect();
-        bar.finish_and_clear();
-        let mut totals = vec![0.0; self.measures.len()];
-        let mut computed = 0;
-        for result in results {
-            let (partials, count) = result?;
-            for (total, partial) in totals.iter_mut().zip(partials) {
-                *total += partial;
-            }
-            computed += count;
+    pub fn run(&self) -> Result<PassOutput, Diagnostic> {
+        let bar = progress_bar(self.progress, self.input_bytes());
+        let mut output = PassOutput::default();
+        for family in self.families {
+            self.run_family(family, &bar, &mut output)?;
         }
-        Ok((totals, computed))
+        bar.finish_and_clear();
+        Ok(output)
     }
 
     fn graph(&self) -> &Graph {
         &self.plan.graph
     }
 
-    /// Every tensor name some root of this pass holds, sorted.
-    fn names(&self) -> Vec<&str> {
-        let measure_roots = self.measures.iter().flat_map(|m| {
-            let Measure::Dot(a, b) = self.graph().measure(*m);
-            [a, b]
+    /// Bytes of float tensors the pass reads, for the progress bar.
+    fn input_bytes(&self) -> u64 {
+        let per_family = self.families.iter().map(|f| {
+            let specs = &self.graph().specs(f.atoms[0]).tensors;
+            let bytes: usize = specs
+                .iter()
+                .filter(|s| s.float)
+                .map(|s| s.numel() * s.dtype.bitsize() / 8)
+                .sum();
+            (bytes * leaves_of(self.graph(), &f.atoms).len()) as u64
         });
-        let save_roots = self.saves.iter().map(|i| self.plan.saves[*i].node);
-        let mut names = BTreeSet::new();
-        for root in measure_roots.chain(save_roots) {
-            names.extend(self.graph().specs(root).tensors.iter().map(|s| s.name.as_str()));
-        }
-        names.into_iter().collect()
+        per_family.sum()
     }
 
-    fn one_tensor(&self, name: &str, device: &Device) -> Result<Contribution, Diagnostic> {
-        let mut ctx = TensorCtx::new(self.graph(), name, self.measured, device);
-        let mut partials = Vec::with_capacity(self.measures.len());
-        for m in self.measures {
-            let Measure::Dot(a, b) = self.graph().measure(*m);
-            let partial = self
-                .partial_dot(&mut ctx, a, b)
-                .map_err(|e| compute_error(self.graph(), a, name, e))?;
-            partials.push(partial);
+    fn run_family(&self, family: &Family, bar: &ProgressBar, output: &mut PassOutput) -> Result<(), Diagnostic> {
+        let mut gram = vec![0.0; family.pairs.len()];
+        let mut direct = vec![0.0; family.direct.len()];
+        let specs = self.graph().specs(family.atoms[0]).clone();
+        for (index, spec) in specs.tensors.iter().enumerate() {
+            if !spec.float {
+                self.carry(family, index, spec)?;
+                continue;
+            }
+            let (sums, bytes) = self.tensor(family, index, spec)?;
+            gram.iter_mut().zip(sums.gram).for_each(|(t, s)| *t += s);
+            direct.iter_mut().zip(sums.direct).for_each(|(t, s)| *t += s);
+            output.tensors += 1;
+            bar.inc(bytes);
         }
-        let mut written = 0;
-        for &i in self.saves {
-            written += self.save_tensor(&mut ctx, i)?;
+        for product in &family.gram {
+            let (value, scale) = family::evaluate(product, &family.pairs, &gram);
+            if family::cancels(value, scale) {
+                output.cancelled.push(product.measure);
+            } else {
+                output.values.push((product.measure, value));
+            }
         }
-        Ok((partials, written))
+        let measures = family.direct.iter().map(|p| p.measure);
+        output.values.extend(measures.zip(direct));
+        Ok(())
     }
 
-    fn partial_dot(&self, ctx: &mut TensorCtx, a: NodeId, b: NodeId) -> candle_core::Result<f64> {
-        let float = self.graph().specs(a).find(ctx.name).is_some_and(|s| s.float);
-        if !float {
-            return Ok(0.0);
-        }
-        let va = ctx.value(a)?;
-        let vb: TVal = if a == b { va.clone() } else { ctx.value(b)? };
-        dot(&va, &vb)
-    }
-
-    /// Writes tensor `ctx.name` of save `i`, if that save holds it.
-    fn save_tensor(&self, ctx: &mut TensorCtx, i: usize) -> Result<usize, Diagnostic> {
-        let job = &self.plan.saves[i];
-        let saver = &self.savers[i];
-        let Some(index) = saver.infos.iter().position(|t| t.name == ctx.name) else {
-            return Ok(0);
+    /// One float tensor of a family; returns its sums and the input bytes read.
+    fn tensor(&self, family: &Family, index: usize, spec: &Spec) -> Result<(kernel::TensorSums, u64), Diagnostic> {
+        let mut fetched: HashMap<LeafId, &[u8]> = HashMap::new();
+        let sources: Vec<Source> = family
+            .atoms
+            .iter()
+            .map(|atom| source(self.graph(), *atom, &spec.name, &mut fetched))
+            .collect();
+        let bytes = fetched.values().map(|b| b.len() as u64).sum();
+        let emits: Vec<_> = family
+            .saves
+            .iter()
+            .map(|s| {
+                let saver = &self.savers[s.save];
+                move |offset: usize, bytes: &[u8]| saver.writer.write_part(index, offset, bytes)
+            })
+            .collect();
+        let saves = family
+            .saves
+            .iter()
+            .zip(&emits)
+            .map(|(s, emit)| SaveOut {
+                coefs: &s.coefs,
+                dtype: self.savers[s.save].infos[index].dtype,
+                emit,
+            })
+            .collect();
+        let work = TensorWork {
+            sources,
+            differences: family.differences,
+            pairs: &family.pairs,
+            direct: family.direct.iter().map(|p| (p.a.as_slice(), p.b.as_slice())).collect(),
+            saves,
         };
-        let info = &saver.infos[index];
-        let spec_is_float = self.graph().specs(job.node).tensors[index].float;
-        let result = if spec_is_float {
-            let value = ctx
-                .value(job.node)
-                .map_err(|e| compute_error(self.graph(), job.node, ctx.name, e))?;
-            let values =
-                to_f32(&value, info.numel()).map_err(|e| compute_error(self.graph(), job.node, ctx.name, e))?;
-            let bytes = crate::io::encode_f32(info.dtype, &values).unwrap_or_default();
-            saver.writer.write(index, &bytes)
-        } else {
+        let sums = kernel::run(&work, spec.numel()).map_err(|e| self.save_error(family, &e))?;
+        Ok((sums, bytes))
+    }
+
+    /// A non-float tensor goes to every save unchanged, from the left-most
+    /// checkpoint of its expression.
+    fn carry(&self, family: &Family, index: usize, spec: &Spec) -> Result<(), Diagnostic> {
+        for save in &family.saves {
+            let job = &self.plan.saves[save.save];
             let checkpoint = self.graph().leaf(carrier_leaf(self.graph(), job.node));
-            let source = checkpoint
-                .index_of(ctx.name)
+            let bytes = checkpoint
+                .index_of(&spec.name)
                 .map(|k| checkpoint.bytes(k))
                 .unwrap_or_default();
-            saver.writer.write(index, source)
-        };
-        result.map_err(|e| write_error(job.span, &job.path, &e))?;
-        Ok(1)
+            let written = self.savers[save.save].writer.write(index, bytes);
+            written.map_err(|e| write_error(job.span, &job.path, &e))?;
+        }
+        Ok(())
     }
-}
 
-/// The checkpoint that non-float tensors (and config files) come from: the
-/// left-most one.
-pub(super) fn carrier_leaf(graph: &Graph, node: NodeId) -> crate::graph::LeafId {
-    match &graph.node(node).op {
-        Op::Leaf(leaf) => *leaf,
-        Op::Select { input, .. } => carrier_leaf(graph, *input),
-        Op::Lin(terms) => carrier_leaf(graph, terms[0].node),
-    }
-}
-
-/// The folder whose config and tokenizer files travel with a saved model:
-/// that of the first checkpoint in the expression that is a folder.
-fn config_folder(graph: &Graph, node: NodeId) -> Option<&std::path::Path> {
-    match &graph.node(node).op {
-        Op::Leaf(leaf) => graph.leaf(*leaf).folder(),
-        Op::Select { input, .. } => config_folder(graph, *input),
-        Op::Lin(terms) => terms.iter().find_map(|t| config_folder(graph, t.node)),
-    }
-}
-
-/// Opens a writer per save, before any data is read, so a bad target path
-/// fails the run early.
-pub(super) fn open_savers(plan: &Plan) -> Result<Vec<Saver>, Diagnostic> {
-    plan.saves
-        .iter()
-        .map(|job| {
-            let infos = output_infos(plan, job.node);
-            let options = SaveOptions {
-                copy_from: config_folder(&plan.graph, job.node).map(|f| f.to_path_buf()),
-                ..SaveOptions::default()
-            };
-            let writer =
-                Writer::create(&job.path, &infos, &options).map_err(|e| write_error(job.span, &job.path, &e))?;
-            Ok(Saver { writer, infos })
-        })
-        .collect()
-}
-
-/// The tensors a save writes: float ones in the `set dtype` (or their
-/// left-most checkpoint's dtype), the rest as they are.
-fn output_infos(plan: &Plan, node: NodeId) -> Vec<TensorInfo> {
-    let chosen = plan.settings.dtype.map(|d| d.dtype());
-    plan.graph
-        .specs(node)
-        .tensors
-        .iter()
-        .map(|s| TensorInfo {
-            name: s.name.clone(),
-            dtype: if s.float { chosen.unwrap_or(s.dtype) } else { s.dtype },
-            shape: s.shape.clone(),
-        })
-        .collect()
-}
-
-/// Moves every save into place; returns the bytes written.
-/// If one fails, the saves already moved into place are removed again, so a
-/// failed run leaves no output behind.
-pub(super) fn finish_savers(plan: &Plan, savers: Vec<Saver>) -> Result<u64, Diagnostic> {
-    let mut bytes = 0;
-    for (done, (job, saver)) in plan.saves.iter().zip(savers).enumerate() {
-        bytes += saver.infos.iter().map(|t| t.byte_len() as u64).sum::<u64>();
-        if let Err(e) = saver.writer.finish() {
-            for finished in &plan.saves[..done] {
-                remove_output(&finished.path);
-            }
-            return Err(write_error(job.span, &job.path, &e));
+    fn save_error(&self, family: &Family, error: &crate::io::IoError) -> Diagnostic {
+        let job = family.saves.first().map(|s| &self.plan.saves[s.save]);
+        match job {
+            Some(job) => write_error(job.span, &job.path, error),
+            None => Diagnostic::new("tv::compute", error.to_string()),
         }
     }
-    Ok(bytes)
 }
 
-/// Best effort: the run is failing already, and this only tidies up.
-fn remove_output(path: &std::path::Path) {
-    let _ = if path.is_dir() {
-        std::fs::remove_dir_all(path)
-    } else {
-        std::fs::remove_file(path)
-    };
-}
-
-fn write_error(span: Span, path: &std::path::Path, error: &crate::io::IoError) -> Diagnostic {
-    let diag = Diagnostic::new("tv::save", format!("cannot save {}: {error}", path.display())).at(span, "saving here");
-    match error.help() {
-        Some(help) => diag.help(help),
-        None => diag,
+/// Where an atom's tensor `name` comes from: its checkpoint's bytes (each
+/// checkpoint fetched once per tensor), or zero where `only`/`except`
+/// removed it.
+fn source<'g>(graph: &'g Graph, atom: NodeId, name: &str, fetched: &mut HashMap<LeafId, &'g [u8]>) -> Source<'g> {
+    let active = graph.specs(atom).find(name).is_some_and(|s| s.active);
+    if !active {
+        return Source::Zero;
+    }
+    match &graph.node(atom).op {
+        Op::Leaf(leaf) => {
+            let checkpoint = graph.leaf(*leaf);
+            let Some(i) = checkpoint.index_of(name) else {
+                return Source::Zero;
+            };
+            let bytes = *fetched.entry(*leaf).or_insert_with(|| checkpoint.bytes(i));
+            Source::Raw(checkpoint.tensors()[i].dtype, bytes)
+        }
+        Op::Select { input, .. } => source(graph, *input, name, fetched),
+        Op::Lin(_) => Source::Zero,
     }
 }
 
-fn compute_error(graph: &Graph, node: NodeId, name: &str, error: candle_core::Error) -> Diagnostic {
-    Diagnostic::new("tv::compute", format!("computing tensor `{name}` failed: {error}"))
-        .at(graph.node(node).span, "while computing this")
+/// The distinct checkpoints under some atoms.
+fn leaves_of(graph: &Graph, atoms: &[NodeId]) -> Vec<LeafId> {
+    let mut leaves: Vec<LeafId> = atoms.iter().map(|a| carrier_leaf(graph, *a)).collect();
+    leaves.sort();
+    leaves.dedup();
+    leaves
 }
 
 fn progress_bar(enabled: bool, len: u64) -> ProgressBar {
@@ -232,8 +183,9 @@ fn progress_bar(enabled: bool, len: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len);
-    let style = ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} tensors, eta {eta}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style =
+        ProgressStyle::with_template("{spinner} {bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec}, eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar
 }

@@ -123,7 +123,23 @@ impl Graph {
     }
 
     /// `only`/`except`.
+    ///
+    /// Selection is linear, so it moves inside sums:
+    /// `only(sum c_i x_i) -> sum c_i only(x_i)`. Every term of a linear
+    /// combination is then a selection of a checkpoint, which the executor
+    /// reads straight from its file.
     pub fn select(&mut self, input: NodeId, glob: &str, keep: bool, span: Span) -> NodeId {
+        if let Op::Lin(terms) = &self.node(input).op {
+            let selected: Vec<Term> = terms
+                .clone()
+                .into_iter()
+                .map(|t| Term {
+                    coef: t.coef,
+                    node: self.select(t.node, glob, keep, span),
+                })
+                .collect();
+            return self.lin(&selected, span);
+        }
         let op = Op::Select {
             input,
             glob: glob.to_string(),

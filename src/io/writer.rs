@@ -6,7 +6,7 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use std::os::unix::fs::PermissionsExt;
 use tempfile::{Builder, NamedTempFile, TempDir};
@@ -58,7 +58,8 @@ pub struct Writer {
     file_paths: Vec<PathBuf>,
     slots: Vec<Slot>,
     names: Vec<String>,
-    written: Vec<AtomicBool>,
+    /// Bytes written so far, per tensor.
+    written: Vec<AtomicU64>,
 }
 
 /// The temporary being filled; removed automatically when dropped.
@@ -104,28 +105,42 @@ impl Writer {
             file_paths,
             slots: plan.slots,
             names: tensors.iter().map(|t| t.name.clone()).collect(),
-            written: tensors.iter().map(|_| AtomicBool::new(false)).collect(),
+            written: tensors.iter().map(|_| AtomicU64::new(0)).collect(),
         })
     }
 
     /// Write tensor `i` (its index in the list given to `create`). Each
     /// tensor must be written exactly once, with exactly its byte length.
     pub fn write(&self, i: usize, bytes: &[u8]) -> Result<(), IoError> {
+        let len = self.slots.get(i).map_or(0, |s| s.len);
+        if bytes.len() != len {
+            let name = self.names.get(i).map(String::as_str).unwrap_or("?");
+            let reason = format!("tensor {name:?} needs {len} bytes but was given {}", bytes.len());
+            return Err(self.bad_write(reason));
+        }
+        self.write_part(i, 0, bytes)
+    }
+
+    /// Write `bytes` at byte `offset` of tensor `i`: a tensor may be written
+    /// in parts, from several threads, as long as the parts do not overlap
+    /// and together cover it exactly once.
+    pub fn write_part(&self, i: usize, offset: usize, bytes: &[u8]) -> Result<(), IoError> {
         let Some(slot) = self.slots.get(i).copied() else {
             return Err(self.bad_write(format!("there is no tensor number {i}")));
         };
         let name = &self.names[i];
-        if bytes.len() != slot.len {
-            let reason = format!("tensor {name:?} needs {} bytes but was given {}", slot.len, bytes.len());
+        if offset + bytes.len() > slot.len {
+            let reason = format!("bytes {offset}..{} are outside tensor {name:?}", offset + bytes.len());
             return Err(self.bad_write(reason));
         }
-        if self.written[i].swap(true, Ordering::AcqRel) {
+        let before = self.written[i].fetch_add(bytes.len() as u64, Ordering::AcqRel);
+        if before + bytes.len() as u64 > slot.len as u64 {
             return Err(self.bad_write(format!("tensor {name:?} was written twice")));
         }
-        let result = self.files[slot.file].write_all_at(bytes, slot.offset);
+        let result = self.files[slot.file].write_all_at(bytes, slot.offset + offset as u64);
         result.map_err(|e| {
-            // Leave it unwritten so `finish` cannot mistake the output for complete.
-            self.written[i].store(false, Ordering::Release);
+            // Count it unwritten so `finish` cannot mistake the output for complete.
+            self.written[i].fetch_sub(bytes.len() as u64, Ordering::AcqRel);
             write_error(&self.file_paths[slot.file], e)
         })
     }
@@ -136,8 +151,8 @@ impl Writer {
         let missing: Vec<String> = self
             .names
             .iter()
-            .zip(&self.written)
-            .filter(|(_, done)| !done.load(Ordering::Acquire))
+            .zip(self.written.iter().zip(&self.slots))
+            .filter(|(_, (done, slot))| done.load(Ordering::Acquire) != slot.len as u64)
             .map(|(name, _)| name.clone())
             .collect();
         if !missing.is_empty() {
@@ -146,9 +161,8 @@ impl Writer {
                 missing,
             });
         }
-        for (file, path) in self.files.iter().zip(&self.file_paths) {
-            file.sync_all().map_err(|e| write_error(path, e))?;
-        }
+        // No fsync: like `cp` and the usual model savers, the output is left
+        // to the page cache; the rename still makes it appear only whole.
         drop(self.files);
         match self.staging {
             Staging::File(temp) => temp

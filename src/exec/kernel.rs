@@ -1,0 +1,236 @@
+//! CPU kernels over one tensor. Inputs are decoded straight from the memory
+//! map, a chunk at a time, so no input is ever copied whole; chunks run in
+//! parallel on the rayon pool.
+//!
+//! Every sum is split at fixed chunk boundaries and the chunk partials are
+//! added in order, so results are bit-identical for any number of threads.
+
+use crate::io::{Dtype, IoError};
+use rayon::prelude::*;
+
+/// Elements per chunk: large enough to amortise scheduling, small enough
+/// that a chunk of every input stays in cache.
+pub const CHUNK: usize = 1 << 14;
+
+/// One tensor's values as the kernels read them.
+#[derive(Clone, Copy, Debug)]
+pub enum Source<'a> {
+    /// Statically zero (selected away).
+    Zero,
+    /// Stored bytes, little-endian, in a float dtype.
+    Raw(Dtype, &'a [u8]),
+}
+
+impl Source<'_> {
+    /// Decodes elements `start..start + out.len()` as f64.
+    pub fn read_f64(&self, start: usize, out: &mut [f64]) {
+        match *self {
+            Source::Zero => out.fill(0.0),
+            Source::Raw(dtype, bytes) => {
+                let mut at = 0;
+                decode_each(dtype, bytes, start, out.len(), |x| {
+                    out[at] = x;
+                    at += 1;
+                });
+            }
+        }
+    }
+}
+
+/// Calls `f` with each of `count` elements from `start`, as f64.
+fn decode_each(dtype: Dtype, bytes: &[u8], start: usize, count: usize, mut f: impl FnMut(f64)) {
+    let size = dtype.bitsize() / 8;
+    let bytes = &bytes[start * size..(start + count) * size];
+    match dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .for_each(|b| f(f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .for_each(|b| f(half::f16::from_le_bytes([b[0], b[1]]).to_f64())),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .for_each(|b| f(half::bf16::from_le_bytes([b[0], b[1]]).to_f64())),
+        Dtype::F64 => bytes
+            .chunks_exact(8)
+            .for_each(|b| f(f64::from_le_bytes(b.try_into().unwrap_or([0; 8])))),
+        _ => (0..count).for_each(|_| f(0.0)),
+    }
+}
+
+/// The chunks of a tensor of `numel` elements, as (index, start, length).
+fn chunks(numel: usize) -> impl IndexedParallelIterator<Item = (usize, usize)> {
+    let count = numel.div_ceil(CHUNK);
+    (0..count)
+        .into_par_iter()
+        .map(move |i| (i * CHUNK, CHUNK.min(numel - i * CHUNK)))
+}
+
+/// Adds per-chunk partial sums in chunk order.
+fn sum_in_order(partials: Vec<Vec<f64>>, width: usize) -> Vec<f64> {
+    let mut totals = vec![0.0; width];
+    for partial in partials {
+        for (total, p) in totals.iter_mut().zip(partial) {
+            *total += p;
+        }
+    }
+    totals
+}
+
+/// Receives a finished chunk of a save: its byte offset and bytes.
+pub type Emit<'a> = dyn Fn(usize, &[u8]) -> Result<(), IoError> + Sync + 'a;
+
+/// A save's share of a tensor: its coefficients on the family basis, the
+/// dtype to write, and where each finished chunk goes (byte offset, bytes).
+pub struct SaveOut<'a> {
+    pub coefs: &'a [f64],
+    pub dtype: Dtype,
+    pub emit: &'a Emit<'a>,
+}
+
+/// Everything one pass computes on one tensor of a family.
+pub struct TensorWork<'a> {
+    /// One per atom of the family.
+    pub sources: Vec<Source<'a>>,
+    /// Basis `x_0, x_k - x_0` rather than the atoms themselves.
+    pub differences: bool,
+    pub pairs: &'a [(usize, usize)],
+    /// Coefficient pairs of the products measured directly.
+    pub direct: Vec<(&'a [f64], &'a [f64])>,
+    pub saves: Vec<SaveOut<'a>>,
+}
+
+/// Sums for one tensor: the Gram entries of `pairs`, then the direct
+/// products.
+pub struct TensorSums {
+    pub gram: Vec<f64>,
+    pub direct: Vec<f64>,
+}
+
+/// Runs everything one tensor needs in one fused loop over its chunks:
+/// each input chunk is decoded once and serves every Gram entry, direct
+/// product and save.
+pub fn run(work: &TensorWork, numel: usize) -> Result<TensorSums, IoError> {
+    let width = work.pairs.len() + work.direct.len();
+    let partials: Vec<Vec<f64>> = chunks(numel)
+        .map(|(start, len)| chunk(work, start, len))
+        .collect::<Result<_, _>>()?;
+    let mut totals = sum_in_order(partials, width);
+    let direct = totals.split_off(work.pairs.len());
+    Ok(TensorSums { gram: totals, direct })
+}
+
+fn chunk(work: &TensorWork, start: usize, len: usize) -> Result<Vec<f64>, IoError> {
+    let mut basis = vec![vec![0.0f64; len]; work.sources.len()];
+    for (values, source) in basis.iter_mut().zip(&work.sources) {
+        source.read_f64(start, values);
+    }
+    if work.differences {
+        let (reference, rest) = basis.split_at_mut(1);
+        for values in rest.iter_mut() {
+            for (v, r) in values.iter_mut().zip(&reference[0]) {
+                *v -= r;
+            }
+        }
+    }
+    let mut sums: Vec<f64> = work.pairs.iter().map(|&(p, q)| dot_f64(&basis[p], &basis[q])).collect();
+    for (a, b) in &work.direct {
+        sums.push(dot_f64(&combine(&basis, a, len), &combine(&basis, b, len)));
+    }
+    for save in &work.saves {
+        let values = combine(&basis, save.coefs, len);
+        let bytes = encode(save.dtype, &values);
+        (save.emit)(start * save.dtype.bitsize() / 8, &bytes)?;
+    }
+    Ok(sums)
+}
+
+/// `sum_k coefs_k basis_k` over one chunk.
+fn combine(basis: &[Vec<f64>], coefs: &[f64], len: usize) -> Vec<f64> {
+    let mut out = vec![0.0; len];
+    for (values, coef) in basis.iter().zip(coefs).filter(|(_, c)| **c != 0.0) {
+        for (o, v) in out.iter_mut().zip(values) {
+            *o += coef * v;
+        }
+    }
+    out
+}
+
+/// Values as stored bytes. Float tensors are computed in f64 and rounded
+/// to f32 once; half-precision outputs are rounded from that f32.
+fn encode(dtype: Dtype, values: &[f64]) -> Vec<u8> {
+    match dtype {
+        Dtype::F64 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        Dtype::F16 => values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v as f32).to_le_bytes())
+            .collect(),
+        Dtype::BF16 => values
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v as f32).to_le_bytes())
+            .collect(),
+        _ => values.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect(),
+    }
+}
+
+/// A dot product in f64 with four independent accumulators (which lets the
+/// compiler vectorise it); the order is fixed, so the result is too.
+fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let quads = a.len() / 4;
+    for i in 0..quads {
+        for lane in 0..4 {
+            acc[lane] += a[4 * i + lane] * b[4 * i + lane];
+        }
+    }
+    let tail: f64 = a[4 * quads..].iter().zip(&b[4 * quads..]).map(|(x, y)| x * y).sum();
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f32_bytes(values: &[f32]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn one_loop_serves_gram_direct_and_saves() {
+        let n = CHUNK * 2 + 17;
+        let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+        let y: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+        let (bx, by) = (f32_bytes(&x), f32_bytes(&y));
+        let saved = std::sync::Mutex::new(vec![0u8; n * 4]);
+        let emit = |offset: usize, bytes: &[u8]| {
+            saved.lock().unwrap()[offset..offset + bytes.len()].copy_from_slice(bytes);
+            Ok(())
+        };
+        // Basis: x, y - x. The save is 2x - 0.5y = 1.5 x - 0.5 (y - x).
+        let coefs = [1.5, -0.5];
+        let (a, b) = ([0.0, 1.0], [1.0, 0.0]);
+        let work = TensorWork {
+            sources: vec![Source::Raw(Dtype::F32, &bx), Source::Raw(Dtype::F32, &by)],
+            differences: true,
+            pairs: &[(0, 0), (0, 1), (1, 1)],
+            direct: vec![(&a, &b)],
+            saves: vec![SaveOut {
+                coefs: &coefs,
+                dtype: Dtype::F32,
+                emit: &emit,
+            }],
+        };
+        let sums = run(&work, n).unwrap();
+        let xx: f64 = x.iter().map(|v| (*v as f64).powi(2)).sum();
+        let xd: f64 = x.iter().zip(&y).map(|(a, b)| *a as f64 * (*b as f64 - *a as f64)).sum();
+        let dd: f64 = x.iter().zip(&y).map(|(a, b)| (*b as f64 - *a as f64).powi(2)).sum();
+        for (got, want) in sums.gram.iter().chain(&sums.direct).zip([xx, xd, dd, xd]) {
+            assert!((got - want).abs() <= 1e-12 * want.abs().max(1.0), "{got} vs {want}");
+        }
+        let saved = saved.into_inner().unwrap();
+        for (i, bytes) in saved.chunks_exact(4).enumerate() {
+            let want = (2.0 * x[i] as f64 - 0.5 * y[i] as f64) as f32;
+            assert_eq!(f32::from_le_bytes(bytes.try_into().unwrap()), want);
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Saves: one streaming writer per `save`, opened before any data is read
+//! and moved into place only when the whole run has succeeded.
+
+use crate::diag::{Diagnostic, Span};
+use crate::graph::{Graph, NodeId, Op};
+use crate::io::{SaveOptions, TensorInfo, Writer};
+use crate::lower::Plan;
+
+pub(super) struct Saver {
+    pub writer: Writer,
+    pub infos: Vec<TensorInfo>,
+}
+
+/// The checkpoint that non-float tensors (and config files) come from: the
+/// left-most one.
+pub(super) fn carrier_leaf(graph: &Graph, node: NodeId) -> crate::graph::LeafId {
+    match &graph.node(node).op {
+        Op::Leaf(leaf) => *leaf,
+        Op::Select { input, .. } => carrier_leaf(graph, *input),
+        Op::Lin(terms) => carrier_leaf(graph, terms[0].node),
+    }
+}
+
+/// The folder whose config and tokenizer files travel with a saved model:
+/// that of the first checkpoint in the expression that is a folder.
+fn config_folder(graph: &Graph, node: NodeId) -> Option<&std::path::Path> {
+    match &graph.node(node).op {
+        Op::Leaf(leaf) => graph.leaf(*leaf).folder(),
+        Op::Select { input, .. } => config_folder(graph, *input),
+        Op::Lin(terms) => terms.iter().find_map(|t| config_folder(graph, t.node)),
+    }
+}
+
+/// Opens a writer per save, before any data is read, so a bad target path
+/// fails the run early.
+pub(super) fn open_savers(plan: &Plan) -> Result<Vec<Saver>, Diagnostic> {
+    plan.saves
+        .iter()
+        .map(|job| {
+            let infos = output_infos(plan, job.node);
+            let options = SaveOptions {
+                copy_from: config_folder(&plan.graph, job.node).map(|f| f.to_path_buf()),
+                ..SaveOptions::default()
+            };
+            let writer =
+                Writer::create(&job.path, &infos, &options).map_err(|e| write_error(job.span, &job.path, &e))?;
+            Ok(Saver { writer, infos })
+        })
+        .collect()
+}
+
+/// The tensors a save writes: float ones in the `set dtype` (or their
+/// left-most checkpoint's dtype), the rest as they are.
+fn output_infos(plan: &Plan, node: NodeId) -> Vec<TensorInfo> {
+    let chosen = plan.settings.dtype.map(|d| d.dtype());
+    plan.graph
+        .specs(node)
+        .tensors
+        .iter()
+        .map(|s| TensorInfo {
+            name: s.name.clone(),
+            dtype: if s.float { chosen.unwrap_or(s.dtype) } else { s.dtype },
+            shape: s.shape.clone(),
+        })
+        .collect()
+}
+
+/// Moves every save into place; returns the bytes written.
+/// If one fails, the saves already moved into place are removed again, so a
+/// failed run leaves no output behind.
+pub(super) fn finish_savers(plan: &Plan, savers: Vec<Saver>) -> Result<u64, Diagnostic> {
+    let mut bytes = 0;
+    for (done, (job, saver)) in plan.saves.iter().zip(savers).enumerate() {
+        bytes += saver.infos.iter().map(|t| t.byte_len() as u64).sum::<u64>();
+        if let Err(e) = saver.writer.finish() {
+            for finished in &plan.saves[..done] {
+                remove_output(&finished.path);
+            }
+            return Err(write_error(job.span, &job.path, &e));
+        }
+    }
+    Ok(bytes)
+}
+
+/// Best effort: the run is failing already, and this only tidies up.
+fn remove_output(path: &std::path::Path) {
+    let _ = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+}
+
+pub(super) fn write_error(span: Span, path: &std::path::Path, error: &crate::io::IoError) -> Diagnostic {
+    let diag = Diagnostic::new("tv::save", format!("cannot save {}: {error}", path.display())).at(span, "saving here");
+    match error.help() {
+        Some(help) => diag.help(help),
+        None => diag,
+    }
+}
