@@ -121,55 +121,86 @@ pub fn run(work: &TensorWork, numel: usize) -> Result<TensorSums, IoError> {
 }
 
 fn chunk(work: &TensorWork, start: usize, len: usize) -> Result<Vec<f64>, IoError> {
-    let mut basis = vec![vec![0.0f64; len]; work.sources.len()];
+    SCRATCH.with(|scratch| {
+        let scratch = &mut *scratch.borrow_mut();
+        let inputs = work.sources.len();
+        // The basis vectors, then two vectors for combinations.
+        scratch.values.resize((inputs + 2) * CHUNK, 0.0);
+        let (basis, spare) = scratch.values.split_at_mut(inputs * CHUNK);
+        let (left, right) = spare.split_at_mut(CHUNK);
+        let (left, right) = (&mut left[..len], &mut right[..len]);
+        let basis: Vec<&mut [f64]> = basis.chunks_mut(CHUNK).map(|b| &mut b[..len]).collect();
+        let basis = fill_basis(work, basis, start);
+        let mut sums: Vec<f64> = work.pairs.iter().map(|&(p, q)| dot_f64(basis[p], basis[q])).collect();
+        for (a, b) in &work.direct {
+            combine(&basis, a, left);
+            combine(&basis, b, right);
+            sums.push(dot_f64(left, right));
+        }
+        for save in &work.saves {
+            combine(&basis, save.coefs, left);
+            encode(save.dtype, left, &mut scratch.bytes);
+            (save.emit)(start * save.dtype.bitsize() / 8, &scratch.bytes)?;
+        }
+        Ok(sums)
+    })
+}
+
+/// Per-thread buffers, reused from chunk to chunk: fresh ones of this size
+/// would be new pages, faulted in again for every chunk.
+#[derive(Default)]
+struct Scratch {
+    values: Vec<f64>,
+    bytes: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// Decodes the inputs' chunk into `basis`, as differences from the first
+/// input when the family asks for them.
+fn fill_basis<'b>(work: &TensorWork, mut basis: Vec<&'b mut [f64]>, start: usize) -> Vec<&'b [f64]> {
     for (values, source) in basis.iter_mut().zip(&work.sources) {
         source.read_f64(start, values);
     }
     if work.differences {
-        let (reference, rest) = basis.split_at_mut(1);
-        for values in rest.iter_mut() {
-            for (v, r) in values.iter_mut().zip(&reference[0]) {
-                *v -= r;
+        if let Some((reference, rest)) = basis.split_first_mut() {
+            for values in rest.iter_mut() {
+                for (v, r) in values.iter_mut().zip(reference.iter()) {
+                    *v -= r;
+                }
             }
         }
     }
-    let mut sums: Vec<f64> = work.pairs.iter().map(|&(p, q)| dot_f64(&basis[p], &basis[q])).collect();
-    for (a, b) in &work.direct {
-        sums.push(dot_f64(&combine(&basis, a, len), &combine(&basis, b, len)));
-    }
-    for save in &work.saves {
-        let values = combine(&basis, save.coefs, len);
-        let bytes = encode(save.dtype, &values);
-        (save.emit)(start * save.dtype.bitsize() / 8, &bytes)?;
-    }
-    Ok(sums)
+    basis.into_iter().map(|b| &*b).collect()
 }
 
-/// `sum_k coefs_k basis_k` over one chunk.
-fn combine(basis: &[Vec<f64>], coefs: &[f64], len: usize) -> Vec<f64> {
-    let mut out = vec![0.0; len];
+/// `out = sum_k coefs_k basis_k` over one chunk.
+fn combine(basis: &[&[f64]], coefs: &[f64], out: &mut [f64]) {
+    out.fill(0.0);
     for (values, coef) in basis.iter().zip(coefs).filter(|(_, c)| **c != 0.0) {
-        for (o, v) in out.iter_mut().zip(values) {
+        for (o, v) in out.iter_mut().zip(values.iter()) {
             *o += coef * v;
         }
     }
-    out
 }
 
-/// Values as stored bytes. Float tensors are computed in f64 and rounded
-/// to f32 once; half-precision outputs are rounded from that f32.
-fn encode(dtype: Dtype, values: &[f64]) -> Vec<u8> {
+/// Values as stored bytes, into `out`. Float tensors are computed in f64
+/// and rounded to f32 once; half-precision outputs are rounded from that.
+fn encode(dtype: Dtype, values: &[f64], out: &mut Vec<u8>) {
+    out.clear();
     match dtype {
-        Dtype::F64 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        Dtype::F64 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
         Dtype::F16 => values
             .iter()
-            .flat_map(|v| half::f16::from_f32(*v as f32).to_le_bytes())
-            .collect(),
+            .for_each(|v| out.extend_from_slice(&half::f16::from_f32(*v as f32).to_le_bytes())),
         Dtype::BF16 => values
             .iter()
-            .flat_map(|v| half::bf16::from_f32(*v as f32).to_le_bytes())
-            .collect(),
-        _ => values.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect(),
+            .for_each(|v| out.extend_from_slice(&half::bf16::from_f32(*v as f32).to_le_bytes())),
+        _ => values
+            .iter()
+            .for_each(|v| out.extend_from_slice(&(*v as f32).to_le_bytes())),
     }
 }
 
