@@ -10,6 +10,7 @@
 mod family;
 mod kernel;
 mod pass;
+pub mod reference;
 mod save;
 mod schedule;
 
