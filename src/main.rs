@@ -12,6 +12,7 @@ Examples:
   tv run experiments/analogy.tv                 print the report as CSV
   tv run experiments/analogy.tv -o report.csv   write it to a file
   tv check experiments/analogy.tv               find every error, read no tensor data
+  tv plan experiments/analogy.tv                what a run will do: passes, bytes, Gram path
   tv inspect experiments/checkpoints/base       list a checkpoint's tensors
 
 Exit status: 0 on success, 1 when the program or its inputs have errors
@@ -39,6 +40,14 @@ enum Command {
         /// Print what the run did (passes, bytes read and written, time) to stderr.
         #[arg(long)]
         stats: bool,
+    },
+    /// Show what a run would do: sweep points, passes over the data, bytes read and written,
+    /// which evals take the Gram path, estimated peak memory. Reads no tensor data.
+    Plan {
+        /// The `.tv` file.
+        file: PathBuf,
+        #[command(flatten)]
+        settings: SettingFlags,
     },
     /// Report every error in a program without reading tensor data.
     Check {
@@ -102,6 +111,7 @@ fn main() -> ExitCode {
             settings,
             stats,
         } => run(&mut sources, file, output.as_deref(), settings, *stats),
+        Command::Plan { file, settings } => plan(&mut sources, file, settings),
         Command::Check { file } => tv::check(&mut sources, file, &tv::Overrides::default()).map(|_| ()),
         Command::Inspect { checkpoint } => inspect(checkpoint),
     };
@@ -127,29 +137,26 @@ fn run(
         .map(tv::report::StagedFile::new)
         .transpose()
         .map_err(report_error)?;
+    let sampler = stats.then(tv::report::memory::PeakSampler::start);
     let result = tv::run(sources, file, &settings.overrides(), true)?;
+    let peak = sampler.and_then(|s| s.stop());
     let written = match staged {
         Some(staged) => staged.commit(result.csv.as_bytes()),
         None => std::io::stdout().write_all(result.csv.as_bytes()),
     };
     written.map_err(report_error)?;
     if stats {
-        eprintln!("{}", format_stats(&result.stats));
+        eprintln!("{}", tv::report::text::stats_text(&result.stats, peak));
     }
     Ok(())
 }
 
-fn format_stats(stats: &tv::exec::Stats) -> String {
-    format!(
-        "passes: {}\ntensors computed: {}\nbytes read: {} ({})\nbytes written: {} ({})\ntime: {:.3} s",
-        stats.passes,
-        stats.tensors_computed,
-        stats.bytes_read,
-        tv::io::human_bytes(stats.bytes_read),
-        stats.bytes_written,
-        tv::io::human_bytes(stats.bytes_written),
-        stats.seconds
-    )
+fn plan(sources: &mut Sources, file: &Path, settings: &SettingFlags) -> Result<(), Vec<Diagnostic>> {
+    let plan = tv::check(sources, file, &settings.overrides())?;
+    let threads = plan.settings.threads.unwrap_or_else(|| rayon::current_num_threads());
+    let summary = tv::exec::summarize(&plan, threads);
+    print!("{}", tv::report::text::plan_text(&file.display().to_string(), &summary));
+    Ok(())
 }
 
 fn inspect(path: &Path) -> Result<(), Vec<Diagnostic>> {

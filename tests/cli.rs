@@ -374,15 +374,24 @@ fn stats_go_to_stderr() {
     assert_eq!(code(&out), 0, "{}", describe(&out));
     assert_eq!(out.stdout, plain.stdout, "stdout holds the report only");
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("passes: 1"), "{stderr}");
-    let bytes_line = stderr
-        .lines()
-        .find(|l| l.starts_with("bytes read:"))
-        .unwrap_or_else(|| panic!("{stderr}"));
-    let read: u64 = bytes_line.split_whitespace().nth(2).unwrap().parse().unwrap();
+    let line = |key: &str| {
+        let found = stderr
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("{stderr}"));
+        found[key.len()..].trim().to_string()
+    };
+    assert_eq!(line("passes over data"), "1", "{stderr}");
+    // "bytes read         88.00 KiB (90112 B)": the exact count is in brackets.
+    let exact = |value: String| -> u64 {
+        let inner = value.rsplit('(').next().unwrap().trim_end_matches(" B)");
+        inner.parse().unwrap_or_else(|_| panic!("{value}"))
+    };
+    let read = exact(line("bytes read"));
     let expected = float_bytes(&random_model(1, Dtype::F32, 1.0)) + float_bytes(&random_model(2, Dtype::F16, 1.0));
     assert_eq!(read, expected, "every float tensor of both inputs, once: {stderr}");
-    assert!(stderr.contains("bytes written: 0"), "{stderr}");
+    assert_eq!(exact(line("bytes written")), 0, "{stderr}");
+    assert!(line("peak memory").ends_with("anonymous (sampled)"), "{stderr}");
     assert_plain(&stderr);
 }
 
@@ -512,4 +521,38 @@ fn program_paths_are_relative_to_the_program_and_flags_to_the_working_directory(
         std::fs::read(dir.path().join("report.csv")).unwrap(),
         "same report from either directory"
     );
+}
+
+#[test]
+fn plan_shows_passes_bytes_and_the_gram_path_without_reading_data() {
+    let dir = fixture();
+    let program = r#"
+        let a = load("a.safetensors")
+        let b = load("b.safetensors")
+        sweep x in 0..100 {
+            eval n = norm(x * a + (1 - x) * b)
+        }
+        eval size = numel(a)
+        save a - b to "out.safetensors"
+    "#;
+    std::fs::write(dir.path().join("plan.tv"), program).unwrap();
+    let before = listing(dir.path());
+    let out = tv_command(dir.path(), &["plan", "plan.tv"]);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let stdout = text(&out.stdout);
+    let line = |key: &str| {
+        let found = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(key))
+            .unwrap_or_else(|| panic!("{stdout}"));
+        found.trim_start()[key.len()..].trim().to_string()
+    };
+    assert_eq!(line("sweep points"), "100", "{stdout}");
+    assert_eq!(line("passes over data"), "1", "{stdout}");
+    assert!(line("n ").starts_with("Gram path"), "{stdout}");
+    assert!(line("size").starts_with("no tensor data"), "{stdout}");
+    assert!(line("bytes written").ends_with("in 1 save(s)"), "{stdout}");
+    assert_eq!(listing(dir.path()), before, "plan writes nothing");
+    let bad = tv_command(dir.path(), &["plan", "missing.tv"]);
+    assert_eq!(code(&bad), 1);
 }

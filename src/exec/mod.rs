@@ -13,8 +13,10 @@ mod pass;
 pub mod reference;
 mod save;
 mod schedule;
+mod summary;
 
 pub use schedule::needed_measures;
+pub use summary::{summarize, Summary};
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::graph::{MeasureId, ScalarId};

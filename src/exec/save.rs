@@ -51,7 +51,7 @@ pub(super) fn open_savers(plan: &Plan) -> Result<Vec<Saver>, Diagnostic> {
 
 /// The tensors a save writes: float ones in the `set dtype` (or their
 /// left-most checkpoint's dtype), the rest as they are.
-fn output_infos(plan: &Plan, node: NodeId) -> Vec<TensorInfo> {
+pub(super) fn output_infos(plan: &Plan, node: NodeId) -> Vec<TensorInfo> {
     let chosen = plan.settings.dtype.map(|d| d.dtype());
     plan.graph
         .specs(node)

@@ -1,7 +1,9 @@
 //! The report: one CSV table of sweep variables and measurements.
 
+pub mod memory;
 mod number;
 mod table;
+pub mod text;
 
 pub use number::format_number;
 pub use table::{RowKeyPart, Table};

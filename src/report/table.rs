@@ -69,6 +69,18 @@ impl Table {
         rows.flat_map(|r| r.cells.values().flatten().copied()).collect()
     }
 
+    /// Each eval column with the numbers it shows.
+    pub fn eval_columns(&self) -> Vec<(String, Vec<ScalarId>)> {
+        let rows: Vec<&Row> = self.top.iter().chain(&self.rows).collect();
+        let column = |e: &String| rows.iter().filter_map(|r| r.cells.get(e).copied().flatten()).collect();
+        self.evals.iter().map(|e| (e.clone(), column(e))).collect()
+    }
+
+    /// Rows made inside sweeps: one per sweep point that measured something.
+    pub fn sweep_rows(&self) -> usize {
+        self.rows.len()
+    }
+
     pub fn row_count(&self) -> usize {
         self.rows.len() + usize::from(self.top.is_some())
     }

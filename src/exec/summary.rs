@@ -1,0 +1,116 @@
+//! `tv plan`: what a run will do, worked out from headers alone.
+
+use super::family::{self, Family};
+use super::kernel::CHUNK;
+use super::schedule::Schedule;
+use crate::graph::{MeasureId, NodeId};
+use crate::lower::Plan;
+use std::collections::HashSet;
+
+/// The expected shape of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    pub sweep_points: usize,
+    /// Passes over the data, not counting re-measurements of Gram results
+    /// that turn out to cancel (known only once measured).
+    pub passes: usize,
+    pub checkpoints: usize,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub saves: usize,
+    pub gram_measures: usize,
+    pub direct_measures: usize,
+    pub gram_entries: usize,
+    /// Each eval column and how its numbers are measured: "gram",
+    /// "direct", "mixed", or "none" (no tensor data needed).
+    pub evals: Vec<(String, &'static str)>,
+    /// Anonymous memory (page cache not counted).
+    pub peak_memory: u64,
+    pub graph_nodes: usize,
+}
+
+/// Plans the run of `plan` on `threads` workers.
+pub fn summarize(plan: &Plan, threads: usize) -> Summary {
+    let schedule = Schedule::new(plan);
+    // Coefficients that depend on measurements are unknown yet: any nonzero
+    // value gives the same structure.
+    let structural = |s| plan.graph.scalars.known(s).unwrap_or(1.0);
+    let mut families: Vec<Family> = Vec::new();
+    for level in 0..schedule.levels() {
+        let saves: Vec<(usize, NodeId)> = schedule
+            .saves_at(level)
+            .into_iter()
+            .map(|i| (i, plan.saves[i].node))
+            .collect();
+        families.extend(family::build(
+            &plan.graph,
+            &schedule.measures_at(level),
+            &saves,
+            &[],
+            &structural,
+        ));
+    }
+    let gram: HashSet<MeasureId> = families.iter().flat_map(|f| f.gram.iter().map(|p| p.measure)).collect();
+    let direct: HashSet<MeasureId> = families
+        .iter()
+        .flat_map(|f| f.direct.iter().map(|p| p.measure))
+        .collect();
+    let widest = families.iter().map(|f| f.atoms.len()).max().unwrap_or(0);
+    Summary {
+        sweep_points: plan.table.sweep_rows(),
+        passes: schedule.levels(),
+        checkpoints: plan.graph.leaves().len(),
+        bytes_read: families.iter().map(|f| read_bytes(plan, f)).sum(),
+        bytes_written: written_bytes(plan),
+        saves: plan.saves.len(),
+        gram_measures: gram.len(),
+        direct_measures: direct.len(),
+        gram_entries: families.iter().map(|f| f.pairs.len()).sum(),
+        evals: eval_paths(plan, &gram, &direct),
+        peak_memory: (threads * (widest + 3) * CHUNK * 8) as u64 + BASE_MEMORY,
+        graph_nodes: plan.graph.node_count(),
+    }
+}
+
+/// The program itself, its threads and the parsed headers, roughly.
+const BASE_MEMORY: u64 = 8 << 20;
+
+/// Float bytes of the checkpoints a family reads (each once).
+fn read_bytes(plan: &Plan, family: &Family) -> u64 {
+    let mut leaves: Vec<_> = family
+        .atoms
+        .iter()
+        .map(|a| super::save::carrier_leaf(&plan.graph, *a))
+        .collect();
+    leaves.sort();
+    leaves.dedup();
+    let tensors = leaves.iter().flat_map(|l| plan.graph.leaf(*l).tensors());
+    tensors.filter(|t| t.is_float()).map(|t| t.byte_len() as u64).sum()
+}
+
+fn written_bytes(plan: &Plan) -> u64 {
+    let infos = plan.saves.iter().flat_map(|s| super::save::output_infos(plan, s.node));
+    infos.map(|t| t.byte_len() as u64).sum()
+}
+
+fn eval_paths(plan: &Plan, gram: &HashSet<MeasureId>, direct: &HashSet<MeasureId>) -> Vec<(String, &'static str)> {
+    plan.table
+        .eval_columns()
+        .into_iter()
+        .map(|(name, scalars)| {
+            let mut measures = Vec::new();
+            for s in scalars {
+                plan.graph.scalars.measures_in(s, &mut measures);
+            }
+            let in_gram = measures.iter().any(|m| gram.contains(m));
+            let in_direct = measures.iter().any(|m| direct.contains(m));
+            let path = match (in_gram, in_direct) {
+                (true, true) => "mixed",
+                (true, false) => "gram",
+                (false, true) => "direct",
+                (false, false) => "none",
+            };
+            (name, path)
+        })
+        .collect()
+}

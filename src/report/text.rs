@@ -1,0 +1,80 @@
+//! Human-readable text for `tv plan` and `tv run --stats`.
+
+use crate::exec::{Stats, Summary};
+use crate::io::human_bytes;
+use std::fmt::Write;
+
+pub fn plan_text(file: &str, s: &Summary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "plan for {file}");
+    let _ = writeln!(out, "  sweep points       {}", s.sweep_points);
+    let _ = writeln!(out, "  passes over data   {}", s.passes);
+    let _ = writeln!(
+        out,
+        "  bytes read         {} from {} checkpoint(s)",
+        human_bytes(s.bytes_read),
+        s.checkpoints
+    );
+    let _ = writeln!(
+        out,
+        "  bytes written      {} in {} save(s)",
+        human_bytes(s.bytes_written),
+        s.saves
+    );
+    let _ = writeln!(
+        out,
+        "  measurements       {} from Gram matrices ({} entries), {} direct",
+        s.gram_measures, s.gram_entries, s.direct_measures
+    );
+    let _ = writeln!(
+        out,
+        "  peak memory        about {} (page cache not counted)",
+        human_bytes(s.peak_memory)
+    );
+    let _ = writeln!(out, "  graph nodes        {}", s.graph_nodes);
+    if !s.evals.is_empty() {
+        let _ = writeln!(out, "  evals");
+        let width = s.evals.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+        for (name, path) in &s.evals {
+            let _ = writeln!(out, "    {name:width$}  {}", describe_path(path));
+        }
+    }
+    out
+}
+
+fn describe_path(path: &str) -> &'static str {
+    match path {
+        "gram" => "Gram path: every point from one Gram matrix",
+        "direct" => "direct: measured over the tensors",
+        "mixed" => "partly Gram, partly direct",
+        _ => "no tensor data needed",
+    }
+}
+
+pub fn stats_text(s: &Stats, peak_memory: Option<u64>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "passes over data   {}", s.passes);
+    let _ = writeln!(out, "tensors computed   {}", s.tensors_computed);
+    let _ = writeln!(
+        out,
+        "bytes read         {} ({} B)",
+        human_bytes(s.bytes_read),
+        s.bytes_read
+    );
+    let _ = writeln!(
+        out,
+        "bytes written      {} ({} B)",
+        human_bytes(s.bytes_written),
+        s.bytes_written
+    );
+    let _ = writeln!(
+        out,
+        "measurements       {} from Gram matrices, {} direct, {} re-measured directly",
+        s.gram_measures, s.direct_measures, s.remeasured
+    );
+    if let Some(peak) = peak_memory {
+        let _ = writeln!(out, "peak memory        {} anonymous (sampled)", human_bytes(peak));
+    }
+    let _ = write!(out, "time               {:.3} s", s.seconds);
+    out
+}
