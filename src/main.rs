@@ -153,7 +153,7 @@ fn run(
 
 fn plan(sources: &mut Sources, file: &Path, settings: &SettingFlags) -> Result<(), Vec<Diagnostic>> {
     let plan = tv::check(sources, file, &settings.overrides())?;
-    let threads = plan.settings.threads.unwrap_or_else(|| rayon::current_num_threads());
+    let threads = plan.settings.threads.unwrap_or_else(rayon::current_num_threads);
     let summary = tv::exec::summarize(&plan, threads);
     print!("{}", tv::report::text::plan_text(&file.display().to_string(), &summary));
     Ok(())
