@@ -216,17 +216,26 @@ fn nonzero(v: &[f64]) -> usize {
     v.iter().filter(|c| **c != 0.0).count()
 }
 
-/// The Gram entries the products touch, `(p, q)` with `p <= q`, sorted.
+/// The Gram entries the products touch, `(p, q)` with `p <= q`, sorted,
+/// and the diagonal entry of every basis vector they use, which bounds the
+/// rounding error of each result.
 fn needed_pairs(products: &[Product]) -> Vec<(usize, usize)> {
     let mut pairs = std::collections::BTreeSet::new();
     for product in products {
-        for (p, a) in product.a.iter().enumerate() {
-            for (q, b) in product.b.iter().enumerate() {
-                if *a != 0.0 && *b != 0.0 {
-                    pairs.insert((p.min(q), p.max(q)));
-                }
+        let used = |v: &[f64]| {
+            v.iter()
+                .enumerate()
+                .filter(|(_, c)| **c != 0.0)
+                .map(|(p, _)| p)
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (used(&product.a), used(&product.b));
+        for &p in &a {
+            for &q in &b {
+                pairs.insert((p.min(q), p.max(q)));
             }
         }
+        pairs.extend(a.iter().chain(&b).map(|&p| (p, p)));
     }
     pairs.into_iter().collect()
 }

@@ -5,6 +5,7 @@
 //! Every sum is split at fixed chunk boundaries and the chunk partials are
 //! added in order, so results are bit-identical for any number of threads.
 
+use super::exact::{Accurate, Split};
 use crate::io::{Dtype, IoError};
 use rayon::prelude::*;
 
@@ -133,8 +134,8 @@ fn chunk(work: &TensorWork, start: usize, len: usize) -> Result<Vec<f64>, IoErro
         let basis = fill_basis(work, basis, start);
         let mut sums: Vec<f64> = work.pairs.iter().map(|&(p, q)| dot_f64(basis[p], basis[q])).collect();
         for (a, b) in &work.direct {
-            combine(&basis, a, left);
-            combine(&basis, b, right);
+            combine_exact(&basis, a, left);
+            combine_exact(&basis, b, right);
             sums.push(dot_f64(left, right));
         }
         for save in &work.saves {
@@ -183,6 +184,25 @@ fn combine(basis: &[&[f64]], coefs: &[f64], out: &mut [f64]) {
         for (o, v) in out.iter_mut().zip(values.iter()) {
             *o += coef * v;
         }
+    }
+}
+
+/// `out = sum_k coefs_k basis_k`, exact per element up to one rounding
+/// (see `exact`): direct products are where terms cancel. The basis here
+/// is the inputs themselves, whose values are f32.
+fn combine_exact(basis: &[&[f64]], coefs: &[f64], out: &mut [f64]) {
+    let terms: Vec<(Split, &[f64])> = basis
+        .iter()
+        .zip(coefs)
+        .filter(|(_, c)| **c != 0.0)
+        .map(|(values, c)| (Split::new(*c), *values))
+        .collect();
+    for (i, o) in out.iter_mut().enumerate() {
+        let mut acc = Accurate::default();
+        for (c, values) in &terms {
+            acc.add(*c, values[i]);
+        }
+        *o = acc.value();
     }
 }
 

@@ -7,6 +7,7 @@
 //! worker, never a whole model, and a sweep of any number of points reads
 //! each input once: its measurements are sums over one Gram matrix.
 
+pub(crate) mod exact;
 mod family;
 mod kernel;
 mod pass;

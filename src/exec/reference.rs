@@ -2,6 +2,7 @@
 //! measurement on its own, every node materialised in f64, tensor by tensor,
 //! with plain sequential sums. No Gram matrix, no fusion, no chunking.
 
+use super::exact::{Accurate, Split};
 use super::schedule::needed_measures;
 use crate::graph::{Graph, Measure, MeasureId, NodeId, Op};
 use crate::lower::Plan;
@@ -54,15 +55,17 @@ fn values(graph: &Graph, node: NodeId, name: &str, measured: &[Option<f64>]) -> 
         }
         Op::Select { input, .. } => values(graph, *input, name, measured),
         Op::Lin(terms) => {
-            let mut out = vec![0.0; spec.numel()];
+            // Terms of a sum are atoms (their values are f32), so each
+            // element can be summed accurately however its terms cancel.
+            let mut out = vec![Accurate::default(); spec.numel()];
             for term in terms {
                 let known = |m: MeasureId| measured.get(m.0 as usize).copied().flatten();
-                let coef = graph.scalars.value(term.coef, &known)?;
+                let coef = Split::new(graph.scalars.value(term.coef, &known)?);
                 for (o, v) in out.iter_mut().zip(values(graph, term.node, name, measured)?) {
-                    *o += coef * v;
+                    o.add(coef, v);
                 }
             }
-            Some(out)
+            Some(out.into_iter().map(Accurate::value).collect())
         }
     }
 }
