@@ -54,7 +54,7 @@ pub fn check_text(sources: &mut Sources, name: &str, text: &str) -> Result<Plan,
 fn plan(sources: &mut Sources, root: diag::FileId, overrides: &Overrides) -> Result<Plan, Diagnostics> {
     let (mut plan, mut diags) = lower::lower(sources, root);
     apply(&mut plan.settings, overrides);
-    if plan.settings.device != "cpu" {
+    if plan.settings.device != "cpu" && !cfg!(feature = "cuda") {
         let message = format!("device \"{}\" is not available", plan.settings.device);
         let help = "this build of tv computes on the CPU only; use `set device = \"cpu\"` or `--device cpu`";
         let mut diag = Diagnostic::new("tv::device", message).help(help);
@@ -107,9 +107,14 @@ pub fn run(
 
 /// Executes a checked plan and renders its report.
 pub fn execute(plan: &Plan, progress: bool) -> Result<RunOutput, Diagnostics> {
+    let backend = exec::Backend::for_device(&plan.settings.device).map_err(|e| {
+        let message = format!("device \"{}\" is not available: {e}", plan.settings.device);
+        vec![Diagnostic::new("tv::device", message)]
+    })?;
     let options = ExecOptions {
         threads: plan.settings.threads,
         progress,
+        backend,
     };
     let outcome = exec::execute(plan, &options)?;
     let measured = |m: graph::MeasureId| outcome.measured.get(m.0 as usize).copied().flatten();

@@ -72,6 +72,10 @@ fn write(path: &Path, shapes: &[(&str, Vec<usize>)], values: &[Vec<f32>], dtype:
 
 /// Lowers `program` (in the checkpoint folder) and runs both executors.
 fn both(program: &str) -> (Vec<Option<f64>>, Vec<Option<f64>>, tv::exec::Stats) {
+    both_on(program, tv::exec::Backend::Native)
+}
+
+fn both_on(program: &str, backend: tv::exec::Backend) -> (Vec<Option<f64>>, Vec<Option<f64>>, tv::exec::Stats) {
     let path = checkpoints().join(format!("program-{:x}.tv", hash(program)));
     std::fs::write(&path, program).expect("write program");
     let mut sources = Sources::default();
@@ -79,7 +83,11 @@ fn both(program: &str) -> (Vec<Option<f64>>, Vec<Option<f64>>, tv::exec::Stats) 
         Ok(plan) => plan,
         Err(d) => panic!("{}\n{program}", tv::diag::render_plain(&d, &sources, 100)),
     };
-    let fast = tv::exec::execute(&plan, &tv::exec::ExecOptions::default()).expect("execute");
+    let options = tv::exec::ExecOptions {
+        backend,
+        ..tv::exec::ExecOptions::default()
+    };
+    let fast = tv::exec::execute(&plan, &options).expect("execute");
     (fast.measured, tv::exec::reference::measure(&plan), fast.stats)
 }
 
@@ -166,6 +174,16 @@ proptest! {
         let (fast, reference, _) = both(&text);
         assert_close(&fast, &reference, &text);
     }
+
+    /// The candle backend (here on the CPU) does the same work as matrix
+    /// products; away from near-duplicate models, where only the native
+    /// kernels sum exactly, it agrees with the reference too.
+    #[test]
+    fn candle_backend_equals_the_reference(text in program()) {
+        prop_assume!(!text.split("sweep").nth(1).unwrap_or("").contains("near"));
+        let (fast, reference, _) = both_on(&text, tv::exec::Backend::Candle(candle_core::Device::Cpu));
+        assert_close(&fast, &reference, &text);
+    }
 }
 
 /// Distances between nearly equal models cancel catastrophically in a plain
@@ -208,5 +226,48 @@ fn a_sweep_reads_each_input_once() {
         let (_, _, stats) = both(&program(points));
         assert_eq!(stats.bytes_read, input_bytes, "{points} points");
         assert_eq!(stats.passes, 1, "{points} points");
+    }
+}
+
+/// A save computed by the candle backend holds the same values as one
+/// computed by the native kernels (within one f32 rounding).
+#[test]
+fn candle_backend_saves_what_the_native_kernels_save() {
+    let read = |backend: tv::exec::Backend, out: &str| -> Vec<f32> {
+        let text = format!(
+            "let a = load(\"a.safetensors\")\nlet h = load(\"h.safetensors\")\nsave 0.3 * a - 0.7 * h to \"{out}\"\n"
+        );
+        let path = checkpoints().join(format!("save-{out}.tv"));
+        std::fs::write(&path, text).expect("write program");
+        let mut sources = Sources::default();
+        let plan = tv::check(&mut sources, &path, &tv::Overrides::default()).expect("check");
+        let options = tv::exec::ExecOptions {
+            backend,
+            ..Default::default()
+        };
+        tv::exec::execute(&plan, &options).expect("execute");
+        let bytes = std::fs::read(checkpoints().join(out)).expect("read save");
+        let file = safetensors::SafeTensors::deserialize(&bytes).expect("parse save");
+        let mut values = Vec::new();
+        let mut tensors = file.tensors();
+        tensors.sort_by(|x, y| x.0.cmp(&y.0));
+        for (_, view) in tensors {
+            values.extend(
+                view.data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap())),
+            );
+        }
+        values
+    };
+    let native = read(tv::exec::Backend::Native, "native.safetensors");
+    let candle = read(
+        tv::exec::Backend::Candle(candle_core::Device::Cpu),
+        "candle.safetensors",
+    );
+    assert_eq!(native.len(), candle.len());
+    assert!(!native.is_empty());
+    for (n, c) in native.iter().zip(&candle) {
+        assert!((n - c).abs() <= f32::EPSILON * n.abs(), "{n} vs {c}");
     }
 }

@@ -7,6 +7,7 @@
 //! worker, never a whole model, and a sweep of any number of points reads
 //! each input once: its measurements are sums over one Gram matrix.
 
+mod backend;
 pub(crate) mod exact;
 mod family;
 mod kernel;
@@ -16,6 +17,7 @@ mod save;
 mod schedule;
 mod summary;
 
+pub use backend::Backend;
 pub use schedule::needed_measures;
 pub use summary::{summarize, Summary};
 
@@ -31,6 +33,8 @@ pub struct ExecOptions {
     pub threads: Option<usize>,
     /// Draw progress bars (only ever on a terminal).
     pub progress: bool,
+    /// Where the tensor arithmetic runs.
+    pub backend: Backend,
 }
 
 /// What execution measured, with counters for `--stats`.
@@ -69,22 +73,21 @@ pub fn execute(plan: &Plan, options: &ExecOptions) -> Result<Outcome, Diagnostic
             format!("cannot start worker threads: {e}"),
         )]
     })?;
-    pool.install(|| Executor::new(plan, options.progress).run())
-        .map_err(|d| vec![d])
+    pool.install(|| Executor::new(plan, options).run()).map_err(|d| vec![d])
 }
 
 struct Executor<'a> {
     plan: &'a Plan,
-    progress: bool,
+    options: &'a ExecOptions,
     measured: Vec<Option<f64>>,
     stats: Stats,
 }
 
 impl<'a> Executor<'a> {
-    fn new(plan: &'a Plan, progress: bool) -> Self {
+    fn new(plan: &'a Plan, options: &'a ExecOptions) -> Self {
         Executor {
             plan,
-            progress,
+            options,
             measured: vec![None; plan.graph.measure_count()],
             stats: Stats::default(),
         }
@@ -134,7 +137,8 @@ impl<'a> Executor<'a> {
             plan: self.plan,
             families: &families,
             savers,
-            progress: self.progress,
+            progress: self.options.progress,
+            backend: &self.options.backend,
         };
         let output = pass.run()?;
         for (m, value) in output.values {

@@ -26,6 +26,7 @@ pub(super) struct Pass<'a> {
     pub families: &'a [Family],
     pub savers: &'a [Saver],
     pub progress: bool,
+    pub backend: &'a super::Backend,
 }
 
 impl Pass<'_> {
@@ -119,7 +120,10 @@ impl Pass<'_> {
             direct: family.direct.iter().map(|p| (p.a.as_slice(), p.b.as_slice())).collect(),
             saves,
         };
-        let sums = kernel::run(&work, spec.numel()).map_err(|e| self.save_error(family, &e))?;
+        let sums = self
+            .backend
+            .run(&work, spec.numel())
+            .map_err(|e| self.save_error(family, &e))?;
         Ok((sums, bytes))
     }
 

@@ -1,0 +1,108 @@
+//! Where the per-tensor arithmetic runs. The engine hands each tensor's work
+//! (a `TensorWork`) to a backend and gets its sums back; it never touches a
+//! device itself.
+//!
+//! - `Native`: the streaming CPU kernels (`kernel`), chunked and fused,
+//!   exact where terms cancel, bit-identical for any thread count.
+//! - `Candle`: the same work as candle tensor operations on a candle
+//!   `Device`; the Gram entries of a tensor are one matrix product. On a
+//!   CPU it is the cross-check of the native kernels; the `cuda` feature
+//!   runs it on a GPU.
+
+use super::kernel::{self, Source, TensorSums, TensorWork};
+use crate::io::IoError;
+use candle_core::{DType, Device, Tensor};
+
+#[derive(Clone, Debug, Default)]
+pub enum Backend {
+    #[default]
+    Native,
+    Candle(Device),
+}
+
+impl Backend {
+    /// The backend for a `device` setting (`cpu`, `cuda`, `cuda:N`).
+    pub fn for_device(device: &str) -> Result<Backend, String> {
+        if device == "cpu" {
+            return Ok(Backend::Native);
+        }
+        let ordinal = device
+            .strip_prefix("cuda")
+            .map(|n| n.trim_start_matches(':'))
+            .unwrap_or("0");
+        let ordinal: usize = if ordinal.is_empty() {
+            0
+        } else {
+            ordinal.parse().map_err(|_| device.to_string())?
+        };
+        cuda(ordinal).map(Backend::Candle)
+    }
+
+    pub fn run(&self, work: &TensorWork, numel: usize) -> Result<TensorSums, IoError> {
+        match self {
+            Backend::Native => kernel::run(work, numel),
+            Backend::Candle(device) => on_device(work, numel, device).map_err(candle_error),
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda(ordinal: usize) -> Result<Device, String> {
+    Device::new_cuda(ordinal).map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda(_ordinal: usize) -> Result<Device, String> {
+    Err("this build of tv has no CUDA support (build with `--features cuda`)".to_string())
+}
+
+fn candle_error(error: candle_core::Error) -> IoError {
+    IoError::BadWrite {
+        path: std::path::PathBuf::new(),
+        reason: format!("device computation failed: {error}"),
+    }
+}
+
+/// The whole tensor at once: the basis as a `[k, n]` matrix in f64.
+fn on_device(work: &TensorWork, numel: usize, device: &Device) -> candle_core::Result<TensorSums> {
+    let mut rows = Vec::with_capacity(work.sources.len());
+    for source in &work.sources {
+        rows.push(upload(source, numel, device)?);
+    }
+    if work.differences {
+        let reference = rows[0].clone();
+        for row in rows.iter_mut().skip(1) {
+            *row = (&*row - &reference)?;
+        }
+    }
+    let basis = Tensor::stack(&rows, 0)?;
+    let gram_matrix = basis.matmul(&basis.t()?)?.to_vec2::<f64>()?;
+    let gram = work.pairs.iter().map(|&(p, q)| gram_matrix[p][q]).collect();
+    let mut direct = Vec::with_capacity(work.direct.len());
+    for (a, b) in &work.direct {
+        let (va, vb) = (combine(&basis, a)?, combine(&basis, b)?);
+        direct.push((va * vb)?.sum_all()?.to_scalar::<f64>()?);
+    }
+    for save in &work.saves {
+        let values = combine(&basis, save.coefs)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let bytes = crate::io::encode_f32(save.dtype, &values).unwrap_or_default();
+        (save.emit)(0, &bytes).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    }
+    Ok(TensorSums { gram, direct })
+}
+
+fn upload(source: &Source, numel: usize, device: &Device) -> candle_core::Result<Tensor> {
+    match *source {
+        Source::Zero => Tensor::zeros(numel, DType::F64, device),
+        Source::Raw(dtype, bytes) => {
+            let values = crate::io::decode_f32(dtype, bytes).unwrap_or_else(|| vec![0.0; numel]);
+            Tensor::from_vec(values, numel, device)?.to_dtype(DType::F64)
+        }
+    }
+}
+
+/// `sum_k coefs_k basis_k` as a vector of length n.
+fn combine(basis: &Tensor, coefs: &[f64]) -> candle_core::Result<Tensor> {
+    let row = Tensor::from_vec(coefs.to_vec(), (1, coefs.len()), basis.device())?;
+    row.matmul(basis)?.squeeze(0)
+}
