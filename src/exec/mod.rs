@@ -139,6 +139,11 @@ impl<'a> Executor<'a> {
             savers,
             progress: self.options.progress,
             backend: &self.options.backend,
+            label: format!(
+                "pass {}, {} sweep points",
+                self.stats.passes + 1,
+                self.plan.table.sweep_rows()
+            ),
         };
         let output = pass.run()?;
         for (m, value) in output.values {

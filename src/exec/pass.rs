@@ -27,11 +27,14 @@ pub(super) struct Pass<'a> {
     pub savers: &'a [Saver],
     pub progress: bool,
     pub backend: &'a super::Backend,
+    /// Shown beside the progress bar, e.g. "pass 1, 1000 sweep points".
+    pub label: String,
 }
 
 impl Pass<'_> {
     pub fn run(&self) -> Result<PassOutput, Diagnostic> {
         let bar = progress_bar(self.progress, self.input_bytes());
+        bar.set_message(self.label.clone());
         let mut output = PassOutput::default();
         for family in self.families {
             self.run_family(family, &bar, &mut output)?;
@@ -187,9 +190,10 @@ fn progress_bar(enabled: bool, len: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len);
-    let style =
-        ProgressStyle::with_template("{spinner} {bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec}, eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template(
+        "{spinner} {msg} {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec}, eta {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar
 }
