@@ -6,6 +6,8 @@
 //! (streamed, tensor by tensor) -> report (CSV).
 
 pub mod diag;
+pub mod digits;
+pub mod eval;
 pub mod exec;
 pub mod graph;
 pub mod io;
@@ -16,6 +18,7 @@ pub mod syntax;
 pub mod synth;
 
 use diag::{Diagnostic, Diagnostics, Sources};
+use eval::cache::Cache;
 use exec::{ExecOptions, Stats};
 use lower::{Plan, SaveDtype};
 use std::path::Path;
@@ -27,11 +30,20 @@ pub struct Overrides {
     pub dtype: Option<SaveDtype>,
     pub seed: Option<u64>,
     pub threads: Option<usize>,
+    /// Where `init`/`finetune` results are kept (default: `.tv-cache/`
+    /// beside the experiment).
+    pub cache: Option<std::path::PathBuf>,
+    /// Train in a temporary cache, discarded after the run.
+    pub no_cache: bool,
 }
 
 /// Reads, checks and lowers the program at `path` without reading any
-/// tensor data.
+/// tensor data (and without training).
 pub fn check(sources: &mut Sources, path: &Path, overrides: &Overrides) -> Result<Plan, Diagnostics> {
+    load(sources, path, overrides, false)
+}
+
+fn load(sources: &mut Sources, path: &Path, overrides: &Overrides, train: bool) -> Result<Plan, Diagnostics> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         let (code, reason) = match e.kind() {
             std::io::ErrorKind::InvalidData => ("tv::not_text", "it is not UTF-8 text".to_string()),
@@ -41,18 +53,22 @@ pub fn check(sources: &mut Sources, path: &Path, overrides: &Overrides) -> Resul
         vec![Diagnostic::new(code, message).help("tv runs `.tv` programs: UTF-8 text files")]
     })?;
     let root = sources.add(path.display().to_string(), Some(path.to_path_buf()), text);
-    plan(sources, root, overrides)
+    plan(sources, root, overrides, train)
 }
 
 /// Checks program text that has no file (relative paths resolve against
 /// the current directory).
 pub fn check_text(sources: &mut Sources, name: &str, text: &str) -> Result<Plan, Diagnostics> {
     let root = sources.add(name.to_string(), None, text.to_string());
-    plan(sources, root, &Overrides::default())
+    plan(sources, root, &Overrides::default(), false)
 }
 
-fn plan(sources: &mut Sources, root: diag::FileId, overrides: &Overrides) -> Result<Plan, Diagnostics> {
-    let (mut plan, mut diags) = lower::lower(sources, root);
+fn plan(sources: &mut Sources, root: diag::FileId, overrides: &Overrides, train: bool) -> Result<Plan, Diagnostics> {
+    let training = lower::Training {
+        run: train,
+        cache: cache(sources, root, overrides, train)?,
+    };
+    let (mut plan, mut diags) = lower::lower(sources, root, training);
     apply(&mut plan.settings, overrides);
     if plan.settings.device != "cpu" && !cfg!(feature = "cuda") {
         let message = format!("device \"{}\" is not available", plan.settings.device);
@@ -70,6 +86,25 @@ fn plan(sources: &mut Sources, root: diag::FileId, overrides: &Overrides) -> Res
     } else {
         Err(diags)
     }
+}
+
+/// The training cache of a run: `--cache DIR`, else `.tv-cache/` beside
+/// the experiment; a temporary one for checking and with `--no-cache`.
+fn cache(sources: &Sources, root: diag::FileId, overrides: &Overrides, train: bool) -> Result<Cache, Diagnostics> {
+    if !train || overrides.no_cache {
+        return Cache::temporary().map_err(|e| {
+            vec![Diagnostic::new(
+                "tv::cache",
+                format!("cannot make a temporary training cache: {e}"),
+            )]
+        });
+    }
+    let beside = || {
+        let root_path = sources.get(root).path.as_deref();
+        let dir = root_path.and_then(Path::parent).unwrap_or(Path::new(""));
+        dir.join(".tv-cache")
+    };
+    Ok(Cache::at(overrides.cache.clone().unwrap_or_else(beside)))
 }
 
 fn apply(settings: &mut lower::Settings, overrides: &Overrides) {
@@ -92,6 +127,9 @@ fn apply(settings: &mut lower::Settings, overrides: &Overrides) {
 pub struct RunOutput {
     pub csv: String,
     pub stats: Stats,
+    /// Models `init`/`finetune` made during the run, and those found in the cache.
+    pub trained: usize,
+    pub cache_hits: usize,
 }
 
 /// Checks and runs the program at `path`.
@@ -101,7 +139,7 @@ pub fn run(
     overrides: &Overrides,
     progress: bool,
 ) -> Result<RunOutput, Diagnostics> {
-    let plan = check(sources, path, overrides)?;
+    let plan = load(sources, path, overrides, true)?;
     execute(&plan, progress)
 }
 
@@ -126,5 +164,7 @@ pub fn execute(plan: &Plan, progress: bool) -> Result<RunOutput, Diagnostics> {
     Ok(RunOutput {
         csv,
         stats: outcome.stats,
+        trained: plan.cache.trained,
+        cache_hits: plan.cache.hits,
     })
 }

@@ -76,6 +76,12 @@ struct SettingFlags {
     /// Seed for random operations.
     #[arg(long)]
     seed: Option<u64>,
+    /// Keep init/finetune results here instead of .tv-cache/ beside the experiment.
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// Train without the cache (results are discarded after the run).
+    #[arg(long, conflicts_with = "cache")]
+    no_cache: bool,
 }
 
 fn parse_device(text: &str) -> Result<String, String> {
@@ -97,6 +103,8 @@ impl SettingFlags {
             dtype: self.dtype,
             seed: self.seed,
             threads: self.threads.map(|t| t as usize),
+            cache: self.cache.clone(),
+            no_cache: self.no_cache,
         }
     }
 }
@@ -146,7 +154,10 @@ fn run(
     };
     written.map_err(report_error)?;
     if stats {
-        eprintln!("{}", tv::report::text::stats_text(&result.stats, peak));
+        eprintln!(
+            "{}",
+            tv::report::text::stats_text(&result.stats, (result.trained, result.cache_hits), peak)
+        );
     }
     Ok(())
 }

@@ -131,12 +131,11 @@ pub fn write_experiment_checkpoints(dir: &Path) -> Result<(), IoError> {
     let shapes = mlp_shapes();
     let mut rng = Rng::new(2023);
     let base = random_weights(&mut rng, &shapes, 0.1);
-    let config_dir = tempfile::tempdir().map_err(write_err)?;
     let config = r#"{"architectures": ["TinyMLP"], "hidden_size": 32, "vocab_size": 64}"#;
-    std::fs::write(config_dir.path().join("config.json"), config).map_err(write_err)?;
     let folder = SaveOptions {
         max_shard_bytes: 8 * 1024,
-        copy_from: Some(config_dir.path().to_path_buf()),
+        config_json: Some(config.as_bytes().to_vec()),
+        ..SaveOptions::default()
     };
     save(&dir.join("base"), &base, &folder)?;
     let task = random_weights(&mut rng, &shapes, 0.02);

@@ -81,8 +81,9 @@ pub fn build(
     };
     let mut placed = Vec::new();
     for m in measures {
-        let Measure::Dot(a, _) = graph.measure(*m);
-        placed.push((family_of(a), Member::Measure(*m)));
+        if let Measure::Dot(a, _) = graph.measure(*m) {
+            placed.push((family_of(a), Member::Measure(*m)));
+        }
     }
     for (save, node) in saves {
         placed.push((family_of(*node), Member::Save(*save, *node)));
@@ -118,7 +119,9 @@ impl Members {
     fn into_family(self, graph: &Graph, direct_only: &[MeasureId], coef: &dyn Fn(ScalarId) -> f64) -> Family {
         let mut sums: Vec<Vec<(NodeId, f64)>> = Vec::new();
         for m in &self.measures {
-            let Measure::Dot(a, b) = graph.measure(*m);
+            let [a, b] = graph.measure(*m).nodes()[..] else {
+                continue;
+            };
             sums.push(atom_terms(graph, a, coef));
             sums.push(atom_terms(graph, b, coef));
         }

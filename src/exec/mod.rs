@@ -11,6 +11,8 @@ mod backend;
 pub(crate) mod exact;
 mod family;
 mod kernel;
+pub mod materialize;
+mod models;
 mod pass;
 pub mod reference;
 mod save;
@@ -57,6 +59,8 @@ pub struct Stats {
     pub direct_measures: usize,
     /// Gram results that cancelled too much, measured again directly.
     pub remeasured: usize,
+    /// Models scored on datasets (accuracy, loss).
+    pub model_measures: usize,
     pub seconds: f64,
 }
 
@@ -104,11 +108,16 @@ impl<'a> Executor<'a> {
                 .into_iter()
                 .map(|i| (i, self.plan.saves[i].node))
                 .collect();
-            let cancelled = self.pass(&schedule.measures_at(level), &saves, &[], &savers)?;
+            let (dots, models): (Vec<_>, Vec<_>) = schedule
+                .measures_at(level)
+                .into_iter()
+                .partition(|m| matches!(self.plan.graph.measure(*m), crate::graph::Measure::Dot(..)));
+            let cancelled = self.pass(&dots, &saves, &[], &savers)?;
             if !cancelled.is_empty() {
                 self.stats.remeasured += cancelled.len();
                 self.pass(&cancelled, &[], &cancelled, &savers)?;
             }
+            self.score_models(&models)?;
         }
         self.stats.bytes_written = save::finish_savers(self.plan, savers)?;
         self.stats.bytes_read = self.bytes_read() - read_before;
@@ -153,6 +162,25 @@ impl<'a> Executor<'a> {
         self.stats.tensors_computed += output.tensors;
         self.stats.gram_measures -= output.cancelled.len();
         Ok(output.cancelled)
+    }
+
+    /// Materialises and scores the models of `measures`.
+    fn score_models(&mut self, measures: &[MeasureId]) -> Result<(), Diagnostic> {
+        if measures.is_empty() {
+            return Ok(());
+        }
+        let device = match &self.options.backend {
+            Backend::Candle(device) => device.clone(),
+            Backend::Native => candle_core::Device::Cpu,
+        };
+        let coef = |s: ScalarId| self.coefficient(s);
+        let scored = models::measure(&self.plan.graph, measures, &coef, &device)
+            .map_err(|e| Diagnostic::new("tv::model", format!("model evaluation failed: {e}")))?;
+        self.stats.model_measures += scored.len();
+        for (m, value) in scored {
+            self.measured[m.0 as usize] = Some(value);
+        }
+        Ok(())
     }
 
     /// A coefficient's value; the schedule guarantees its measurements are

@@ -8,9 +8,8 @@ use super::save::{carrier_leaf, write_error, Saver};
 use crate::diag::Diagnostic;
 use crate::graph::{Graph, LeafId, MeasureId, NodeId, Op, Spec};
 use crate::lower::Plan;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use std::collections::HashMap;
-use std::io::IsTerminal;
 
 /// What a pass measured.
 #[derive(Default)]
@@ -33,8 +32,10 @@ pub(super) struct Pass<'a> {
 
 impl Pass<'_> {
     pub fn run(&self) -> Result<PassOutput, Diagnostic> {
-        let bar = progress_bar(self.progress, self.input_bytes());
-        bar.set_message(self.label.clone());
+        let bar = match self.progress {
+            true => crate::report::progress::bytes(self.input_bytes(), &self.label),
+            false => ProgressBar::hidden(),
+        };
         let mut output = PassOutput::default();
         for family in self.families {
             self.run_family(family, &bar, &mut output)?;
@@ -158,7 +159,12 @@ impl Pass<'_> {
 /// Where an atom's tensor `name` comes from: its checkpoint's bytes (each
 /// checkpoint fetched once per tensor), or zero where `only`/`except`
 /// removed it.
-fn source<'g>(graph: &'g Graph, atom: NodeId, name: &str, fetched: &mut HashMap<LeafId, &'g [u8]>) -> Source<'g> {
+pub(super) fn source<'g>(
+    graph: &'g Graph,
+    atom: NodeId,
+    name: &str,
+    fetched: &mut HashMap<LeafId, &'g [u8]>,
+) -> Source<'g> {
     let active = graph.specs(atom).find(name).is_some_and(|s| s.active);
     if !active {
         return Source::Zero;
@@ -183,17 +189,4 @@ fn leaves_of(graph: &Graph, atoms: &[NodeId]) -> Vec<LeafId> {
     leaves.sort();
     leaves.dedup();
     leaves
-}
-
-fn progress_bar(enabled: bool, len: u64) -> ProgressBar {
-    if !enabled || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    let style = ProgressStyle::with_template(
-        "{spinner} {msg} {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec}, eta {eta}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar
 }

@@ -30,7 +30,10 @@ pub fn measure(plan: &Plan) -> Vec<Option<f64>> {
 }
 
 fn dot(graph: &Graph, m: MeasureId, measured: &[Option<f64>]) -> Option<f64> {
-    let Measure::Dot(a, b) = graph.measure(m);
+    // Model measurements are not the reference's business.
+    let Measure::Dot(a, b) = graph.measure(m) else {
+        return None;
+    };
     let mut total = 0.0;
     for spec in graph.specs(a).tensors.iter().filter(|s| s.float) {
         let x = values(graph, a, &spec.name, measured)?;

@@ -21,16 +21,6 @@ pub(super) fn carrier_leaf(graph: &Graph, node: NodeId) -> crate::graph::LeafId 
     }
 }
 
-/// The folder whose config and tokenizer files travel with a saved model:
-/// that of the first checkpoint in the expression that is a folder.
-fn config_folder(graph: &Graph, node: NodeId) -> Option<&std::path::Path> {
-    match &graph.node(node).op {
-        Op::Leaf(leaf) => graph.leaf(*leaf).folder(),
-        Op::Select { input, .. } => config_folder(graph, *input),
-        Op::Lin(terms) => terms.iter().find_map(|t| config_folder(graph, t.node)),
-    }
-}
-
 /// Opens a writer per save, before any data is read, so a bad target path
 /// fails the run early.
 pub(super) fn open_savers(plan: &Plan) -> Result<Vec<Saver>, Diagnostic> {
@@ -39,7 +29,7 @@ pub(super) fn open_savers(plan: &Plan) -> Result<Vec<Saver>, Diagnostic> {
         .map(|job| {
             let infos = output_infos(plan, job.node);
             let options = SaveOptions {
-                copy_from: config_folder(&plan.graph, job.node).map(|f| f.to_path_buf()),
+                copy_from: plan.graph.config_folder(job.node).map(|f| f.to_path_buf()),
                 ..SaveOptions::default()
             };
             let writer =

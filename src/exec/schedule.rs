@@ -3,7 +3,7 @@
 //! first), so each measurement gets a level: one more than the deepest
 //! measurement its coefficients depend on.
 
-use crate::graph::{Graph, Measure, MeasureId, NodeId, Op};
+use crate::graph::{Graph, MeasureId, NodeId, Op};
 use crate::lower::Plan;
 use std::collections::HashMap;
 
@@ -69,8 +69,7 @@ pub fn needed_measures(plan: &Plan) -> Vec<MeasureId> {
         }
         let Some(m) = stack.pop() else { break };
         if found.insert(m) {
-            let Measure::Dot(a, b) = graph.measure(m);
-            nodes.extend([a, b]);
+            nodes.extend(graph.measure(m).nodes());
         }
     }
     found.into_iter().collect()
@@ -100,8 +99,8 @@ impl Levels<'_> {
         if let Some(level) = self.memo.get(&m) {
             return *level;
         }
-        let Measure::Dot(a, b) = self.graph.measure(m);
-        let level = self.of_node(a).max(self.of_node(b));
+        let nodes = self.graph.measure(m).nodes();
+        let level = nodes.into_iter().map(|n| self.of_node(n)).max().unwrap_or(0);
         self.memo.insert(m, level);
         level
     }

@@ -23,8 +23,11 @@ pub fn dump(graph: &Graph) -> String {
         let _ = writeln!(out, "%{i} = {line}");
     }
     for i in 0..graph.measure_count() {
-        let Measure::Dot(a, b) = graph.measure(super::MeasureId(i as u32));
-        let _ = writeln!(out, "m{i} = dot(%{}, %{})", a.0, b.0);
+        let line = match graph.measure(super::MeasureId(i as u32)) {
+            Measure::Dot(a, b) => format!("dot(%{}, %{})", a.0, b.0),
+            Measure::Model(m) => format!("{:?}(%{}, data {})", m.kind, m.node.0, m.data).to_lowercase(),
+        };
+        let _ = writeln!(out, "m{i} = {line}");
     }
     out
 }

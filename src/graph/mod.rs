@@ -47,11 +47,40 @@ pub struct Node {
     pub span: Span,
 }
 
-/// A weight-space reduction over all float tensors, accumulated in f64.
+/// A number measured from weights.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Measure {
-    /// `<a, b>`; the pair is ordered so `dot(a, b)` and `dot(b, a)` share.
+    /// `<a, b>` over all float tensors, accumulated in f64; the pair is
+    /// ordered so `dot(a, b)` and `dot(b, a)` share.
     Dot(NodeId, NodeId),
+    /// A model evaluated on a dataset (see `eval`).
+    Model(ModelMeasure),
+}
+
+impl Measure {
+    /// The weights it reads.
+    pub fn nodes(self) -> Vec<NodeId> {
+        match self {
+            Measure::Dot(a, b) => vec![a, b],
+            Measure::Model(m) => vec![m.node],
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ModelKind {
+    Accuracy,
+    Loss,
+}
+
+/// `accuracy(w, data)` or `loss(w, data)`: `node` as the model `config`
+/// describes, scored on dataset `data` (indices into the graph's registries).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ModelMeasure {
+    pub kind: ModelKind,
+    pub node: NodeId,
+    pub config: usize,
+    pub data: usize,
 }
 
 #[derive(Default)]
@@ -62,6 +91,9 @@ pub struct Graph {
     measures: Vec<Measure>,
     measure_index: HashMap<Measure, MeasureId>,
     pub scalars: Scalars,
+    /// Model configs and datasets that model measurements refer to.
+    pub configs: Vec<Arc<crate::eval::mlp::MlpConfig>>,
+    pub datasets: Vec<Arc<crate::eval::data::Dataset>>,
 }
 
 impl Graph {
@@ -91,6 +123,16 @@ impl Graph {
 
     pub fn measure_count(&self) -> usize {
         self.measures.len()
+    }
+
+    /// The folder whose config and tokenizer files travel with `node`: that
+    /// of the first checkpoint of its expression that is a folder.
+    pub fn config_folder(&self, node: NodeId) -> Option<&std::path::Path> {
+        match &self.node(node).op {
+            Op::Leaf(leaf) => self.leaf(*leaf).folder(),
+            Op::Select { input, .. } => self.config_folder(*input),
+            Op::Lin(terms) => terms.iter().find_map(|t| self.config_folder(t.node)),
+        }
     }
 
     /// Interns `op`; an existing equal node is returned as is, keeping the
@@ -151,7 +193,11 @@ impl Graph {
 
     /// Interns a reduction and returns the scalar that stands for its result.
     pub fn dot(&mut self, a: NodeId, b: NodeId) -> ScalarId {
-        let measure = Measure::Dot(a.min(b), a.max(b));
+        self.measured(Measure::Dot(a.min(b), a.max(b)))
+    }
+
+    /// The scalar that stands for a measurement's result.
+    pub fn measured(&mut self, measure: Measure) -> ScalarId {
         let next = MeasureId(self.measures.len() as u32);
         let id = *self.measure_index.entry(measure).or_insert(next);
         if id == next {

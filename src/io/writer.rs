@@ -36,6 +36,8 @@ pub struct SaveOptions {
     pub max_shard_bytes: u64,
     /// A Hugging Face folder whose config and tokenizer files a folder save copies.
     pub copy_from: Option<PathBuf>,
+    /// The `config.json` of a folder save, written in place of a copied one.
+    pub config_json: Option<Vec<u8>>,
 }
 
 impl Default for SaveOptions {
@@ -44,6 +46,7 @@ impl Default for SaveOptions {
         SaveOptions {
             max_shard_bytes: 5_000_000_000,
             copy_from: None,
+            config_json: None,
         }
     }
 }
@@ -97,6 +100,10 @@ impl Writer {
                 fs::write(&index, text).map_err(|e| write_error(&index, e))?;
             }
             copy_companions(options.copy_from.as_deref(), dir.path())?;
+            if let Some(config) = &options.config_json {
+                let path = dir.path().join("config.json");
+                fs::write(&path, config).map_err(|e| write_error(&path, e))?;
+            }
         }
         Ok(Writer {
             target: path.to_path_buf(),

@@ -10,31 +10,44 @@ use std::sync::Arc;
 
 /// Every builtin, for lookup and for suggestions.
 pub const NAMES: &[&str] = &[
-    "load", "only", "except", "cosine", "dot", "norm", "distance", "numel", "sum", "mean",
+    "load", "only", "except", "cosine", "dot", "norm", "distance", "numel", "sum", "mean", "accuracy", "loss", "init",
+    "finetune",
 ];
 
 /// Builtins of the language reference that this version does not have
-/// yet: model measurements and training.
-pub const NOT_YET: &[&str] = &["accuracy", "loss", "perplexity", "command", "init", "finetune"];
+/// yet: language-model measurements and external evaluators.
+pub const NOT_YET: &[&str] = &["perplexity", "command"];
 
-fn params_of(name: &str) -> &'static [&'static str] {
+/// A builtin's parameters, each with its default (`None`: required).
+fn params_of(name: &str) -> &'static [(&'static str, Option<f64>)] {
     match name {
-        "load" => &["path"],
-        "only" | "except" => &["w", "pattern"],
-        "cosine" | "dot" | "distance" => &["a", "b"],
-        "norm" | "numel" => &["w"],
-        _ => &["list"],
+        "load" => &[("path", None)],
+        "only" | "except" => &[("w", None), ("pattern", None)],
+        "cosine" | "dot" | "distance" => &[("a", None), ("b", None)],
+        "norm" | "numel" => &[("w", None)],
+        "accuracy" | "loss" => &[("w", None), ("data", None)],
+        "init" => &[("config", None), ("seed", Some(0.0))],
+        "finetune" => &[
+            ("w", None),
+            ("data", None),
+            ("steps", Some(200.0)),
+            ("lr", Some(1e-3)),
+            ("batch", Some(32.0)),
+            ("seed", Some(0.0)),
+        ],
+        _ => &[("list", None)],
     }
 }
 
 impl Lowerer<'_> {
     pub(super) fn builtin(&mut self, env: &mut Env, name: &Ident, args: &[Arg], span: Span) -> Value {
         let function = name.node.as_str();
-        let params: Vec<ParamSpec> = params_of(function)
+        let defaults = params_of(function);
+        let params: Vec<ParamSpec> = defaults
             .iter()
-            .map(|p| ParamSpec {
-                name: p,
-                required: true,
+            .map(|(name, default)| ParamSpec {
+                name,
+                required: default.is_none(),
             })
             .collect();
         let Some(slots) = self.match_args(function, &params, args, span) else {
@@ -42,8 +55,11 @@ impl Lowerer<'_> {
         };
         let args: Vec<(Value, Span)> = slots
             .into_iter()
-            .flatten()
-            .map(|expr| (self.expr(env, expr), expr.span))
+            .zip(defaults)
+            .map(|(slot, (_, default))| match slot {
+                Some(expr) => (self.expr(env, expr), expr.span),
+                None => (Value::Num(self.graph.scalars.constant(default.unwrap_or(0.0))), span),
+            })
             .collect();
         if args.iter().any(|(v, _)| v.is_error()) {
             return Value::Error;
@@ -88,6 +104,9 @@ impl Lowerer<'_> {
                 number(self.graph.scalars.constant(count))
             }
             "sum" => self.sum(&args[0], span),
+            "accuracy" | "loss" => self.model_measure(function, args),
+            "init" => self.init(args),
+            "finetune" => self.finetune(args, span),
             _ => {
                 let total = self.sum(&args[0], span)?;
                 let Value::List(items) = &args[0].0 else { return None };
@@ -197,7 +216,7 @@ impl Lowerer<'_> {
         self.same_tensors(a, b, span).then_some((a, b))
     }
 
-    fn weights_arg(&mut self, (value, span): &(Value, Span), function: &str) -> Option<NodeId> {
+    pub(super) fn weights_arg(&mut self, (value, span): &(Value, Span), function: &str) -> Option<NodeId> {
         match value {
             Value::Weights(w) => Some(*w),
             other => {
@@ -207,7 +226,7 @@ impl Lowerer<'_> {
         }
     }
 
-    fn string_arg(&mut self, (value, span): &(Value, Span), what: &str) -> Option<String> {
+    pub(super) fn string_arg(&mut self, (value, span): &(Value, Span), what: &str) -> Option<String> {
         match value {
             Value::Str(s) => Some(s.clone()),
             other => {

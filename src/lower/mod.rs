@@ -7,6 +7,7 @@ mod call;
 mod domain;
 mod env;
 mod expr;
+mod model;
 mod modules;
 mod settings;
 mod stmt;
@@ -17,6 +18,7 @@ pub use settings::{valid_device, SaveDtype, Settings};
 pub use value::Value;
 
 use crate::diag::{Diagnostic, Diagnostics, FileId, Sources, Span};
+use crate::eval::cache::Cache;
 use crate::graph::{Graph, NodeId};
 use crate::io::Checkpoint;
 use crate::report::Table;
@@ -31,6 +33,16 @@ pub struct Plan {
     pub table: Table,
     pub saves: Vec<SaveJob>,
     pub settings: Settings,
+    /// Where `init` and `finetune` results live (kept alive with the plan,
+    /// whose checkpoints may be inside it), with its counters.
+    pub cache: Cache,
+}
+
+/// How `init` and `finetune` behave while lowering.
+pub struct Training {
+    /// Train (a run), or only check (`tv check`, `tv plan`).
+    pub run: bool,
+    pub cache: Cache,
 }
 
 /// A `save` statement at one sweep point.
@@ -42,7 +54,7 @@ pub struct SaveJob {
 }
 
 /// Lowers the program whose root file is `root` (already in `sources`).
-pub fn lower(sources: &mut Sources, root: FileId) -> (Plan, Diagnostics) {
+pub fn lower(sources: &mut Sources, root: FileId, training: Training) -> (Plan, Diagnostics) {
     let base_dir = sources
         .get(root)
         .path
@@ -65,6 +77,9 @@ pub fn lower(sources: &mut Sources, root: FileId) -> (Plan, Diagnostics) {
         dry: 0,
         calls: Vec::new(),
         in_default: false,
+        training,
+        configs: HashMap::new(),
+        datasets: HashMap::new(),
     };
     lowerer.root_file(root);
     let plan = Plan {
@@ -72,6 +87,7 @@ pub fn lower(sources: &mut Sources, root: FileId) -> (Plan, Diagnostics) {
         table: lowerer.table,
         saves: lowerer.saves,
         settings: lowerer.settings,
+        cache: lowerer.training.cache,
     };
     (plan, crate::diag::dedup(lowerer.diags))
 }
@@ -104,6 +120,11 @@ struct Lowerer<'s> {
     calls: Vec<(String, Span)>,
     /// True while a parameter's default value is evaluated.
     in_default: bool,
+    training: Training,
+    /// Model configs and datasets by path, as graph registry indices (or
+    /// the error reading them gave).
+    configs: HashMap<PathBuf, Result<usize, Diagnostic>>,
+    datasets: HashMap<PathBuf, Result<usize, Diagnostic>>,
 }
 
 impl Lowerer<'_> {

@@ -2,6 +2,7 @@
 
 pub mod memory;
 mod number;
+pub mod progress;
 mod table;
 pub mod text;
 

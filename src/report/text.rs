@@ -51,7 +51,7 @@ fn describe_path(path: &str) -> &'static str {
     }
 }
 
-pub fn stats_text(s: &Stats, peak_memory: Option<u64>) -> String {
+pub fn stats_text(s: &Stats, training: (usize, usize), peak_memory: Option<u64>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "passes over data   {}", s.passes);
     let _ = writeln!(out, "tensors computed   {}", s.tensors_computed);
@@ -72,6 +72,16 @@ pub fn stats_text(s: &Stats, peak_memory: Option<u64>) -> String {
         "measurements       {} from Gram matrices, {} direct, {} re-measured directly",
         s.gram_measures, s.direct_measures, s.remeasured
     );
+    if s.model_measures > 0 {
+        let _ = writeln!(out, "model evaluations  {}", s.model_measures);
+    }
+    if training != (0, 0) {
+        let _ = writeln!(
+            out,
+            "training           {} trained, {} from the cache",
+            training.0, training.1
+        );
+    }
     if let Some(peak) = peak_memory {
         let _ = writeln!(out, "peak memory        {} anonymous (sampled)", human_bytes(peak));
     }

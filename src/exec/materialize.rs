@@ -1,0 +1,70 @@
+//! Whole models in memory, for the measurements and training that need a
+//! model rather than a reduction: the same fused kernels, writing into
+//! buffers instead of files.
+
+use super::family;
+use super::kernel::{self, SaveOut, TensorWork};
+use super::pass::source;
+use super::save::carrier_leaf;
+use crate::graph::{Graph, LeafId, NodeId, ScalarId};
+use crate::io::{Dtype, IoError, TensorInfo};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Every tensor of `node`, float ones as f32 little-endian bytes, the others
+/// as stored. `coef` gives each coefficient's value.
+pub fn materialize(
+    graph: &Graph,
+    node: NodeId,
+    coef: &dyn Fn(ScalarId) -> f64,
+) -> Result<Vec<(TensorInfo, Vec<u8>)>, IoError> {
+    let families = family::build(graph, &[], &[(0, node)], &[], coef);
+    let (Some(family), Some(save)) = (families.first(), families.first().and_then(|f| f.saves.first())) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for spec in &graph.specs(node).tensors {
+        if !spec.float {
+            let checkpoint = graph.leaf(carrier_leaf(graph, node));
+            let bytes = checkpoint
+                .index_of(&spec.name)
+                .map(|k| checkpoint.bytes(k))
+                .unwrap_or_default();
+            out.push((
+                TensorInfo::new(spec.name.clone(), spec.dtype, spec.shape.clone()),
+                bytes.to_vec(),
+            ));
+            continue;
+        }
+        let buffer = Mutex::new(vec![0u8; spec.numel() * 4]);
+        let emit = |offset: usize, bytes: &[u8]| {
+            let mut buffer = buffer.lock().unwrap_or_else(|p| p.into_inner());
+            buffer[offset..offset + bytes.len()].copy_from_slice(bytes);
+            Ok(())
+        };
+        let mut fetched: HashMap<LeafId, &[u8]> = HashMap::new();
+        let sources = family
+            .atoms
+            .iter()
+            .map(|a| source(graph, *a, &spec.name, &mut fetched))
+            .collect();
+        let work = TensorWork {
+            sources,
+            differences: family.differences,
+            pairs: &[],
+            direct: Vec::new(),
+            saves: vec![SaveOut {
+                coefs: &save.coefs,
+                dtype: Dtype::F32,
+                emit: &emit,
+            }],
+        };
+        kernel::run(&work, spec.numel())?;
+        let bytes = buffer.into_inner().unwrap_or_else(|p| p.into_inner());
+        out.push((
+            TensorInfo::new(spec.name.clone(), Dtype::F32, spec.shape.clone()),
+            bytes,
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,316 @@
+//! Builtins for the built-in MLP: `accuracy`, `loss`, `init`, `finetune`.
+//! Their configs and datasets are read and checked while lowering (they
+//! are small); training happens here too, through the cache, so the rest
+//! of the program sees trained weights as ordinary checkpoints.
+
+use super::{Lowerer, Value};
+use crate::diag::{Diagnostic, Span};
+use crate::eval::cache::Key;
+use crate::eval::data::Dataset;
+use crate::eval::mlp::MlpConfig;
+use crate::eval::train::{self, FinetuneArgs, Weights};
+use crate::graph::{Measure, ModelKind, ModelMeasure, NodeId};
+use crate::io::{Dtype, SaveOptions, TensorInfo, Writer};
+use std::path::Path;
+use std::sync::Arc;
+
+impl Lowerer<'_> {
+    /// `accuracy(w, data)` / `loss(w, data)`.
+    pub(super) fn model_measure(&mut self, function: &str, args: &[(Value, Span)]) -> Option<Value> {
+        let w = self.weights_arg(&args[0], function)?;
+        let path = self.string_arg(&args[1], "the data of a model measurement")?;
+        let config = self.model_config(w, args[0].1, function)?;
+        let data = self.dataset(&path, args[1].1, config)?;
+        let kind = if function == "accuracy" {
+            ModelKind::Accuracy
+        } else {
+            ModelKind::Loss
+        };
+        let measure = Measure::Model(ModelMeasure {
+            kind,
+            node: w,
+            config,
+            data,
+        });
+        Some(Value::Num(self.graph.measured(measure)))
+    }
+
+    /// The config of the model `w` is, checked against its tensors.
+    fn model_config(&mut self, w: NodeId, span: Span, function: &str) -> Option<usize> {
+        let Some(folder) = self.graph.config_folder(w).map(Path::to_path_buf) else {
+            let diag = Diagnostic::new(
+                "tv::no_model",
+                format!("`{function}` needs a model, and these weights have no config.json"),
+            )
+            .at(span, "weights without a model config")
+            .help("load a Hugging Face folder holding config.json, or make weights with init(\"config.json\")");
+            self.error(diag);
+            return None;
+        };
+        let index = self.read_config(&folder.join("config.json"), span)?;
+        let mismatches = self.config_mismatches(w, index);
+        if !mismatches.is_empty() {
+            let diag = Diagnostic::new("tv::model_shape", "the weights do not fit their model config")
+                .at(span, "these weights")
+                .help(mismatches.join("; "));
+            self.error(diag);
+            return None;
+        }
+        Some(index)
+    }
+
+    fn read_config(&mut self, path: &Path, span: Span) -> Option<usize> {
+        if let Some(known) = self.configs.get(path) {
+            return known.clone().map_err(|d| self.error(d.at(span, "this model"))).ok();
+        }
+        let result = MlpConfig::read(path).map(|config| {
+            self.graph.configs.push(Arc::new(config));
+            self.graph.configs.len() - 1
+        });
+        let result = result.map_err(|e| {
+            Diagnostic::new("tv::model_config", e)
+                .help("an MLP config is {\"architecture\": \"mlp\", \"layers\": [...], \"activation\": \"relu\"}")
+        });
+        self.configs.insert(path.to_path_buf(), result.clone());
+        result.map_err(|d| self.error(d.at(span, "this model"))).ok()
+    }
+
+    /// The first few ways the weights' tensors differ from the config's.
+    fn config_mismatches(&self, w: NodeId, config: usize) -> Vec<String> {
+        let specs = self.graph.specs(w);
+        let mut out = Vec::new();
+        for (name, shape) in self.graph.configs[config].tensors() {
+            match specs.find(&name) {
+                None => out.push(format!("`{name}` is missing")),
+                Some(s) if s.shape != shape => {
+                    out.push(format!("`{name}` has shape {:?}, the config says {shape:?}", s.shape))
+                }
+                Some(s) if !s.float => out.push(format!("`{name}` is not floating point")),
+                Some(_) => {}
+            }
+        }
+        out.truncate(3);
+        out
+    }
+
+    /// A dataset for a model, read once per path.
+    fn dataset(&mut self, path: &str, span: Span, config: usize) -> Option<usize> {
+        let resolved = self.resolve_path(path);
+        let index = match self.datasets.get(&resolved) {
+            Some(known) => known.clone(),
+            None => {
+                let read = Dataset::read(&resolved).map(|data| {
+                    self.graph.datasets.push(Arc::new(data));
+                    self.graph.datasets.len() - 1
+                });
+                let read = read.map_err(|e| Diagnostic::new("tv::dataset", e).help(DATA_FORMAT));
+                self.datasets.insert(resolved, read.clone());
+                read
+            }
+        };
+        let index = index.map_err(|d| self.error(d.at(span, "this dataset"))).ok()?;
+        let (data, model) = (&self.graph.datasets[index], &self.graph.configs[config]);
+        let problem = if data.width != model.layers[0] {
+            Some(format!(
+                "{} features per row, the model takes {}",
+                data.width, model.layers[0]
+            ))
+        } else if data.classes() > model.classes() {
+            Some(format!(
+                "labels up to {}, the model has {} classes",
+                data.classes() - 1,
+                model.classes()
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            let diag = Diagnostic::new("tv::dataset", format!("the dataset does not fit the model: {problem}"))
+                .at(span, "this dataset");
+            self.error(diag);
+            return None;
+        }
+        Some(index)
+    }
+
+    /// `init(config, seed = 0)`: fresh weights, kept in the cache.
+    pub(super) fn init(&mut self, args: &[(Value, Span)]) -> Option<Value> {
+        let path = self.string_arg(&args[0], "the config of `init`")?;
+        let seed = self.whole_number(&args[1], "the seed", 0.0)?;
+        let config_path = self.resolve_path(&path);
+        let index = self.read_config(&config_path, args[0].1)?;
+        let config = self.graph.configs[index].clone();
+        let json = serde_json::to_vec(&*config).unwrap_or_default();
+        let mut key = Key::new("init-1");
+        key.add(&json).add(&(seed as u64).to_le_bytes());
+        let weights = train::init_weights(&config, seed as u64);
+        let folder = self
+            .training
+            .cache
+            .entry("init", &key, |folder| write_model(folder, &weights, &json));
+        self.load_trained(folder, args[0].1)
+    }
+
+    /// `finetune(w, data, steps, lr, batch, seed)`: a trained copy of `w`.
+    pub(super) fn finetune(&mut self, args: &[(Value, Span)], span: Span) -> Option<Value> {
+        let w = self.weights_arg(&args[0], "finetune")?;
+        let path = self.string_arg(&args[1], "the data of `finetune`")?;
+        let config = self.model_config(w, args[0].1, "finetune")?;
+        let data = self.dataset(&path, args[1].1, config)?;
+        let finetune = FinetuneArgs {
+            steps: self.whole_number(&args[2], "`steps`", 0.0)? as usize,
+            lr: self.positive_number(&args[3], "`lr`")?,
+            batch: self.whole_number(&args[4], "`batch`", 1.0)? as usize,
+            seed: self.whole_number(&args[5], "the seed", 0.0)? as u64,
+        };
+        if self.dry > 0 || !self.training.run {
+            // Checking only: the result has the same tensors as `w`.
+            return Some(Value::Weights(w));
+        }
+        let weights = self.materialize_known(w, span)?;
+        let model = self.graph.configs[config].clone();
+        let dataset = self.graph.datasets[data].clone();
+        let json = serde_json::to_vec(&*model).unwrap_or_default();
+        let key = finetune_key(&json, &weights, &dataset, &finetune);
+        let progress = crate::report::progress::steps(finetune.steps as u64, &format!("finetune on {path}"));
+        let folder = self.training.cache.entry("finetune", &key, |folder| {
+            let trained = train::finetune(&model, &weights, &dataset, finetune, &|| progress.inc(1)).map_err(|e| {
+                crate::io::IoError::BadWrite {
+                    path: folder.to_path_buf(),
+                    reason: format!("training failed: {e}"),
+                }
+            })?;
+            progress.finish_and_clear();
+            write_model(folder, &trained, &json)
+        });
+        self.load_trained(folder, span)
+    }
+
+    /// The float tensors of `w`, computed now; its coefficients must not
+    /// depend on measurements.
+    fn materialize_known(&mut self, w: NodeId, span: Span) -> Option<Weights> {
+        let scalars = &self.graph.scalars;
+        let coef = |s| scalars.known(s).unwrap_or(f64::NAN);
+        let tensors = crate::exec::materialize::materialize(&self.graph, w, &coef);
+        let tensors = tensors
+            .map_err(|e| self.error(Diagnostic::new("tv::compute", e.to_string()).at(span, "while training")))
+            .ok()?;
+        let weights: Weights = tensors
+            .into_iter()
+            .filter(|(info, _)| info.is_float())
+            .map(|(info, bytes)| {
+                let values = bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                (info.name, info.shape, values)
+            })
+            .collect();
+        if weights.iter().any(|(_, _, v)| v.iter().any(|x| x.is_nan())) {
+            let diag = Diagnostic::new(
+                "tv::needs_constant",
+                "`finetune` needs weights known before any measurement",
+            )
+            .at(span, "these weights")
+            .help("coefficients of the weights to train cannot depend on norm(), cosine() or other measurements");
+            self.error(diag);
+            return None;
+        }
+        Some(weights)
+    }
+
+    fn load_trained(&mut self, folder: Result<std::path::PathBuf, crate::io::IoError>, span: Span) -> Option<Value> {
+        let folder = folder
+            .map_err(|e| self.error(Diagnostic::new("tv::training", e.to_string()).at(span, "here")))
+            .ok()?;
+        match crate::io::Checkpoint::open(&folder) {
+            Ok(checkpoint) => Some(Value::Weights(self.graph.load(Arc::new(checkpoint), span))),
+            Err(e) => {
+                self.error(Diagnostic::new("tv::training", e.to_string()).at(span, "here"));
+                None
+            }
+        }
+    }
+
+    fn whole_number(&mut self, (value, span): &(Value, Span), what: &str, min: f64) -> Option<f64> {
+        let n = self.known_value(value, *span, what)?;
+        if n.fract() != 0.0 || n < min || n > 1e12 {
+            let diag = Diagnostic::new(
+                "tv::argument",
+                format!("{what} must be a whole number of at least {min}"),
+            )
+            .at(*span, "this value");
+            self.error(diag);
+            return None;
+        }
+        Some(n)
+    }
+
+    fn positive_number(&mut self, (value, span): &(Value, Span), what: &str) -> Option<f64> {
+        let n = self.known_value(value, *span, what)?;
+        if !(n > 0.0 && n.is_finite()) {
+            self.error(
+                Diagnostic::new("tv::argument", format!("{what} must be a positive number")).at(*span, "this value"),
+            );
+            return None;
+        }
+        Some(n)
+    }
+
+    fn known_value(&mut self, value: &Value, span: Span, what: &str) -> Option<f64> {
+        match value {
+            Value::Num(n) => {
+                let known = self.graph.scalars.known(*n);
+                if known.is_none() {
+                    self.not_known_yet(span, &format!("used as {what}"));
+                }
+                known
+            }
+            other => {
+                self.wrong_type(span, what, "a number", other);
+                None
+            }
+        }
+    }
+}
+
+const DATA_FORMAT: &str =
+    "a dataset is a CSV file: a header line, then one row per example: the class label (0, 1, ...), then the features";
+
+/// Everything a fine-tuned model depends on.
+fn finetune_key(config: &[u8], weights: &Weights, data: &Dataset, args: &FinetuneArgs) -> Key {
+    let mut key = Key::new("finetune-1");
+    key.add(config);
+    for (name, shape, values) in weights {
+        key.add(name.as_bytes());
+        key.add(&shape.iter().flat_map(|d| (*d as u64).to_le_bytes()).collect::<Vec<_>>());
+        key.add(&values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
+    }
+    key.add(&data.labels.iter().flat_map(|l| l.to_le_bytes()).collect::<Vec<_>>());
+    key.add(&data.features.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
+    key.add(&(args.steps as u64).to_le_bytes())
+        .add(&args.lr.to_le_bytes())
+        .add(&(args.batch as u64).to_le_bytes())
+        .add(&args.seed.to_le_bytes());
+    key
+}
+
+/// Writes weights and their config as a Hugging Face folder, atomically.
+fn write_model(folder: &Path, weights: &Weights, config: &[u8]) -> Result<(), crate::io::IoError> {
+    let mut sorted: Vec<&(String, Vec<usize>, Vec<f32>)> = weights.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let infos: Vec<TensorInfo> = sorted
+        .iter()
+        .map(|(n, s, _)| TensorInfo::new(n.clone(), Dtype::F32, s.clone()))
+        .collect();
+    let options = SaveOptions {
+        config_json: Some(config.to_vec()),
+        ..SaveOptions::default()
+    };
+    let writer = Writer::create(folder, &infos, &options)?;
+    for (i, (_, _, values)) in sorted.iter().enumerate() {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        writer.write(i, &bytes)?;
+    }
+    writer.finish()
+}
