@@ -4,23 +4,39 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use tv::diag::Sources;
 
-/// The experiments, copied next to a new checkpoint family.
-fn experiment_dir() -> (tempfile::TempDir, Vec<PathBuf>) {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    tv::synth::write_experiment_checkpoints(&dir.path().join("checkpoints")).expect("synthetic checkpoints");
-    let mut copied = Vec::new();
-    for entry in std::fs::read_dir("experiments").expect("experiments/") {
-        let path = entry.expect("directory entry").path();
-        if path.extension().is_some_and(|e| e == "tv") {
-            let target = dir.path().join(path.file_name().expect("file name"));
-            std::fs::copy(&path, &target).expect("copy experiment");
-            copied.push(target);
+/// The experiments with what they read, copied into one temporary folder:
+/// the `.tv` files, `lib/`, `mlp.json`, the vendored digits with their task
+/// files, and a new synthetic checkpoint family. The digits models are
+/// trained once (by the cosine experiment, which needs every task) before
+/// any test runs, so the tests share one cache and never train at once.
+fn experiment_dir() -> (&'static Path, Vec<PathBuf>) {
+    static DIR: OnceLock<(tempfile::TempDir, Vec<PathBuf>)> = OnceLock::new();
+    let (dir, files) = DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let root = dir.path();
+        tv::synth::write_experiment_checkpoints(&root.join("checkpoints")).expect("synthetic checkpoints");
+        std::fs::create_dir_all(root.join("lib")).expect("lib/");
+        std::fs::copy("experiments/lib/digits.tv", root.join("lib/digits.tv")).expect("copy lib");
+        std::fs::copy("experiments/mlp.json", root.join("mlp.json")).expect("copy config");
+        let digits = Path::new("experiments/data/digits.csv");
+        tv::digits::write_tasks(digits, &root.join("data/tasks")).expect("digit tasks");
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir("experiments").expect("experiments/") {
+            let path = entry.expect("directory entry").path();
+            if path.extension().is_some_and(|e| e == "tv") {
+                let target = root.join(path.file_name().expect("file name"));
+                std::fs::copy(&path, &target).expect("copy experiment");
+                files.push(target);
+            }
         }
-    }
-    copied.sort();
-    (dir, copied)
+        files.sort();
+        run(&root.join("digits_cosine.tv"));
+        (dir, files)
+    });
+    (dir.path(), files.clone())
 }
 
 fn run(path: &Path) -> Vec<HashMap<String, String>> {
@@ -53,7 +69,7 @@ fn number(row: &HashMap<String, String>, column: &str) -> f64 {
 #[test]
 fn every_experiment_runs_and_reports_rows() {
     let (_dir, files) = experiment_dir();
-    assert!(files.len() >= 2, "expected at least two experiments, found {files:?}");
+    assert!(files.len() >= 6, "expected every experiment, found {files:?}");
     for file in &files {
         let rows = run(file);
         assert!(rows.len() > 1, "{} reported {} rows", file.display(), rows.len());
@@ -63,7 +79,7 @@ fn every_experiment_runs_and_reports_rows() {
 #[test]
 fn analogy_is_best_where_the_construction_puts_it() {
     let (dir, _) = experiment_dir();
-    let rows = run(&dir.path().join("analogy.tv"));
+    let rows = run(&dir.join("analogy.tv"));
     let points: Vec<_> = rows.iter().filter(|r| !r["a1"].is_empty()).collect();
     assert_eq!(points.len(), 5 * 7);
     let best = points
@@ -74,14 +90,14 @@ fn analogy_is_best_where_the_construction_puts_it() {
     // period-j noise separates it from the real period-k task model.
     assert_eq!((best["a1"].as_str(), best["a2"].as_str()), ("0", "1"));
     assert!(number(best, "distance") < number(&rows[0], "start_distance"));
-    let saved = dir.path().join("out/analogy_2016");
+    let saved = dir.join("out/analogy_2016");
     assert!(saved.join("model.safetensors").exists() && saved.join("config.json").exists());
 }
 
 #[test]
 fn time_vector_similarity_falls_with_distance_between_years() {
     let (dir, _) = experiment_dir();
-    let rows = run(&dir.path().join("time_vectors.tv"));
+    let rows = run(&dir.join("time_vectors.tv"));
     let cos: HashMap<(String, String), f64> = rows
         .iter()
         .filter(|r| !r["cos"].is_empty())
@@ -155,4 +171,100 @@ fn function_calls(source: &str) -> Vec<String> {
         calls.push(format!("{}({})", name.trim(), args.join(", ")));
     }
     calls
+}
+
+/// Rows of a digits experiment grouped by the value of `key`.
+fn grouped<'a>(rows: &'a [HashMap<String, String>], key: &str) -> Vec<(String, Vec<&'a HashMap<String, String>>)> {
+    let mut groups: Vec<(String, Vec<&HashMap<String, String>>)> = Vec::new();
+    for row in rows.iter().filter(|r| !r[key].is_empty()) {
+        match groups.iter_mut().find(|(k, _)| *k == row[key]) {
+            Some((_, group)) => group.push(row),
+            None => groups.push((row[key].clone(), vec![row])),
+        }
+    }
+    groups
+}
+
+/// Negation forgets the target task more than the control task, wherever
+/// the pretrained model knew the target task to begin with.
+#[test]
+fn negation_lowers_target_accuracy_more_than_control() {
+    let (dir, _) = experiment_dir();
+    let rows = run(&dir.join("digits_negation.tv"));
+    let mut checked = 0;
+    for (task, group) in grouped(&rows, "task") {
+        let at = |lambda: f64| {
+            group
+                .iter()
+                .find(|r| number(r, "lambda") == lambda)
+                .expect("lambda row")
+        };
+        let (pre, full) = (at(0.0), at(1.0));
+        if number(pre, "target_test") < 0.3 {
+            continue; // chance level: nothing to forget
+        }
+        let target_drop = number(pre, "target_test") - number(full, "target_test");
+        let control_drop = number(pre, "control_test") - number(full, "control_test");
+        assert!(
+            target_drop > control_drop,
+            "{task}: target -{target_drop}, control -{control_drop}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 2, "too few tasks the pretrained model knew");
+}
+
+/// Adding two task vectors beats the pretrained model on both tasks.
+#[test]
+fn addition_beats_the_pretrained_model_on_each_added_task() {
+    let (dir, _) = experiment_dir();
+    let rows = run(&dir.join("digits_addition.tv"));
+    let two: Vec<_> = rows.iter().filter(|r| r["k"] == "2").cloned().collect();
+    // The protocol's lambda: best mean validation accuracy over the tasks.
+    let lambdas = grouped(&two, "lambda");
+    let mean_val = |group: &[&HashMap<String, String>]| group.iter().map(|r| number(r, "val")).sum::<f64>();
+    let (_, best) = lambdas
+        .iter()
+        .max_by(|a, b| mean_val(&a.1).total_cmp(&mean_val(&b.1)))
+        .expect("lambdas");
+    let (_, pretrained) = lambdas.iter().find(|(l, _)| l == "0").expect("lambda 0");
+    for row in best {
+        let before = pretrained.iter().find(|r| r["task"] == row["task"]).expect("same task");
+        assert!(
+            number(row, "test") > number(before, "test"),
+            "{}: {:?} vs {:?}",
+            row["task"],
+            row,
+            before
+        );
+    }
+}
+
+/// Analogies give task D more than the pretrained model knows of it, and
+/// every pair of task vectors has a cosine in [-1, 1], 1 with itself.
+#[test]
+fn analogies_help_and_task_vectors_are_nearly_orthogonal() {
+    let (dir, _) = experiment_dir();
+    for (d, group) in grouped(&run(&dir.join("digits_analogy.tv")), "d") {
+        let pre = group.iter().find(|r| number(r, "lambda") == 0.0).expect("lambda 0");
+        let best = group
+            .iter()
+            .max_by(|a, b| number(a, "analogy_val").total_cmp(&number(b, "analogy_val")));
+        let best = best.expect("rows");
+        assert!(number(best, "analogy_test") > number(pre, "analogy_test"), "{d}");
+    }
+    let cosines = run(&dir.join("digits_cosine.tv"));
+    assert_eq!(cosines.len(), 64);
+    for row in &cosines {
+        let c = number(row, "cosine");
+        let expected_one = row["a"] == row["b"];
+        assert!(
+            if expected_one {
+                (c - 1.0).abs() < 1e-9
+            } else {
+                c.abs() < 0.9
+            },
+            "{row:?}"
+        );
+    }
 }

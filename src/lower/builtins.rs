@@ -11,7 +11,7 @@ use std::sync::Arc;
 /// Every builtin, for lookup and for suggestions.
 pub const NAMES: &[&str] = &[
     "load", "only", "except", "cosine", "dot", "norm", "distance", "numel", "sum", "mean", "accuracy", "loss", "init",
-    "finetune",
+    "finetune", "take",
 ];
 
 /// Builtins of the language reference that this version does not have
@@ -27,6 +27,7 @@ fn params_of(name: &str) -> &'static [(&'static str, Option<f64>)] {
         "norm" | "numel" => &[("w", None)],
         "accuracy" | "loss" => &[("w", None), ("data", None)],
         "init" => &[("config", None), ("seed", Some(0.0))],
+        "take" => &[("list", None), ("n", None)],
         "finetune" => &[
             ("w", None),
             ("data", None),
@@ -106,6 +107,7 @@ impl Lowerer<'_> {
             "sum" => self.sum(&args[0], span),
             "accuracy" | "loss" => self.model_measure(function, args),
             "init" => self.init(args),
+            "take" => self.take(args),
             "finetune" => self.finetune(args, span),
             _ => {
                 let total = self.sum(&args[0], span)?;
@@ -170,6 +172,25 @@ impl Lowerer<'_> {
             return None;
         }
         Some(Value::Weights(self.graph.select(w, glob, keep, span)))
+    }
+
+    /// `take(list, n)`: the first `n` items.
+    fn take(&mut self, args: &[(Value, Span)]) -> Option<Value> {
+        let Value::List(items) = &args[0].0 else {
+            self.wrong_type(args[0].1, "the first argument of `take`", "a list", &args[0].0);
+            return None;
+        };
+        let n = self.whole_number(&args[1], "the count of `take`", 0.0)? as usize;
+        if n > items.len() {
+            let diag = Diagnostic::new(
+                "tv::argument",
+                format!("`take` of {n} items from a list of {}", items.len()),
+            )
+            .at(args[1].1, "too many");
+            self.error(diag);
+            return None;
+        }
+        Some(Value::List(items[..n].to_vec()))
     }
 
     /// `sum` of a list of numbers or of weights.

@@ -232,7 +232,7 @@ impl Lowerer<'_> {
         }
     }
 
-    fn whole_number(&mut self, (value, span): &(Value, Span), what: &str, min: f64) -> Option<f64> {
+    pub(super) fn whole_number(&mut self, (value, span): &(Value, Span), what: &str, min: f64) -> Option<f64> {
         let n = self.known_value(value, *span, what)?;
         if n.fract() != 0.0 || n < min || n > 1e12 {
             let diag = Diagnostic::new(
