@@ -53,6 +53,11 @@ fn load(sources: &mut Sources, path: &Path, overrides: &Overrides, train: bool) 
         vec![Diagnostic::new(code, message).help("tv runs `.tv` programs: UTF-8 text files")]
     })?;
     let root = sources.add(path.display().to_string(), Some(path.to_path_buf()), text);
+    if train {
+        // The whole program is checked before anything trains, so a typo at
+        // the end of a file costs no training time.
+        plan(sources, root, overrides, false)?;
+    }
     plan(sources, root, overrides, train)
 }
 
