@@ -22,7 +22,8 @@ pub struct Summary {
     pub direct_measures: usize,
     pub gram_entries: usize,
     /// Each eval column and how its numbers are measured: "gram",
-    /// "direct", "mixed", or "none" (no tensor data needed).
+    /// "direct", "mixed", "model" (a model evaluated on data), or "none"
+    /// (no tensor data needed).
     pub evals: Vec<(String, &'static str)>,
     /// Anonymous memory (page cache not counted).
     pub peak_memory: u64,
@@ -104,7 +105,9 @@ fn eval_paths(plan: &Plan, gram: &HashSet<MeasureId>, direct: &HashSet<MeasureId
             }
             let in_gram = measures.iter().any(|m| gram.contains(m));
             let in_direct = measures.iter().any(|m| direct.contains(m));
+            let is_model = |m: &MeasureId| matches!(plan.graph.measure(*m), crate::graph::Measure::Model(_));
             let path = match (in_gram, in_direct) {
+                _ if measures.iter().any(is_model) => "model",
                 (true, true) => "mixed",
                 (true, false) => "gram",
                 (false, true) => "direct",

@@ -47,6 +47,7 @@ fn describe_path(path: &str) -> &'static str {
         "gram" => "Gram path: every point from one Gram matrix",
         "direct" => "direct: measured over the tensors",
         "mixed" => "partly Gram, partly direct",
+        "model" => "model evaluation: the model materialised per point",
         _ => "no tensor data needed",
     }
 }
