@@ -7,6 +7,10 @@
 //! tensors (read with the `safetensors` crate) and the CSV files, never
 //! with tv's own code.
 
+mod common;
+
+use common::tv_command;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -874,15 +878,6 @@ fn no_cache_leaves_nothing_and_gives_the_same_numbers() {
 // ---------------------------------------------------------------------------
 // 5. the command line
 // ---------------------------------------------------------------------------
-
-fn tv_command(dir: &Path, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_tv"))
-        .args(args)
-        .current_dir(dir)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("the tv binary runs")
-}
 
 fn describe(out: &Output) -> String {
     format!(
