@@ -34,9 +34,17 @@ impl Graph {
                 return only.node;
             }
         }
+        // Usually every term is active wherever the first is: then the sum
+        // shares the first term's specs instead of copying every tensor name.
         let specs = |g: &Graph| {
             let first = g.specs(flat[0].node);
-            Specs::union_active(first, flat[1..].iter().map(|t| g.specs(t.node).as_ref()))
+            let rest = || flat[1..].iter().map(|t| g.specs(t.node).as_ref());
+            let covered = |s: &Specs| s.tensors.iter().zip(&first.tensors).all(|(t, f)| f.active || !t.active);
+            if rest().all(covered) {
+                first.clone()
+            } else {
+                std::sync::Arc::new(Specs::union_active(first, rest()))
+            }
         };
         let op = Op::Lin(flat.clone());
         self.intern(op, specs, span)

@@ -137,11 +137,11 @@ impl Graph {
 
     /// Interns `op`; an existing equal node is returned as is, keeping the
     /// span where it first appeared.
-    fn intern(&mut self, op: Op, specs: impl FnOnce(&Graph) -> Specs, span: Span) -> NodeId {
+    fn intern(&mut self, op: Op, specs: impl FnOnce(&Graph) -> Arc<Specs>, span: Span) -> NodeId {
         if let Some(id) = self.index.get(&op) {
             return *id;
         }
-        let specs = Arc::new(specs(self));
+        let specs = specs(self);
         let id = NodeId(self.nodes.len() as u32);
         self.nodes.push(Node {
             op: op.clone(),
@@ -160,7 +160,7 @@ impl Graph {
         if existing.is_none() {
             self.leaves.push(checkpoint);
         }
-        let specs = |g: &Graph| Specs::of_checkpoint(g.leaf(leaf));
+        let specs = |g: &Graph| Arc::new(Specs::of_checkpoint(g.leaf(leaf)));
         self.intern(Op::Leaf(leaf), specs, span)
     }
 
@@ -187,7 +187,7 @@ impl Graph {
             glob: glob.to_string(),
             keep,
         };
-        let specs = |g: &Graph| g.specs(input).selected(glob, keep);
+        let specs = |g: &Graph| Arc::new(g.specs(input).selected(glob, keep));
         self.intern(op, specs, span)
     }
 
