@@ -53,10 +53,12 @@ fn load(sources: &mut Sources, path: &Path, overrides: &Overrides, train: bool) 
         vec![Diagnostic::new(code, message).help("tv runs `.tv` programs: UTF-8 text files")]
     })?;
     let root = sources.add(path.display().to_string(), Some(path.to_path_buf()), text);
-    if train {
-        // The whole program is checked before anything trains, so a typo at
-        // the end of a file costs no training time.
-        plan(sources, root, overrides, false)?;
+    // The whole program is checked before anything trains, so a typo at the
+    // end of a file costs no training time; a program that trains nothing
+    // needs no second pass.
+    let checked = plan(sources, root, overrides, false)?;
+    if !train || !checked.trains {
+        return Ok(checked);
     }
     plan(sources, root, overrides, train)
 }
@@ -72,6 +74,7 @@ fn plan(sources: &mut Sources, root: diag::FileId, overrides: &Overrides, train:
     let training = lower::Training {
         run: train,
         cache: cache(sources, root, overrides, train)?,
+        seed: overrides.seed,
     };
     let (mut plan, mut diags) = lower::lower(sources, root, training);
     apply(&mut plan.settings, overrides);

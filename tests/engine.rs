@@ -271,3 +271,162 @@ fn candle_backend_saves_what_the_native_kernels_save() {
         assert!((n - c).abs() <= f32::EPSILON * n.abs(), "{n} vs {c}");
     }
 }
+
+/// Writes a checkpoint holding one tensor, `t`, of 4 elements.
+fn write_t(path: &Path, dtype: Dtype, bytes: &[u8]) {
+    let view = TensorView::new(dtype, vec![4], bytes).expect("view");
+    safetensors::serialize_to_file([("t", view)], None, path).expect("write checkpoint");
+}
+
+fn le_bytes<const N: usize, T: Copy>(values: &[T], to: fn(T) -> [u8; N]) -> Vec<u8> {
+    values.iter().flat_map(|v| to(*v)).collect()
+}
+
+/// `program`, checked in a fresh folder holding `files`.
+fn plan_in(tag: &str, files: &[(&str, Dtype, Vec<u8>)], program: &str) -> (PathBuf, tv::lower::Plan) {
+    let dir = std::env::temp_dir().join(format!("tv-engine-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("test directory");
+    for (name, dtype, bytes) in files {
+        write_t(&dir.join(name), *dtype, bytes);
+    }
+    let path = dir.join("program.tv");
+    std::fs::write(&path, program).expect("write program");
+    let mut sources = Sources::default();
+    match tv::check(&mut sources, &path, &tv::Overrides::default()) {
+        Ok(plan) => (dir, plan),
+        Err(d) => panic!("{}\n{program}", tv::diag::render_plain(&d, &sources, 100)),
+    }
+}
+
+/// Executes `plan` (writing its saves) on `backend`.
+fn execute_on(plan: &tv::lower::Plan, backend: tv::exec::Backend) -> tv::exec::Outcome {
+    let options = tv::exec::ExecOptions {
+        backend,
+        ..Default::default()
+    };
+    tv::exec::execute(plan, &options).expect("execute")
+}
+
+/// The report's value in column `name`, from `measured`.
+fn column(plan: &tv::lower::Plan, measured: &[Option<f64>], name: &str) -> f64 {
+    let known = |m: tv::graph::MeasureId| measured.get(m.0 as usize).copied().flatten();
+    let csv = plan
+        .table
+        .to_csv(&|s| plan.graph.scalars.value(s, &known))
+        .expect("csv");
+    let mut lines = csv.lines();
+    let header = lines.next().expect("header").split(',');
+    let row = lines.next().expect("row").split(',');
+    let (_, value) = header.zip(row).find(|(h, _)| *h == name).expect("column");
+    value.parse().expect("number")
+}
+
+fn saved<const N: usize, T>(path: &Path, from: fn([u8; N]) -> T) -> Vec<T> {
+    let bytes = std::fs::read(path).expect("read save");
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("parse save");
+    let view = file.tensor("t").expect("t");
+    view.data()
+        .chunks_exact(N)
+        .map(|b| from(b.try_into().unwrap()))
+        .collect()
+}
+
+/// A float tensor and an integer one of the same name and shape are
+/// different families: the integer checkpoint, loaded first, must not make
+/// the float one look like data to carry.
+#[test]
+fn float_and_integer_tensors_of_one_name_stay_apart() {
+    let floats = [0.5f32, -1.25, 3.0, 0.1];
+    let files = [
+        (
+            "int.safetensors",
+            Dtype::I64,
+            le_bytes(&[1i64, 2, 3, 4], i64::to_le_bytes),
+        ),
+        ("f.safetensors", Dtype::F32, le_bytes(&floats, f32::to_le_bytes)),
+    ];
+    let program = "let i = load(\"int.safetensors\")\nlet f = load(\"f.safetensors\")\n\
+                   save i to \"copy.safetensors\"\neval n = norm(f)\nsave 2 * f to \"twice.safetensors\"\n";
+    let (dir, plan) = plan_in("int-float", &files, program);
+    let n = column(&plan, &execute_on(&plan, tv::exec::Backend::Native).measured, "n");
+    let norm = floats.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+    assert!((n - norm).abs() <= 1e-12 * norm, "{n} vs {norm}");
+    let twice: Vec<f32> = floats.iter().map(|v| 2.0 * v).collect();
+    assert_eq!(saved(&dir.join("twice.safetensors"), f32::from_le_bytes), twice);
+}
+
+/// f64 checkpoints keep every bit in the native kernels, the reference and
+/// the candle backend, and in f64 saves; a direct re-measurement of
+/// cancelling terms stays exact for values that are not f32.
+#[test]
+fn f64_inputs_keep_every_bit() {
+    let h = [0.7f64, -0.2, 0.3, 1.1];
+    let f = [0.1f64, 1.0 / 3.0, -2.0 / 7.0, 1e-3 + 1e-12];
+    let g = f.map(|v| v + v * 1e-10);
+    let files = [
+        ("h.safetensors", Dtype::F64, le_bytes(&h, f64::to_le_bytes)),
+        ("f.safetensors", Dtype::F64, le_bytes(&f, f64::to_le_bytes)),
+        ("g.safetensors", Dtype::F64, le_bytes(&g, f64::to_le_bytes)),
+    ];
+    let program = "let h = load(\"h.safetensors\")\nlet f = load(\"f.safetensors\")\nlet g = load(\"g.safetensors\")\n\
+                   eval e = norm(h)\neval n = norm(f)\neval d = norm(f / 3 - g / 3)\nsave 3 * f to \"x.safetensors\"\n";
+    let (dir, plan) = plan_in("f64", &files, program);
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let n = norm(&f);
+    // f - g is exact (Sterbenz), so this is within a few roundings.
+    let d = norm(&f.iter().zip(&g).map(|(x, y)| (x - y) / 3.0).collect::<Vec<_>>());
+    let close = |got: f64, want: f64, what: &str| {
+        assert!((got - want).abs() <= 1e-12 * want, "{what}: {got} vs {want}");
+    };
+    let native = execute_on(&plan, tv::exec::Backend::Native);
+    assert!(native.stats.remeasured > 0, "{:?}", native.stats);
+    let reference = tv::exec::reference::measure(&plan);
+    for (measured, executor) in [(&native.measured, "native"), (&reference, "reference")] {
+        close(column(&plan, measured, "n"), n, executor);
+        close(column(&plan, measured, "d"), d, executor);
+    }
+    // The save goes through the differences basis (3h + 3(f - h)), whose
+    // f64 differences round: a few f64 ulps, far below one f32 rounding.
+    let saved_close = |executor: &str| {
+        let values = saved(&dir.join("x.safetensors"), f64::from_le_bytes);
+        for (got, x) in values.iter().zip(f) {
+            assert!((got - 3.0 * x).abs() <= 1e-14, "{executor}: {got} vs {}", 3.0 * x);
+        }
+    };
+    saved_close("native");
+    // Candle sums without compensation, so only the norm is compared.
+    let candle = execute_on(&plan, tv::exec::Backend::Candle(candle_core::Device::Cpu));
+    close(column(&plan, &candle.measured, "n"), n, "candle");
+    saved_close("candle");
+}
+
+/// A level with only model measurements streams nothing: no pass is run.
+#[test]
+fn model_measurements_alone_run_no_pass() {
+    let dir = std::env::temp_dir().join(format!("tv-engine-models-{}", std::process::id()));
+    let model = dir.join("model");
+    std::fs::create_dir_all(&model).expect("test directory");
+    let weight = le_bytes(&[1.0f32, 0.0, 0.0, 1.0], f32::to_le_bytes);
+    let bias = le_bytes(&[0.0f32, 0.0], f32::to_le_bytes);
+    let views = [
+        (
+            "layers.0.weight",
+            TensorView::new(Dtype::F32, vec![2, 2], &weight).expect("view"),
+        ),
+        (
+            "layers.0.bias",
+            TensorView::new(Dtype::F32, vec![2], &bias).expect("view"),
+        ),
+    ];
+    safetensors::serialize_to_file(views, None, &model.join("model.safetensors")).expect("write model");
+    let config = r#"{"architecture": "mlp", "layers": [2, 2], "activation": "relu"}"#;
+    std::fs::write(model.join("config.json"), config).expect("write config");
+    std::fs::write(dir.join("data.csv"), "label,a,b\n0,1,0\n1,0,1\n1,1,0\n").expect("write data");
+    let path = dir.join("program.tv");
+    std::fs::write(&path, "let m = load(\"model\")\neval acc = accuracy(m, \"data.csv\")\n").expect("write program");
+    let plan = tv::check(&mut Sources::default(), &path, &tv::Overrides::default()).expect("check");
+    let outcome = execute_on(&plan, tv::exec::Backend::Native);
+    assert_eq!(column(&plan, &outcome.measured, "acc"), 2.0 / 3.0);
+    assert_eq!((outcome.stats.passes, outcome.stats.model_measures), (0, 1));
+    assert_eq!(tv::exec::summarize(&plan, 1).passes, 0);
+}

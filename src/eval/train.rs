@@ -48,8 +48,9 @@ pub struct FinetuneArgs {
 /// A fine-tuned copy of `weights`: `steps` AdamW steps (PyTorch's defaults
 /// but the learning rate: betas 0.9/0.999, eps 1e-8, weight decay 0.01) on
 /// mean cross-entropy over minibatches of `batch` rows, drawn without
-/// replacement from a seeded shuffle, reshuffled every epoch. `tick` is
-/// called after every step.
+/// replacement from a seeded shuffle, reshuffled every epoch (whose last
+/// batch is short when `batch` does not divide the rows). `tick` is called
+/// after every step.
 pub fn finetune(
     config: &MlpConfig,
     weights: &Weights,
@@ -109,7 +110,9 @@ fn gather(data: &Dataset, rows: &[usize], device: &Device) -> candle_core::Resul
     Ok((x, y))
 }
 
-/// Minibatches drawn without replacement from a seeded shuffle.
+/// Minibatches drawn without replacement from a seeded shuffle, epoch by
+/// epoch: a batch never spans two epochs, so an epoch's last batch is short
+/// when `size` does not divide the rows (as PyTorch's `DataLoader`).
 struct Batches {
     rng: Rng,
     order: Vec<usize>,
@@ -118,22 +121,18 @@ struct Batches {
 
 impl Batches {
     fn new(len: usize, seed: u64) -> Batches {
-        let mut batches = Batches {
+        Batches {
             rng: Rng::new(seed),
             order: (0..len).collect(),
             next: len,
-        };
-        batches.reshuffle_if_done();
-        batches
+        }
     }
 
     fn next(&mut self, size: usize) -> Vec<usize> {
-        let mut rows = Vec::with_capacity(size);
-        while rows.len() < size.min(self.order.len()) {
-            self.reshuffle_if_done();
-            rows.push(self.order[self.next]);
-            self.next += 1;
-        }
+        self.reshuffle_if_done();
+        let end = self.order.len().min(self.next + size);
+        let rows = self.order[self.next..end].to_vec();
+        self.next = end;
         rows
     }
 
@@ -147,5 +146,35 @@ impl Batches {
             self.order.swap(i, j);
         }
         self.next = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every epoch uses each row exactly once, in batches of `size` but a
+    /// short last one, and reshuffles.
+    #[test]
+    fn batches_cover_each_epoch_once() {
+        for (len, size) in [(5, 3), (6, 3), (7, 7), (4, 10), (9, 1)] {
+            let mut batches = Batches::new(len, 11);
+            let mut epochs = Vec::new();
+            for _ in 0..4 {
+                let mut epoch = Vec::new();
+                while epoch.len() < len {
+                    let rows = batches.next(size);
+                    assert_eq!(rows.len(), size.min(len - epoch.len()), "{len} rows, batch {size}");
+                    epoch.extend(rows);
+                }
+                let mut sorted = epoch.clone();
+                sorted.sort();
+                assert_eq!(sorted, (0..len).collect::<Vec<_>>(), "{len} rows, batch {size}");
+                epochs.push(epoch);
+            }
+            if len > 3 {
+                assert!(epochs.windows(2).any(|w| w[0] != w[1]), "never reshuffled");
+            }
+        }
     }
 }

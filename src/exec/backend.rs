@@ -11,7 +11,7 @@
 
 use super::kernel::{self, Source, TensorSums, TensorWork};
 use crate::io::IoError;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 
 #[derive(Clone, Debug, Default)]
 pub enum Backend {
@@ -83,22 +83,20 @@ fn on_device(work: &TensorWork, numel: usize, device: &Device) -> candle_core::R
         let (va, vb) = (combine(&basis, a)?, combine(&basis, b)?);
         direct.push((va * vb)?.sum_all()?.to_scalar::<f64>()?);
     }
+    let mut bytes = Vec::new();
     for save in &work.saves {
-        let values = combine(&basis, save.coefs)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-        let bytes = crate::io::encode_f32(save.dtype, &values).unwrap_or_default();
+        let values = combine(&basis, save.coefs)?.to_vec1::<f64>()?;
+        kernel::encode(save.dtype, &values, &mut bytes);
         (save.emit)(0, &bytes).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
     }
     Ok(TensorSums { gram, direct })
 }
 
+/// A source as a vector of f64, decoded as the native kernels decode it.
 fn upload(source: &Source, numel: usize, device: &Device) -> candle_core::Result<Tensor> {
-    match *source {
-        Source::Zero => Tensor::zeros(numel, DType::F64, device),
-        Source::Raw(dtype, bytes) => {
-            let values = crate::io::decode_f32(dtype, bytes).unwrap_or_else(|| vec![0.0; numel]);
-            Tensor::from_vec(values, numel, device)?.to_dtype(DType::F64)
-        }
-    }
+    let mut values = vec![0.0; numel];
+    source.read_f64(0, &mut values);
+    Tensor::from_vec(values, numel, device)
 }
 
 /// `sum_k coefs_k basis_k` as a vector of length n.

@@ -1,28 +1,12 @@
 //! Linear combinations that stay accurate when their terms cancel.
 //!
-//! `sum_k c_k x_k` with f32 inputs: each coefficient is split into a high
-//! and a low half of at most 27 significant bits (Veltkamp), so each half
-//! times an f32 (24 bits) is exact in f64; the exact products are added with
-//! TwoSum, carrying the rounding errors along. The result is within about
-//! one rounding of the true value, however much the terms cancel, so
-//! `c * ft - c * base` is as accurate as `c * (ft - base)`.
-
-/// A coefficient split so that `hi * x` and `lo * x` are exact for f32 `x`.
-#[derive(Clone, Copy, Debug)]
-pub struct Split {
-    hi: f64,
-    lo: f64,
-}
-
-impl Split {
-    pub fn new(c: f64) -> Split {
-        // 2^27 + 1: splits a 53-bit significand into 26 and 27 bits.
-        const FACTOR: f64 = 134_217_729.0;
-        let t = FACTOR * c;
-        let hi = if t.is_finite() { t - (t - c) } else { c };
-        Split { hi, lo: c - hi }
-    }
-}
+//! `sum_k c_k x_k` for any f64 `c_k` and `x_k`: each product is split into
+//! its rounded value and its exact rounding error with one fused
+//! multiply-add (`c * x - round(c * x)` is exact in f64, barring overflow
+//! and underflow), and the rounded products are added with TwoSum, carrying
+//! every rounding error along. The result is within about one rounding of
+//! the true value, however much the terms cancel, so `c * ft - c * base` is
+//! as accurate as `c * (ft - base)`.
 
 /// `a + b` as the rounded sum and its exact rounding error.
 #[inline]
@@ -30,6 +14,13 @@ fn two_sum(a: f64, b: f64) -> (f64, f64) {
     let s = a + b;
     let v = s - a;
     (s, (a - (s - v)) + (b - v))
+}
+
+/// `c * x` as the rounded product and its exact rounding error.
+#[inline]
+fn two_product(c: f64, x: f64) -> (f64, f64) {
+    let p = c * x;
+    (p, c.mul_add(x, -p))
 }
 
 /// An accumulator of exact terms.
@@ -40,14 +31,13 @@ pub struct Accurate {
 }
 
 impl Accurate {
-    /// Adds `c * x` for an f32-representable `x`.
+    /// Adds `c * x`.
     #[inline]
-    pub fn add(&mut self, c: Split, x: f64) {
-        for part in [c.hi * x, c.lo * x] {
-            let (s, e) = two_sum(self.sum, part);
-            self.sum = s;
-            self.error += e;
-        }
+    pub fn add(&mut self, c: f64, x: f64) {
+        let (p, product_error) = two_product(c, x);
+        let (s, sum_error) = two_sum(self.sum, p);
+        self.sum = s;
+        self.error += product_error + sum_error;
     }
 
     pub fn value(self) -> f64 {
@@ -59,17 +49,15 @@ impl Accurate {
 mod tests {
     use super::*;
 
-    #[test]
-    fn cancelling_terms_keep_their_difference() {
-        let c = 1.0 / 3.0;
-        let (x, y) = (1.000_000_1_f32 as f64, 1.0_f64);
+    /// `c * (x - y)` where `x - y` is exact in f64 (Sterbenz), against the
+    /// accurate and the naive `c * x - c * y`.
+    fn check(c: f64, x: f64, y: f64) {
         let mut acc = Accurate::default();
-        acc.add(Split::new(c), x);
-        acc.add(Split::new(-c), y);
-        // Exact: c * (x - y), with x - y exact in f64.
+        acc.add(c, x);
+        acc.add(-c, y);
         let exact = c * (x - y);
         assert!(
-            (acc.value() - exact).abs() <= 1e-16 * exact.abs(),
+            (acc.value() - exact).abs() <= 2.0 * f64::EPSILON * exact.abs(),
             "{} vs {exact}",
             acc.value()
         );
@@ -81,10 +69,23 @@ mod tests {
     }
 
     #[test]
-    fn split_halves_add_up() {
-        for c in [0.1, -3.7e12, 1.0 / 7.0, 5e-300, 0.0] {
-            let s = Split::new(c);
-            assert_eq!(s.hi + s.lo, c);
+    fn cancelling_f32_terms_keep_their_difference() {
+        check(1.0 / 3.0, 1.000_000_1_f32 as f64, 1.0);
+    }
+
+    /// Inputs with all 53 bits of an f64 significand, where splitting the
+    /// coefficient alone (Veltkamp) would not make the products exact.
+    #[test]
+    fn cancelling_f64_terms_keep_their_difference() {
+        let x = 0.1f64 + 1.0 / 3.0;
+        check(1.0 / 3.0, x, x - 3e-13);
+    }
+
+    #[test]
+    fn two_product_is_exact() {
+        // (1 + u)^2 = 1 + 2u + u^2: the last term is below the product's ulp.
+        for u in [2f64.powi(-30), 2f64.powi(-52)] {
+            assert_eq!(two_product(1.0 + u, 1.0 + u), (1.0 + 2.0 * u, u * u));
         }
     }
 }

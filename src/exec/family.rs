@@ -1,6 +1,6 @@
-//! Families: everything one pass computes over the same tensor names and
-//! shapes, expressed over the family's atoms (checkpoints, possibly with
-//! `only`/`except` applied).
+//! Families: everything one pass computes over the same tensor names,
+//! shapes and float-ness, expressed over the family's atoms (checkpoints,
+//! possibly with `only`/`except` applied).
 //!
 //! Every weights value lowers to `sum_k c_k x_k` over atoms. A measurement
 //! `<a, b>` is then `sum_pq a_p b_q G_pq` with `G` the Gram matrix of the
@@ -51,12 +51,15 @@ pub fn atom_terms(graph: &Graph, node: NodeId, coef: &dyn Fn(ScalarId) -> f64) -
     }
 }
 
-/// The tensor names and shapes shared by a family.
-fn family_key(graph: &Graph, node: NodeId) -> Vec<(String, Vec<usize>)> {
+/// What a family's members share, tensor by tensor: name, shape, and
+/// whether it is computed on (float) or carried.
+type FamilyKey = Vec<(String, Vec<usize>, bool)>;
+
+fn family_key(graph: &Graph, node: NodeId) -> FamilyKey {
     let tensors = &graph.specs(node).tensors;
     tensors
         .iter()
-        .map(|s: &Spec| (s.name.clone(), s.shape.clone()))
+        .map(|s: &Spec| (s.name.clone(), s.shape.clone(), s.float))
         .collect()
 }
 
@@ -69,7 +72,7 @@ pub fn build(
     direct_only: &[MeasureId],
     coef: &dyn Fn(ScalarId) -> f64,
 ) -> Vec<Family> {
-    let mut index: HashMap<Vec<(String, Vec<usize>)>, usize> = HashMap::new();
+    let mut index: HashMap<FamilyKey, usize> = HashMap::new();
     let mut members: Vec<Members> = Vec::new();
     let mut family_of = |node: NodeId| {
         let next = members.len();
@@ -81,8 +84,8 @@ pub fn build(
     };
     let mut placed = Vec::new();
     for m in measures {
-        if let Measure::Dot(a, _) = graph.measure(*m) {
-            placed.push((family_of(a), Member::Measure(*m)));
+        if let Measure::Dot(a, b) = graph.measure(*m) {
+            placed.push((family_of(a), Member::Measure(*m, a, b)));
         }
     }
     for (save, node) in saves {
@@ -98,37 +101,37 @@ pub fn build(
 }
 
 enum Member {
-    Measure(MeasureId),
+    /// A measurement `<a, b>`.
+    Measure(MeasureId, NodeId, NodeId),
     Save(usize, NodeId),
 }
 
 #[derive(Default)]
 struct Members {
-    measures: Vec<MeasureId>,
+    measures: Vec<(MeasureId, NodeId, NodeId)>,
     saves: Vec<(usize, NodeId)>,
 }
 
 impl Members {
     fn add(&mut self, member: Member) {
         match member {
-            Member::Measure(m) => self.measures.push(m),
+            Member::Measure(m, a, b) => self.measures.push((m, a, b)),
             Member::Save(i, node) => self.saves.push((i, node)),
         }
     }
 
     fn into_family(self, graph: &Graph, direct_only: &[MeasureId], coef: &dyn Fn(ScalarId) -> f64) -> Family {
-        let mut sums: Vec<Vec<(NodeId, f64)>> = Vec::new();
-        for m in &self.measures {
-            let [a, b] = graph.measure(*m).nodes()[..] else {
-                continue;
-            };
-            sums.push(atom_terms(graph, a, coef));
-            sums.push(atom_terms(graph, b, coef));
-        }
-        for (_, node) in &self.saves {
-            sums.push(atom_terms(graph, *node, coef));
-        }
-        let mut atoms: Vec<NodeId> = sums.iter().flatten().map(|(n, _)| *n).collect();
+        let terms = |node: NodeId| atom_terms(graph, node, coef);
+        let sides: Vec<[Vec<(NodeId, f64)>; 2]> =
+            self.measures.iter().map(|(_, a, b)| [terms(*a), terms(*b)]).collect();
+        let saved: Vec<Vec<(NodeId, f64)>> = self.saves.iter().map(|(_, node)| terms(*node)).collect();
+        let mut atoms: Vec<NodeId> = sides
+            .iter()
+            .flatten()
+            .chain(&saved)
+            .flatten()
+            .map(|(n, _)| *n)
+            .collect();
         atoms.sort();
         atoms.dedup();
         let position: HashMap<NodeId, usize> = atoms.iter().enumerate().map(|(i, n)| (*n, i)).collect();
@@ -142,13 +145,13 @@ impl Members {
         let products: Vec<(MeasureId, Vec<f64>, Vec<f64>)> = self
             .measures
             .iter()
-            .zip(sums.chunks(2))
-            .map(|(m, pair)| (*m, raw(&pair[0]), raw(&pair[1])))
+            .zip(&sides)
+            .map(|((m, _, _), [a, b])| (*m, raw(a), raw(b)))
             .collect();
         let saves: Vec<(usize, Vec<f64>)> = self
             .saves
             .iter()
-            .zip(&sums[2 * self.measures.len()..])
+            .zip(&saved)
             .map(|((i, _), terms)| (*i, raw(terms)))
             .collect();
         choose_paths(atoms, products, saves, direct_only)
@@ -243,23 +246,76 @@ fn needed_pairs(products: &[Product]) -> Vec<(usize, usize)> {
     pairs.into_iter().collect()
 }
 
+/// A family's Gram matrix, dense and symmetric, built once per pass from
+/// the entries computed; entries that no product needs are 0.
+pub struct Gram {
+    k: usize,
+    entries: Vec<f64>,
+}
+
+impl Gram {
+    /// The `k x k` matrix with `values[i]` at `pairs[i]` and its mirror.
+    pub fn new(k: usize, pairs: &[(usize, usize)], values: &[f64]) -> Gram {
+        let mut entries = vec![0.0; k * k];
+        for (&(p, q), &value) in pairs.iter().zip(values) {
+            entries[p * k + q] = value;
+            entries[q * k + p] = value;
+        }
+        Gram { k, entries }
+    }
+
+    fn get(&self, p: usize, q: usize) -> f64 {
+        self.entries[p * self.k + q]
+    }
+}
+
 /// `sum_pq a_p b_q G_pq`, and the size of its largest possible rounding
 /// error's scale, `sum_pq |a_p b_q| sqrt(G_pp G_qq)`.
-pub fn evaluate(product: &Product, pairs: &[(usize, usize)], gram: &[f64]) -> (f64, f64) {
-    let entry: HashMap<(usize, usize), f64> = pairs.iter().copied().zip(gram.iter().copied()).collect();
-    let g = |p: usize, q: usize| entry.get(&(p.min(q), p.max(q))).copied().unwrap_or(0.0);
+pub fn evaluate(product: &Product, gram: &Gram) -> (f64, f64) {
     let (mut value, mut scale) = (0.0, 0.0);
     for (p, a) in product.a.iter().enumerate().filter(|(_, a)| **a != 0.0) {
         for (q, b) in product.b.iter().enumerate().filter(|(_, b)| **b != 0.0) {
-            value += a * b * g(p, q);
-            scale += (a * b).abs() * (g(p, p) * g(q, q)).max(0.0).sqrt();
+            value += a * b * gram.get(p, q);
+            scale += (a * b).abs() * (gram.get(p, p) * gram.get(q, q)).max(0.0).sqrt();
         }
     }
     (value, scale)
 }
 
-/// Whether a Gram result may be off by more than tv promises (1e-9
-/// relative): its terms cancel by a factor of more than 1e5.
+/// Whether a Gram result is too cancelled to trust, and is measured again
+/// directly: its terms cancel by a factor of more than 1e4.
+///
+/// A heuristic with margin, not a bound. A Gram entry's rounding error is
+/// typically some hundred f64 roundings of `sqrt(G_pp G_qq)` (chunked sums
+/// grow their errors like a random walk), about 1e-14 of `scale`; beyond
+/// 1e4 of cancellation that would be 1e-10 of the result, a tenth of the
+/// 1e-9 relative accuracy tv aims for. It guards the common case of nearly
+/// equal models, whose differences are tiny beside the models themselves.
 pub fn cancels(value: f64, scale: f64) -> bool {
-    scale > 0.0 && scale > 1e5 * value.abs()
+    scale > 0.0 && scale > 1e4 * value.abs()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn products_read_the_gram_matrix_both_ways() {
+        let gram = Gram::new(2, &[(0, 0), (0, 1), (1, 1)], &[4.0, 1.0, 9.0]);
+        let product = Product {
+            measure: MeasureId(0),
+            a: vec![1.0, 2.0],
+            b: vec![0.0, 1.0],
+        };
+        // <x0 + 2 x1, x1> = G01 + 2 G11; scale |1| sqrt(4 * 9) + |2| * 9.
+        assert_eq!(evaluate(&product, &gram), (19.0, 24.0));
+    }
+
+    #[test]
+    fn cancellation_beyond_1e4_is_remeasured() {
+        assert!(cancels(1.0, 2e4));
+        assert!(cancels(0.0, 1e-300));
+        assert!(!cancels(1.0, 5e3));
+        assert!(!cancels(0.0, 0.0));
+    }
 }

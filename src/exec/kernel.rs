@@ -5,7 +5,7 @@
 //! Every sum is split at fixed chunk boundaries and the chunk partials are
 //! added in order, so results are bit-identical for any number of threads.
 
-use super::exact::{Accurate, Split};
+use super::exact::Accurate;
 use crate::io::{Dtype, IoError};
 use rayon::prelude::*;
 
@@ -188,14 +188,13 @@ fn combine(basis: &[&[f64]], coefs: &[f64], out: &mut [f64]) {
 }
 
 /// `out = sum_k coefs_k basis_k`, exact per element up to one rounding
-/// (see `exact`): direct products are where terms cancel. The basis here
-/// is the inputs themselves, whose values are f32.
+/// (see `exact`): direct products are where terms cancel.
 fn combine_exact(basis: &[&[f64]], coefs: &[f64], out: &mut [f64]) {
-    let terms: Vec<(Split, &[f64])> = basis
+    let terms: Vec<(f64, &[f64])> = basis
         .iter()
         .zip(coefs)
         .filter(|(_, c)| **c != 0.0)
-        .map(|(values, c)| (Split::new(*c), *values))
+        .map(|(values, c)| (*c, *values))
         .collect();
     for (i, o) in out.iter_mut().enumerate() {
         let mut acc = Accurate::default();
@@ -206,9 +205,10 @@ fn combine_exact(basis: &[&[f64]], coefs: &[f64], out: &mut [f64]) {
     }
 }
 
-/// Values as stored bytes, into `out`. Float tensors are computed in f64
-/// and rounded to f32 once; half-precision outputs are rounded from that.
-fn encode(dtype: Dtype, values: &[f64], out: &mut Vec<u8>) {
+/// Values as stored bytes, into `out`. Float tensors are computed in f64:
+/// f64 outputs keep them, others are rounded to f32 once, and half-precision
+/// ones from that.
+pub(super) fn encode(dtype: Dtype, values: &[f64], out: &mut Vec<u8>) {
     out.clear();
     match dtype {
         Dtype::F64 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),

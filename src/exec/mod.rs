@@ -128,7 +128,8 @@ impl<'a> Executor<'a> {
         })
     }
 
-    /// One pass; returns the measurements whose Gram results cancelled.
+    /// One pass (none when there is nothing to stream); returns the
+    /// measurements whose Gram results cancelled.
     fn pass(
         &mut self,
         measures: &[MeasureId],
@@ -136,6 +137,9 @@ impl<'a> Executor<'a> {
         direct_only: &[MeasureId],
         savers: &[save::Saver],
     ) -> Result<Vec<MeasureId>, Diagnostic> {
+        if measures.is_empty() && saves.is_empty() {
+            return Ok(Vec::new());
+        }
         let coef = |s: ScalarId| self.coefficient(s);
         let families = family::build(&self.plan.graph, measures, saves, direct_only, &coef);
         for f in &families {
@@ -151,7 +155,7 @@ impl<'a> Executor<'a> {
             label: format!(
                 "pass {}, {} sweep points",
                 self.stats.passes + 1,
-                self.plan.table.sweep_rows()
+                self.plan.table.sweep_points()
             ),
         };
         let output = pass.run()?;

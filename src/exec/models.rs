@@ -1,9 +1,10 @@
-//! Model measurements: each model is materialised once per pass in memory,
-//! straight from the memory-mapped leaves, then scored on its datasets.
+//! Model measurements: each model is materialised in memory, straight from
+//! the memory-mapped leaves, scored on all its datasets, and dropped before
+//! the next is built.
 
 use super::materialize::materialize;
 use crate::eval::mlp::{evaluate, Mlp, Scores};
-use crate::graph::{Graph, Measure, MeasureId, ModelKind, NodeId, ScalarId};
+use crate::graph::{Graph, Measure, MeasureId, ModelKind, ModelMeasure, NodeId, ScalarId};
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 
@@ -14,31 +15,34 @@ pub(super) fn measure(
     coef: &dyn Fn(ScalarId) -> f64,
     device: &Device,
 ) -> Result<Vec<(MeasureId, f64)>, String> {
-    let mut models: HashMap<(NodeId, usize), Mlp> = HashMap::new();
-    let mut scores: HashMap<(NodeId, usize, usize), Scores> = HashMap::new();
+    let mut models: Vec<(MeasureId, ModelMeasure)> = measures
+        .iter()
+        .filter_map(|m| match graph.measure(*m) {
+            Measure::Model(model) => Some((*m, model)),
+            Measure::Dot(..) => None,
+        })
+        .collect();
+    models.sort_by_key(|(_, model)| (model.node, model.config));
     let mut out = Vec::new();
-    for m in measures {
-        let Measure::Model(model) = graph.measure(*m) else {
-            continue;
-        };
-        let key = (model.node, model.config);
-        if let std::collections::hash_map::Entry::Vacant(slot) = models.entry(key) {
-            slot.insert(build(graph, model.node, model.config, coef, device)?);
+    for group in models.chunk_by(|(_, x), (_, y)| (x.node, x.config) == (y.node, y.config)) {
+        let (_, first) = group[0];
+        let mlp = build(graph, first.node, first.config, coef, device)?;
+        let mut scores: HashMap<usize, Scores> = HashMap::new();
+        for (m, model) in group {
+            let score = match scores.get(&model.data) {
+                Some(score) => *score,
+                None => {
+                    let score = evaluate(&mlp, &graph.datasets[model.data], device).map_err(|e| e.to_string())?;
+                    scores.insert(model.data, score);
+                    score
+                }
+            };
+            let value = match model.kind {
+                ModelKind::Accuracy => score.accuracy,
+                ModelKind::Loss => score.loss,
+            };
+            out.push((*m, value));
         }
-        let score = match scores.get(&(model.node, model.config, model.data)) {
-            Some(score) => *score,
-            None => {
-                let data = &graph.datasets[model.data];
-                let score = evaluate(&models[&key], data, device).map_err(|e| e.to_string())?;
-                scores.insert((model.node, model.config, model.data), score);
-                score
-            }
-        };
-        let value = match model.kind {
-            ModelKind::Accuracy => score.accuracy,
-            ModelKind::Loss => score.loss,
-        };
-        out.push((*m, value));
     }
     Ok(out)
 }

@@ -50,16 +50,7 @@ impl Pass<'_> {
 
     /// Bytes of float tensors the pass reads, for the progress bar.
     fn input_bytes(&self) -> u64 {
-        let per_family = self.families.iter().map(|f| {
-            let specs = &self.graph().specs(f.atoms[0]).tensors;
-            let bytes: usize = specs
-                .iter()
-                .filter(|s| s.float)
-                .map(|s| s.numel() * s.dtype.bitsize() / 8)
-                .sum();
-            (bytes * leaves_of(self.graph(), &f.atoms).len()) as u64
-        });
-        per_family.sum()
+        self.families.iter().map(|f| read_bytes(self.graph(), f)).sum()
     }
 
     fn run_family(&self, family: &Family, bar: &ProgressBar, output: &mut PassOutput) -> Result<(), Diagnostic> {
@@ -77,8 +68,9 @@ impl Pass<'_> {
             output.tensors += 1;
             bar.inc(bytes);
         }
+        let gram = family::Gram::new(family.atoms.len(), &family.pairs, &gram);
         for product in &family.gram {
-            let (value, scale) = family::evaluate(product, &family.pairs, &gram);
+            let (value, scale) = family::evaluate(product, &gram);
             if family::cancels(value, scale) {
                 output.cancelled.push(product.measure);
             } else {
@@ -179,14 +171,16 @@ pub(super) fn source<'g>(
             Source::Raw(checkpoint.tensors()[i].dtype, bytes)
         }
         Op::Select { input, .. } => source(graph, *input, name, fetched),
-        Op::Lin(_) => Source::Zero,
+        Op::Lin(_) => unreachable!("an atom is a checkpoint or a selection of one, never a sum"),
     }
 }
 
-/// The distinct checkpoints under some atoms.
-fn leaves_of(graph: &Graph, atoms: &[NodeId]) -> Vec<LeafId> {
-    let mut leaves: Vec<LeafId> = atoms.iter().map(|a| carrier_leaf(graph, *a)).collect();
+/// Float bytes of the checkpoints a family reads: each checkpoint's own,
+/// once.
+pub(super) fn read_bytes(graph: &Graph, family: &Family) -> u64 {
+    let mut leaves: Vec<LeafId> = family.atoms.iter().map(|a| carrier_leaf(graph, *a)).collect();
     leaves.sort();
     leaves.dedup();
-    leaves
+    let tensors = leaves.into_iter().flat_map(|l| graph.leaf(l).tensors());
+    tensors.filter(|t| t.is_float()).map(|t| t.byte_len() as u64).sum()
 }

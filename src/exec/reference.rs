@@ -2,9 +2,10 @@
 //! measurement on its own, every node materialised in f64, tensor by tensor,
 //! with plain sequential sums. No Gram matrix, no fusion, no chunking.
 
-use super::exact::{Accurate, Split};
+use super::exact::Accurate;
 use super::schedule::needed_measures;
 use crate::graph::{Graph, Measure, MeasureId, NodeId, Op};
+use crate::io::Dtype;
 use crate::lower::Plan;
 
 /// Every measurement the plan needs (others `None`), by `MeasureId`.
@@ -53,17 +54,15 @@ fn values(graph: &Graph, node: NodeId, name: &str, measured: &[Option<f64>]) -> 
         Op::Leaf(leaf) => {
             let checkpoint = graph.leaf(*leaf);
             let i = checkpoint.index_of(name)?;
-            let decoded = crate::io::decode_f32(checkpoint.tensors()[i].dtype, checkpoint.bytes(i))?;
-            Some(decoded.into_iter().map(f64::from).collect())
+            decode(checkpoint.tensors()[i].dtype, checkpoint.bytes(i))
         }
         Op::Select { input, .. } => values(graph, *input, name, measured),
         Op::Lin(terms) => {
-            // Terms of a sum are atoms (their values are f32), so each
-            // element can be summed accurately however its terms cancel.
+            // Each element is summed accurately however its terms cancel.
             let mut out = vec![Accurate::default(); spec.numel()];
             for term in terms {
                 let known = |m: MeasureId| measured.get(m.0 as usize).copied().flatten();
-                let coef = Split::new(graph.scalars.value(term.coef, &known)?);
+                let coef = graph.scalars.value(term.coef, &known)?;
                 for (o, v) in out.iter_mut().zip(values(graph, term.node, name, measured)?) {
                     o.add(coef, v);
                 }
@@ -71,4 +70,16 @@ fn values(graph: &Graph, node: NodeId, name: &str, measured: &[Option<f64>]) -> 
             Some(out.into_iter().map(Accurate::value).collect())
         }
     }
+}
+
+/// A float tensor's bytes as f64, every dtype exactly.
+fn decode(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f64>> {
+    let element: fn(&[u8]) -> f64 = match dtype {
+        Dtype::F64 => |b| f64::from_le_bytes(b.try_into().unwrap_or_default()),
+        Dtype::F32 => |b| f32::from_le_bytes(b.try_into().unwrap_or_default()).into(),
+        Dtype::F16 => |b| half::f16::from_le_bytes(b.try_into().unwrap_or_default()).into(),
+        Dtype::BF16 => |b| half::bf16::from_le_bytes(b.try_into().unwrap_or_default()).into(),
+        _ => return None,
+    };
+    Some(bytes.chunks_exact(dtype.bitsize() / 8).map(element).collect())
 }

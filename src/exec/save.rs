@@ -55,10 +55,15 @@ pub(super) fn output_infos(plan: &Plan, node: NodeId) -> Vec<TensorInfo> {
         .collect()
 }
 
-/// Moves every save into place; returns the bytes written.
-/// If one fails, the saves already moved into place are removed again, so a
-/// failed run leaves no output behind.
+/// Moves every save into place; returns the bytes written. Every save is
+/// checked complete before any replaces an older output; if a move itself
+/// fails, the saves already moved into place are removed again, so a failed
+/// run leaves no partial set of outputs behind.
 pub(super) fn finish_savers(plan: &Plan, savers: Vec<Saver>) -> Result<u64, Diagnostic> {
+    for (job, saver) in plan.saves.iter().zip(&savers) {
+        let complete = saver.writer.check_complete();
+        complete.map_err(|e| write_error(job.span, &job.path, &e))?;
+    }
     let mut bytes = 0;
     for (done, (job, saver)) in plan.saves.iter().zip(savers).enumerate() {
         bytes += saver.infos.iter().map(|t| t.byte_len() as u64).sum::<u64>();
@@ -86,5 +91,33 @@ pub(super) fn write_error(span: Span, path: &std::path::Path, error: &crate::io:
     match error.help() {
         Some(help) => diag.help(help),
         None => diag,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use safetensors::tensor::TensorView;
+
+    /// An incomplete second save fails the run before the first one
+    /// replaces the older file at its target.
+    #[test]
+    fn an_incomplete_save_replaces_no_older_output() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let bytes: Vec<u8> = [1.0f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let view = TensorView::new(safetensors::Dtype::F32, vec![2], &bytes).expect("view");
+        safetensors::serialize_to_file([("t", view)], None, &dir.path().join("a.safetensors")).expect("write");
+        let program = dir.path().join("program.tv");
+        let text =
+            "let a = load(\"a.safetensors\")\nsave a to \"first.safetensors\"\nsave 2 * a to \"second.safetensors\"\n";
+        std::fs::write(&program, text).expect("write program");
+        let plan = crate::check(&mut Default::default(), &program, &Default::default()).expect("check");
+        let first = dir.path().join("first.safetensors");
+        std::fs::write(&first, "older output").expect("write older output");
+        let savers = open_savers(&plan).expect("open");
+        savers[0].writer.write(0, &bytes).expect("write first");
+        assert!(finish_savers(&plan, savers).is_err());
+        assert_eq!(std::fs::read_to_string(&first).expect("read"), "older output");
+        assert!(!dir.path().join("second.safetensors").exists());
     }
 }

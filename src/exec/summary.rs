@@ -37,19 +37,17 @@ pub fn summarize(plan: &Plan, threads: usize) -> Summary {
     // value gives the same structure.
     let structural = |s| plan.graph.scalars.known(s).unwrap_or(1.0);
     let mut families: Vec<Family> = Vec::new();
+    let mut passes = 0;
     for level in 0..schedule.levels() {
         let saves: Vec<(usize, NodeId)> = schedule
             .saves_at(level)
             .into_iter()
             .map(|i| (i, plan.saves[i].node))
             .collect();
-        families.extend(family::build(
-            &plan.graph,
-            &schedule.measures_at(level),
-            &saves,
-            &[],
-            &structural,
-        ));
+        let built = family::build(&plan.graph, &schedule.measures_at(level), &saves, &[], &structural);
+        // A level of model measurements alone streams nothing.
+        passes += usize::from(!built.is_empty());
+        families.extend(built);
     }
     let gram: HashSet<MeasureId> = families.iter().flat_map(|f| f.gram.iter().map(|p| p.measure)).collect();
     let direct: HashSet<MeasureId> = families
@@ -58,10 +56,10 @@ pub fn summarize(plan: &Plan, threads: usize) -> Summary {
         .collect();
     let widest = families.iter().map(|f| f.atoms.len()).max().unwrap_or(0);
     Summary {
-        sweep_points: plan.table.sweep_rows(),
-        passes: schedule.levels(),
+        sweep_points: plan.table.sweep_points(),
+        passes,
         checkpoints: plan.graph.leaves().len(),
-        bytes_read: families.iter().map(|f| read_bytes(plan, f)).sum(),
+        bytes_read: families.iter().map(|f| super::pass::read_bytes(&plan.graph, f)).sum(),
         bytes_written: written_bytes(plan),
         saves: plan.saves.len(),
         gram_measures: gram.len(),
@@ -75,19 +73,6 @@ pub fn summarize(plan: &Plan, threads: usize) -> Summary {
 
 /// The program itself, its threads and the parsed headers, roughly.
 const BASE_MEMORY: u64 = 8 << 20;
-
-/// Float bytes of the checkpoints a family reads (each once).
-fn read_bytes(plan: &Plan, family: &Family) -> u64 {
-    let mut leaves: Vec<_> = family
-        .atoms
-        .iter()
-        .map(|a| super::save::carrier_leaf(&plan.graph, *a))
-        .collect();
-    leaves.sort();
-    leaves.dedup();
-    let tensors = leaves.iter().flat_map(|l| plan.graph.leaf(*l).tensors());
-    tensors.filter(|t| t.is_float()).map(|t| t.byte_len() as u64).sum()
-}
 
 fn written_bytes(plan: &Plan) -> u64 {
     let infos = plan.saves.iter().flat_map(|s| super::save::output_infos(plan, s.node));

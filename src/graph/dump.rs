@@ -32,12 +32,22 @@ pub fn dump(graph: &Graph) -> String {
     out
 }
 
+/// A scalar as an expression, up to a few levels deep (shared scalars
+/// would otherwise print exponentially often); deeper ones by id.
 fn scalar(graph: &Graph, id: ScalarId) -> String {
+    scalar_at(graph, id, 0)
+}
+
+fn scalar_at(graph: &Graph, id: ScalarId, depth: usize) -> String {
+    if depth > 4 {
+        return format!("s{}", id.0);
+    }
+    let scalar = |x| scalar_at(graph, x, depth + 1);
     match graph.scalars.get(id) {
         Scalar::Const(bits) => crate::report::format_number(f64::from_bits(bits)),
         Scalar::Measure(m) => format!("m{}", m.0),
-        Scalar::Neg(x) => format!("-({})", scalar(graph, x)),
-        Scalar::Sqrt(x) => format!("sqrt({})", scalar(graph, x)),
-        Scalar::Binary(op, a, b) => format!("({} {} {})", scalar(graph, a), op.symbol(), scalar(graph, b)),
+        Scalar::Neg(x) => format!("-({})", scalar(x)),
+        Scalar::Sqrt(x) => format!("sqrt({})", scalar(x)),
+        Scalar::Binary(op, a, b) => format!("({} {} {})", scalar(a), op.symbol(), scalar(b)),
     }
 }

@@ -49,9 +49,13 @@ impl Scalars {
         self.intern(Scalar::Measure(measure))
     }
 
-    /// The value if it needs no measurement.
+    /// The value if it needs no measurement. Constants fold as they are
+    /// built, so every other scalar depends on a measurement.
     pub fn known(&self, id: ScalarId) -> Option<f64> {
-        self.value(id, &|_| None)
+        match self.get(id) {
+            Scalar::Const(bits) => Some(f64::from_bits(bits)),
+            _ => None,
+        }
     }
 
     pub fn neg(&mut self, x: ScalarId) -> ScalarId {
@@ -77,26 +81,46 @@ impl Scalars {
     }
 
     /// Evaluates `id`, asking `measured` for measurement results; `None` if
-    /// one of them is not available.
+    /// one of them is not available. Scalars form a DAG (`a + a` shares
+    /// `a`), so each is evaluated once.
     pub fn value(&self, id: ScalarId, measured: &dyn Fn(MeasureId) -> Option<f64>) -> Option<f64> {
-        Some(match self.get(id) {
-            Scalar::Const(bits) => f64::from_bits(bits),
-            Scalar::Measure(m) => measured(m)?,
-            Scalar::Neg(x) => -self.value(x, measured)?,
-            Scalar::Sqrt(x) => self.value(x, measured)?.sqrt(),
-            Scalar::Binary(op, a, b) => apply(op, self.value(a, measured)?, self.value(b, measured)?),
-        })
+        self.value_memo(id, measured, &mut HashMap::new())
     }
 
-    /// Every measurement `id` depends on.
+    fn value_memo(
+        &self,
+        id: ScalarId,
+        measured: &dyn Fn(MeasureId) -> Option<f64>,
+        memo: &mut HashMap<ScalarId, Option<f64>>,
+    ) -> Option<f64> {
+        if let Some(known) = memo.get(&id) {
+            return *known;
+        }
+        let mut eval = |x| self.value_memo(x, measured, memo);
+        let value = match self.get(id) {
+            Scalar::Const(bits) => Some(f64::from_bits(bits)),
+            Scalar::Measure(m) => measured(m),
+            Scalar::Neg(x) => eval(x).map(|v| -v),
+            Scalar::Sqrt(x) => eval(x).map(f64::sqrt),
+            Scalar::Binary(op, a, b) => eval(a).zip(eval(b)).map(|(x, y)| apply(op, x, y)),
+        };
+        memo.insert(id, value);
+        value
+    }
+
+    /// Every measurement `id` depends on, each once.
     pub fn measures_in(&self, id: ScalarId, out: &mut Vec<MeasureId>) {
-        match self.get(id) {
-            Scalar::Const(_) => {}
-            Scalar::Measure(m) => out.push(m),
-            Scalar::Neg(x) | Scalar::Sqrt(x) => self.measures_in(x, out),
-            Scalar::Binary(_, a, b) => {
-                self.measures_in(a, out);
-                self.measures_in(b, out);
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = vec![id];
+        while let Some(s) = stack.pop() {
+            if !seen.insert(s) {
+                continue;
+            }
+            match self.get(s) {
+                Scalar::Const(_) => {}
+                Scalar::Measure(m) => out.push(m),
+                Scalar::Neg(x) | Scalar::Sqrt(x) => stack.push(x),
+                Scalar::Binary(_, a, b) => stack.extend([a, b]),
             }
         }
     }

@@ -152,9 +152,8 @@ impl Writer {
         })
     }
 
-    /// Check every tensor was written, flush to disk, and move the output
-    /// into place (replacing any previous file or folder at the target).
-    pub fn finish(self) -> Result<(), IoError> {
+    /// An error naming the tensors not yet written in full, if any.
+    pub fn check_complete(&self) -> Result<(), IoError> {
         let missing: Vec<String> = self
             .names
             .iter()
@@ -162,12 +161,19 @@ impl Writer {
             .filter(|(_, (done, slot))| done.load(Ordering::Acquire) != slot.len as u64)
             .map(|(name, _)| name.clone())
             .collect();
-        if !missing.is_empty() {
-            return Err(IoError::Incomplete {
-                path: self.target,
+        match missing.is_empty() {
+            true => Ok(()),
+            false => Err(IoError::Incomplete {
+                path: self.target.clone(),
                 missing,
-            });
+            }),
         }
+    }
+
+    /// Check every tensor was written, flush to disk, and move the output
+    /// into place (replacing any previous file or folder at the target).
+    pub fn finish(self) -> Result<(), IoError> {
+        self.check_complete()?;
         // No fsync: like `cp` and the usual model savers, the output is left
         // to the page cache; the rename still makes it appear only whole.
         drop(self.files);

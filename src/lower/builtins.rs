@@ -52,13 +52,16 @@ impl Lowerer<'_> {
             })
             .collect();
         let Some(slots) = self.match_args(function, &params, args, span) else {
+            self.check_args(env, args);
             return Value::Error;
         };
         let args: Vec<(Value, Span)> = slots
             .into_iter()
             .zip(defaults)
-            .map(|(slot, (_, default))| match slot {
+            .map(|(slot, (param, default))| match slot {
                 Some(expr) => (self.expr(env, expr), expr.span),
+                // Seeds default to the run's seed (`set seed`, `--seed`).
+                None if *param == "seed" => (Value::Num(self.graph.scalars.constant(self.settings.seed as f64)), span),
                 None => (Value::Num(self.graph.scalars.constant(default.unwrap_or(0.0))), span),
             })
             .collect();

@@ -30,7 +30,7 @@ impl Lowerer<'_> {
                 let message = format!("`{}` is not available in this version of tv", name.node);
                 let diag = Diagnostic::new("tv::unavailable", message)
                     .at(name.span, "not available")
-                    .help("this version measures weights only: cosine, dot, norm, distance, numel");
+                    .help("language-model measurements (perplexity) and external evaluators (command) are not in this version");
                 self.error(diag);
                 self.check_args(env, args);
                 Value::Error
@@ -59,7 +59,10 @@ impl Lowerer<'_> {
                 None => {
                     position += 1;
                     if position > params.len() {
-                        self.error(too_many(function, params, arg.value.span));
+                        // Reported once, at the first surplus argument.
+                        if position == params.len() + 1 {
+                            self.error(too_many(function, params, arg.value.span));
+                        }
                         ok = false;
                         continue;
                     }
@@ -104,10 +107,12 @@ impl Lowerer<'_> {
 
     fn call_fn(&mut self, env: &mut Env, def: &Rc<FnDef>, args: &[Arg], span: Span) -> Value {
         let name = def.name.node.as_str();
-        if let Some(first) = self.calls.iter().position(|(c, _)| c == name) {
+        // A function is known by where it is defined: two files may each
+        // define an `f`.
+        if let Some(first) = self.calls.iter().position(|c| c.definition == def.name.span) {
             let chain: Vec<&str> = self.calls[first..]
                 .iter()
-                .map(|(c, _)| c.as_str())
+                .map(|c| c.name.as_str())
                 .chain([name])
                 .collect();
             let diag = Diagnostic::new(
@@ -128,6 +133,7 @@ impl Lowerer<'_> {
             })
             .collect();
         let Some(slots) = self.match_args(name, &params, args, span) else {
+            self.check_args(env, args);
             return Value::Error;
         };
         let def_file = def.name.span.file;
@@ -138,17 +144,18 @@ impl Lowerer<'_> {
                 (None, Some(default)) => self.default_value(def_file, default),
                 (None, None) => Value::Error,
             };
-            let binding = Binding {
-                bound: Bound::Value(value),
-                span: param.name.span,
-            };
+            let binding = Binding::new(Bound::Value(value), param.name.span);
             frame.names.insert(param.name.node.clone(), binding);
         }
         let mut body_env = Env {
             file: def_file,
             locals: vec![frame],
         };
-        self.calls.push((name.to_string(), span));
+        self.calls.push(super::Call {
+            name: name.to_string(),
+            site: span,
+            definition: def.name.span,
+        });
         let value = self.expr(&mut body_env, &def.body);
         self.calls.pop();
         value
@@ -158,7 +165,7 @@ impl Lowerer<'_> {
 impl Lowerer<'_> {
     /// Lowers the arguments of a call that cannot be made, so the errors
     /// inside them are reported too.
-    fn check_args(&mut self, env: &mut Env, args: &[Arg]) {
+    pub(super) fn check_args(&mut self, env: &mut Env, args: &[Arg]) {
         self.dry += 1;
         for arg in args {
             self.expr(env, &arg.value);
@@ -169,9 +176,9 @@ impl Lowerer<'_> {
     /// A parameter's default, evaluated among the globals of the function's
     /// file (it cannot see the other parameters).
     pub(super) fn default_value(&mut self, file: crate::diag::FileId, default: &Expr) -> Value {
-        self.in_default = true;
+        let outer = std::mem::replace(&mut self.in_default, true);
         let value = self.expr(&mut Env::new(file), default);
-        self.in_default = false;
+        self.in_default = outer;
         value
     }
 }

@@ -25,8 +25,9 @@ pub enum RangeError {
     TooLarge(f64),
 }
 
-/// Points above this are surely a mistake (and would not fit in memory).
-const MAX_POINTS: f64 = 1e8;
+/// Points above this are surely a mistake (and would not fit in memory),
+/// for one range and for a whole sweep.
+pub const MAX_POINTS: f64 = 1e8;
 
 /// The values `start + i*step` in `[start, end]` (or `[start, end)`), each
 /// rounded to the decimals of `start` and `step`, so that they are the
@@ -38,7 +39,7 @@ pub fn range_values(start: f64, end: f64, step: f64, inclusive: bool) -> Result<
     if step == 0.0 {
         return Err(RangeError::ZeroStep);
     }
-    let places = decimals(start).max(decimals(step)).min(17);
+    let places = decimals(start).max(decimals(step));
     // A relative slack so `0..=1 step 0.1` ends at 1 despite rounding.
     let span = (end - start) / step;
     let slack = 1e-9 * span.abs().max(1.0);
@@ -53,9 +54,13 @@ pub fn range_values(start: f64, end: f64, step: f64, inclusive: bool) -> Result<
     if last + 1.0 > MAX_POINTS {
         return Err(RangeError::TooLarge(last + 1.0));
     }
-    Ok((0..=last as u64)
-        .map(|i| round_to(start + i as f64 * step, places))
-        .collect())
+    // Rounding to decimal places makes `0.1 * 3` print as `0.3`; it would
+    // erase values too small for fixed decimals, which stay as computed.
+    let value = |i: u64| start + i as f64 * step;
+    if places > 15 {
+        return Ok((0..=last as u64).map(value).collect());
+    }
+    Ok((0..=last as u64).map(|i| round_to(value(i), places)).collect())
 }
 
 /// Rounds to `places` decimals through the decimal text, so the result is
@@ -190,6 +195,14 @@ mod tests {
         assert_eq!(range_values(0.0, 3.0, 1.0, false).unwrap(), vec![0.0, 1.0, 2.0]);
         assert_eq!(range_values(0.0, 1.0, 0.25, false).unwrap(), vec![0.0, 0.25, 0.5, 0.75]);
         assert_eq!(range_values(1.0, 0.0, -0.5, true).unwrap(), vec![1.0, 0.5, 0.0]);
+    }
+
+    #[test]
+    fn tiny_steps_are_not_rounded_away() {
+        let v = range_values(1e-20, 5e-20, 1e-20, true).unwrap();
+        assert_eq!(v.len(), 5);
+        assert!(v.iter().all(|x| *x > 0.0));
+        assert!(v.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

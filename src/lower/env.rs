@@ -16,8 +16,29 @@ pub enum Bound {
 #[derive(Clone, Debug)]
 pub struct Binding {
     pub bound: Bound,
-    /// Where the name was bound (its file is the defining file).
+    /// Where the name was bound: its definition, or the `use` that brought
+    /// it in.
     pub span: Span,
+    /// Brought in by `use`: such names are not passed on to importers.
+    pub imported: bool,
+}
+
+fn same(a: &Bound, b: &Bound) -> bool {
+    match (a, b) {
+        (Bound::Fn(x), Bound::Fn(y)) => std::rc::Rc::ptr_eq(x, y),
+        (Bound::Value(x), Bound::Value(y)) => x == y,
+        _ => false,
+    }
+}
+
+impl Binding {
+    pub fn new(bound: Bound, span: Span) -> Binding {
+        Binding {
+            bound,
+            span,
+            imported: false,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -63,10 +84,22 @@ impl Lowerer<'_> {
 
     /// Binds `name` in the innermost scope; rebinding there is an error.
     pub(super) fn bind(&mut self, env: &mut Env, name: &str, bound: Bound, span: Span) {
+        self.bind_binding(env, name, Binding::new(bound, span));
+    }
+
+    /// Binds `name` in the innermost scope, reporting a rebinding at the
+    /// binding's span.
+    pub(super) fn bind_binding(&mut self, env: &mut Env, name: &str, binding: Binding) {
+        let span = binding.span;
         let previous = match env.locals.last() {
             Some(frame) => frame.names.get(name),
             None => self.modules.get(&env.file).and_then(|f| f.names.get(name)),
         };
+        // The same definition imported twice (two `use`s of one file) is
+        // not a conflict.
+        if previous.is_some_and(|p| p.imported && binding.imported && same(&p.bound, &binding.bound)) {
+            return;
+        }
         if let Some(first) = previous.map(|b| b.span) {
             let (line, col) = self.sources.line_col(first.file, first.start);
             let file = self.sources.get(first.file).name.clone();
@@ -78,7 +111,6 @@ impl Lowerer<'_> {
             self.error(diag);
             return;
         }
-        let binding = Binding { bound, span };
         match env.locals.last_mut() {
             Some(frame) => frame.names.insert(name.to_string(), binding),
             None => self

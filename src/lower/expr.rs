@@ -57,32 +57,41 @@ impl Lowerer<'_> {
         self.error(diag);
     }
 
+    /// Every part is checked, so each bad `{name}` is reported.
     fn string(&mut self, env: &Env, parts: &[StrPart]) -> Value {
-        let mut out = String::new();
+        let mut out = Some(String::new());
         for part in parts {
-            match part {
-                StrPart::Lit(s) => out.push_str(s),
-                StrPart::Interp(name) => match self.var(env, &name.node, name.span) {
-                    Value::Str(s) => out.push_str(&s),
-                    Value::Num(n) => match self.graph.scalars.known(n) {
-                        Some(v) => out.push_str(&format_number(v)),
-                        None => {
-                            self.not_known_yet(name.span, "interpolated into a string");
-                            return Value::Error;
-                        }
-                    },
-                    Value::Error => return Value::Error,
-                    other => {
-                        let diag = Diagnostic::new("tv::type", format!("cannot interpolate {}", other.type_name()))
-                            .at(name.span, other.type_name())
-                            .help("only numbers and strings can appear in `{...}`");
-                        self.error(diag);
-                        return Value::Error;
-                    }
-                },
+            let text = match part {
+                StrPart::Lit(s) => Some(s.clone()),
+                StrPart::Interp(name) => self.interpolated(env, name),
+            };
+            out = out.zip(text).map(|(mut s, t)| {
+                s.push_str(&t);
+                s
+            });
+        }
+        out.map_or(Value::Error, Value::Str)
+    }
+
+    fn interpolated(&mut self, env: &Env, name: &crate::syntax::ast::Ident) -> Option<String> {
+        match self.var(env, &name.node, name.span) {
+            Value::Str(s) => Some(s),
+            Value::Num(n) => {
+                let known = self.graph.scalars.known(n).map(format_number);
+                if known.is_none() {
+                    self.not_known_yet(name.span, "interpolated into a string");
+                }
+                known
+            }
+            Value::Error => None,
+            other => {
+                let diag = Diagnostic::new("tv::type", format!("cannot interpolate {}", other.type_name()))
+                    .at(name.span, other.type_name())
+                    .help("only numbers and strings can appear in `{...}`");
+                self.error(diag);
+                None
             }
         }
-        Value::Str(out)
     }
 
     pub(super) fn not_known_yet(&mut self, span: Span, use_: &str) {

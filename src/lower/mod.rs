@@ -1,6 +1,9 @@
 //! Lowering: runs the program's statements once per sweep point, checking
 //! types, arguments and checkpoint headers as it goes, and builds the lazy
-//! graph, the saves and the report layout. Nothing here reads tensor data.
+//! graph, the saves and the report layout. The only tensor data read here
+//! is for training: `finetune` materialises its input and trains (in a run,
+//! after a checking pass found no error), so trained weights reach the rest
+//! of the program as ordinary checkpoints.
 
 mod builtins;
 mod call;
@@ -36,6 +39,8 @@ pub struct Plan {
     /// Where `init` and `finetune` results live (kept alive with the plan,
     /// whose checkpoints may be inside it), with its counters.
     pub cache: Cache,
+    /// The program calls `init` or `finetune`.
+    pub trains: bool,
 }
 
 /// How `init` and `finetune` behave while lowering.
@@ -43,6 +48,8 @@ pub struct Training {
     /// Train (a run), or only check (`tv check`, `tv plan`).
     pub run: bool,
     pub cache: Cache,
+    /// `--seed`: the default seed of `init` and `finetune`, over `set seed`.
+    pub seed: Option<u64>,
 }
 
 /// A `save` statement at one sweep point.
@@ -61,12 +68,16 @@ pub fn lower(sources: &mut Sources, root: FileId, training: Training) -> (Plan, 
         .as_ref()
         .and_then(|p| p.parent().map(|d| d.to_path_buf()))
         .unwrap_or_default();
+    let settings = Settings {
+        seed: training.seed.unwrap_or(0),
+        ..Settings::default()
+    };
     let mut lowerer = Lowerer {
         sources,
         graph: Graph::default(),
         table: Table::default(),
         saves: Vec::new(),
-        settings: Settings::default(),
+        settings,
         diags: Vec::new(),
         modules: HashMap::new(),
         loading: Vec::new(),
@@ -77,6 +88,8 @@ pub fn lower(sources: &mut Sources, root: FileId, training: Training) -> (Plan, 
         dry: 0,
         calls: Vec::new(),
         in_default: false,
+        save_targets: Default::default(),
+        trains: false,
         training,
         configs: HashMap::new(),
         datasets: HashMap::new(),
@@ -88,11 +101,21 @@ pub fn lower(sources: &mut Sources, root: FileId, training: Training) -> (Plan, 
         saves: lowerer.saves,
         settings: lowerer.settings,
         cache: lowerer.training.cache,
+        trains: lowerer.trains,
     };
     (plan, crate::diag::dedup(lowerer.diags))
 }
 
 pub use crate::report::RowKeyPart;
+
+/// A user function being called.
+struct Call {
+    name: String,
+    /// Where it is called (at its definition, while its body is checked).
+    site: Span,
+    /// Where it is defined: what identifies it.
+    definition: Span,
+}
 
 struct Lowerer<'s> {
     sources: &'s mut Sources,
@@ -117,9 +140,13 @@ struct Lowerer<'s> {
     /// are reported, but nothing is recorded.
     dry: usize,
     /// The user functions being called and where, innermost last.
-    calls: Vec<(String, Span)>,
+    calls: Vec<Call>,
     /// True while a parameter's default value is evaluated.
     in_default: bool,
+    /// Set by `init` and `finetune`.
+    trains: bool,
+    /// `path_identity` of every save so far.
+    save_targets: std::collections::HashSet<PathBuf>,
     training: Training,
     /// Model configs and datasets by path, as graph registry indices (or
     /// the error reading them gave).
@@ -132,7 +159,7 @@ impl Lowerer<'_> {
     /// into the function's body; the help then names the call site too.
     fn error(&mut self, mut diag: Diagnostic) {
         if self.dry == 0 {
-            if let Some((name, site)) = self.calls.first() {
+            if let Some(Call { name, site, .. }) = self.calls.first() {
                 let (line, col) = self.sources.line_col(site.file, site.start);
                 let file = &self.sources.get(site.file).name;
                 let note = format!("in the call of `{name}` at {file}:{line}:{col}");
@@ -153,8 +180,32 @@ impl Lowerer<'_> {
                 let mut env = Env::new(root);
                 self.modules.insert(root, Frame::default());
                 self.stmts(&mut env, &program.stmts);
+                self.check_saves_against_inputs();
             }
             Err(diag) => self.error(diag),
+        }
+    }
+
+    /// A save over a checkpoint the program loads, even one loaded after
+    /// the save statement, would destroy an input.
+    fn check_saves_against_inputs(&mut self) {
+        let clashes: Vec<SaveJob> = self
+            .saves
+            .iter()
+            .filter(|s| self.checkpoints.contains_key(&path_identity(&s.path)))
+            .cloned()
+            .collect();
+        for save in clashes {
+            let diag = Diagnostic::new(
+                "tv::save_target",
+                format!(
+                    "`save` would overwrite a checkpoint this program reads: {}",
+                    save.path.display()
+                ),
+            )
+            .at(save.span, "this path")
+            .help("tv never overwrites the checkpoints it reads; choose a new path");
+            self.error(diag);
         }
     }
 

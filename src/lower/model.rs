@@ -143,11 +143,10 @@ impl Lowerer<'_> {
         let json = serde_json::to_vec(&*config).unwrap_or_default();
         let mut key = Key::new("init-1");
         key.add(&json).add(&(seed as u64).to_le_bytes());
-        let weights = train::init_weights(&config, seed as u64);
-        let folder = self
-            .training
-            .cache
-            .entry("init", &key, |folder| write_model(folder, &weights, &json));
+        self.trains = true;
+        let folder = self.training.cache.entry("init", &key, |folder| {
+            write_model(folder, &train::init_weights(&config, seed as u64), &json)
+        });
         self.load_trained(folder, args[0].1)
     }
 
@@ -163,6 +162,7 @@ impl Lowerer<'_> {
             batch: self.whole_number(&args[4], "`batch`", 1.0)? as usize,
             seed: self.whole_number(&args[5], "the seed", 0.0)? as u64,
         };
+        self.trains = true;
         if self.dry > 0 || !self.training.run {
             // Checking only: the result has the same tensors as `w`.
             return Some(Value::Weights(w));
@@ -172,8 +172,8 @@ impl Lowerer<'_> {
         let dataset = self.graph.datasets[data].clone();
         let json = serde_json::to_vec(&*model).unwrap_or_default();
         let key = finetune_key(&json, &weights, &dataset, &finetune);
-        let progress = crate::report::progress::steps(finetune.steps as u64, &format!("finetune on {path}"));
         let folder = self.training.cache.entry("finetune", &key, |folder| {
+            let progress = crate::report::progress::steps(finetune.steps as u64, &format!("finetune on {path}"));
             let trained = train::finetune(&model, &weights, &dataset, finetune, &|| progress.inc(1)).map_err(|e| {
                 crate::io::IoError::BadWrite {
                     path: folder.to_path_buf(),
@@ -223,10 +223,21 @@ impl Lowerer<'_> {
         let folder = folder
             .map_err(|e| self.error(Diagnostic::new("tv::training", e.to_string()).at(span, "here")))
             .ok()?;
-        match crate::io::Checkpoint::open(&folder) {
-            Ok(checkpoint) => Some(Value::Weights(self.graph.load(Arc::new(checkpoint), span))),
-            Err(e) => {
-                self.error(Diagnostic::new("tv::training", e.to_string()).at(span, "here"));
+        // Each folder is opened once, so a result used at many sweep points
+        // is one checkpoint.
+        let opened = self
+            .checkpoints
+            .entry(super::path_identity(&folder))
+            .or_insert_with(|| {
+                crate::io::Checkpoint::open(&folder)
+                    .map(Arc::new)
+                    .map_err(|e| Diagnostic::new("tv::training", e.to_string()))
+            })
+            .clone();
+        match opened {
+            Ok(checkpoint) => Some(Value::Weights(self.graph.load(checkpoint, span))),
+            Err(diag) => {
+                self.error(diag.at(span, "here"));
                 None
             }
         }
@@ -279,7 +290,7 @@ const DATA_FORMAT: &str =
 
 /// Everything a fine-tuned model depends on.
 fn finetune_key(config: &[u8], weights: &Weights, data: &Dataset, args: &FinetuneArgs) -> Key {
-    let mut key = Key::new("finetune-1");
+    let mut key = Key::new("finetune-2");
     key.add(config);
     for (name, shape, values) in weights {
         key.add(name.as_bytes());

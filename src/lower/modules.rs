@@ -29,12 +29,17 @@ impl Lowerer<'_> {
         let mut exported: Vec<_> = self.modules[&file]
             .names
             .iter()
-            .filter(|(_, b)| b.span.file == file)
+            .filter(|(_, b)| !b.imported)
             .map(|(name, b)| (name.clone(), b.clone()))
             .collect();
         exported.sort_by_key(|(_, b)| b.span.start);
         for (name, binding) in exported {
-            self.bind(env, &name, binding.bound, path.span);
+            let imported = super::env::Binding {
+                bound: binding.bound,
+                span: path.span,
+                imported: true,
+            };
+            self.bind_binding(env, &name, imported);
         }
     }
 

@@ -80,10 +80,19 @@ impl Lowerer<'_> {
                 self.set_device(&value)
             }
             "dtype" => self.set_dtype(&value),
-            "seed" => self.set_count(&value, 0.0).map(|n| self.settings.seed = n as u64),
-            "threads" => self
-                .set_count(&value, 1.0)
-                .map(|n| self.settings.threads = Some(n as usize)),
+            // A `--seed` on the command line wins over the program's.
+            "seed" => self.set_count(&value, 0.0).map(|n| {
+                if self.training.seed.is_none() {
+                    self.settings.seed = n as u64;
+                }
+            }),
+            "threads" => match self.set_count(&value, 1.0) {
+                Ok(n) if n <= 4096.0 => {
+                    self.settings.threads = Some(n as usize);
+                    Ok(())
+                }
+                _ => Err("a whole number of threads from 1 to 4096".to_string()),
+            },
             other => {
                 let diag = Diagnostic::new("tv::unknown_setting", format!("unknown setting `{other}`"))
                     .at(key.span, "not a setting");

@@ -78,10 +78,7 @@ impl Lowerer<'_> {
                 self.default_value(env.file, default);
             }
             self.dry -= 1;
-            let binding = super::env::Binding {
-                bound: Bound::Value(Value::Error),
-                span: param.name.span,
-            };
+            let binding = super::env::Binding::new(Bound::Value(Value::Error), param.name.span);
             params.names.insert(param.name.node.clone(), binding);
         }
         self.bind(env, &def.name.node, Bound::Fn(Rc::new(def.clone())), def.name.span);
@@ -92,7 +89,11 @@ impl Lowerer<'_> {
             locals: vec![params],
         };
         self.dry += 1;
-        self.calls.push((def.name.node.clone(), def.name.span));
+        self.calls.push(super::Call {
+            name: def.name.node.clone(),
+            site: def.name.span,
+            definition: def.name.span,
+        });
         self.expr(&mut body_env, &def.body);
         self.calls.pop();
         self.dry -= 1;
@@ -101,11 +102,8 @@ impl Lowerer<'_> {
     fn sweep(&mut self, env: &mut Env, bindings: &[crate::syntax::ast::Binding], body: &[Stmt], span: Span) {
         let mut domains = Vec::new();
         for (i, binding) in bindings.iter().enumerate() {
-            if bindings[..i].iter().any(|b| b.var.node == binding.var.node) {
-                let diag = Diagnostic::new("tv::rebinding", format!("`{}` is swept twice", binding.var.node))
-                    .at(binding.var.span, "again here")
-                    .help("each variable of a sweep needs its own name");
-                self.error(diag);
+            if let Some(problem) = self.sweep_variable_problem(&bindings[..i], &binding.var) {
+                self.error(problem);
                 domains.push(None);
                 continue;
             }
@@ -115,9 +113,17 @@ impl Lowerer<'_> {
             }
         }
         let domains: Option<Vec<Vec<Value>>> = domains.into_iter().collect();
-        let (domains, dry) = match domains {
-            Some(d) => (d, self.dry > 0),
-            None => (bindings.iter().map(|_| vec![Value::Error]).collect(), true),
+        let points = domains
+            .as_ref()
+            .map(|d| d.iter().try_fold(1usize, |n, values| n.checked_mul(values.len())));
+        let (domains, dry) = match (domains, points) {
+            (Some(d), Some(Some(n))) if n as f64 <= super::domain::MAX_POINTS => (d, self.dry > 0),
+            (d, points) => {
+                if d.is_some() {
+                    self.error(too_many_points(points.flatten(), span));
+                }
+                (bindings.iter().map(|_| vec![Value::Error]).collect(), true)
+            }
         };
         self.dry += usize::from(dry);
         let total: usize = if dry { 1 } else { domains.iter().map(Vec::len).product() };
@@ -128,17 +134,37 @@ impl Lowerer<'_> {
         self.dry -= usize::from(dry);
     }
 
+    /// A sweep variable that repeats one of the same sweep or of an
+    /// enclosing one, or names an eval column: the report could not tell
+    /// the columns apart.
+    fn sweep_variable_problem(&self, earlier: &[crate::syntax::ast::Binding], var: &Ident) -> Option<Diagnostic> {
+        let name = &var.node;
+        let message = if earlier.iter().any(|b| b.var.node == *name) {
+            format!("`{name}` is swept twice")
+        } else if self.row.iter().any(|p| p.var == *name) {
+            format!("`{name}` is already swept by an enclosing sweep")
+        } else if self.table.has_eval(name) {
+            format!("`{name}` is already the name of an eval column")
+        } else {
+            return None;
+        };
+        let diag = Diagnostic::new("tv::rebinding", message)
+            .at(var.span, "again here")
+            .help("each sweep variable needs its own name: it is a column of the report");
+        Some(diag)
+    }
+
     fn sweep_point(
         &mut self,
         env: &mut Env,
         bindings: &[crate::syntax::ast::Binding],
-        values: Vec<Value>,
+        values: Vec<(usize, Value)>,
         body: &[Stmt],
         span: Span,
     ) {
         env.locals.push(Frame::default());
         let row_len = self.row.len();
-        for (i, (binding, value)) in bindings.iter().zip(values).enumerate() {
+        for (i, (binding, (index, value))) in bindings.iter().zip(values).enumerate() {
             // A variable swept twice in one sweep was reported already.
             if bindings[..i].iter().any(|b| b.var.node == binding.var.node) {
                 continue;
@@ -151,9 +177,14 @@ impl Lowerer<'_> {
             self.row.push(RowKeyPart {
                 sweep: span,
                 var: binding.var.node.clone(),
+                index,
                 value: shown,
             });
             self.bind(env, &binding.var.node, Bound::Value(value), binding.var.span);
+        }
+        let innermost = !body.iter().any(|s| matches!(s.node, StmtKind::Sweep(..)));
+        if innermost && self.dry == 0 {
+            self.table.count_point();
         }
         self.stmts(env, body);
         self.row.truncate(row_len);
@@ -179,6 +210,16 @@ impl Lowerer<'_> {
         if self.dry > 0 {
             return;
         }
+        if self.table.has_var(&name.node) {
+            let diag = Diagnostic::new(
+                "tv::duplicate_eval",
+                format!("`{}` is already the name of a sweep variable", name.node),
+            )
+            .at(name.span, "this eval")
+            .help("each eval names a column of the report; give this one another name");
+            self.error(diag);
+            return;
+        }
         if !self.table.record(&self.row, &name.node, scalar) {
             let diag = Diagnostic::new(
                 "tv::duplicate_eval",
@@ -200,26 +241,22 @@ impl Lowerer<'_> {
         if self.dry > 0 {
             return;
         }
-        let identity = super::path_identity(&resolved);
-        let is_input = self.checkpoints.keys().any(|input| *input == identity);
-        let is_twice = self.saves.iter().any(|s| super::path_identity(&s.path) == identity);
-        if is_input || is_twice {
-            let (what, help) = if is_input {
-                (
-                    "a checkpoint this program reads",
-                    "tv never overwrites the checkpoints it reads; choose a new path",
-                )
-            } else if self.row.is_empty() {
-                ("another save", "give each save its own path")
-            } else {
-                (
-                    "another save",
-                    "give each sweep point its own path: \"out/{alpha}.safetensors\"",
-                )
+        // Saves over inputs are found once all loads are known (see
+        // `check_saves_against_inputs`); here, two saves to one path.
+        if !self.save_targets.insert(super::path_identity(&resolved)) {
+            let help = match self.row.last() {
+                None => "give each save its own path".to_string(),
+                Some(part) => format!(
+                    "give each sweep point its own path, e.g. \"out/{{{}}}.safetensors\"",
+                    part.var
+                ),
             };
-            let diag = Diagnostic::new("tv::save_target", format!("`save` would overwrite {what}: {target}"))
-                .at(path.span, "this path")
-                .help(help);
+            let diag = Diagnostic::new(
+                "tv::save_target",
+                format!("`save` would overwrite another save: {target}"),
+            )
+            .at(path.span, "this path")
+            .help(help);
             self.error(diag);
             return;
         }
@@ -231,15 +268,23 @@ impl Lowerer<'_> {
     }
 }
 
-/// The values of every variable at sweep point `index`; the first variable
-/// varies slowest.
-fn point_values(domains: &[Vec<Value>], mut index: usize) -> Vec<Value> {
-    let mut values = vec![Value::Error; domains.len()];
+/// The position in its domain and the value of every variable at sweep
+/// point `index`; the first variable varies slowest.
+fn point_values(domains: &[Vec<Value>], mut index: usize) -> Vec<(usize, Value)> {
+    let mut values = vec![(0, Value::Error); domains.len()];
     for (slot, domain) in values.iter_mut().zip(domains).rev() {
-        *slot = domain[index % domain.len()].clone();
+        let position = index % domain.len();
+        *slot = (position, domain[position].clone());
         index /= domain.len();
     }
     values
+}
+
+fn too_many_points(points: Option<usize>, span: Span) -> Diagnostic {
+    let count = points.map_or("more than 2^64".to_string(), |n| n.to_string());
+    Diagnostic::new("tv::bad_range", format!("the sweep has {count} points"))
+        .at(Span::new(span.file, span.start, span.start + 5), "this sweep")
+        .help("at most 100 million points: use larger steps or fewer values")
 }
 
 fn eval_hint(value: &Value) -> &'static str {

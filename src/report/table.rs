@@ -12,6 +12,9 @@ use std::collections::HashMap;
 pub struct RowKeyPart {
     pub sweep: Span,
     pub var: String,
+    /// The position in the variable's domain: what identifies the point.
+    pub index: usize,
+    /// How the value prints.
     pub value: String,
 }
 
@@ -31,6 +34,7 @@ pub struct Table {
     top: Option<Row>,
     rows: Vec<Row>,
     index: HashMap<Vec<RowKeyPart>, usize>,
+    points: usize,
 }
 
 impl Table {
@@ -38,6 +42,14 @@ impl Table {
         if !self.vars.iter().any(|v| v == name) {
             self.vars.push(name.to_string());
         }
+    }
+
+    pub fn has_eval(&self, name: &str) -> bool {
+        self.evals.iter().any(|e| e == name)
+    }
+
+    pub fn has_var(&self, name: &str) -> bool {
+        self.vars.iter().any(|v| v == name)
     }
 
     /// Records an eval at the sweep point `key`; false if that row already
@@ -76,19 +88,20 @@ impl Table {
         self.evals.iter().map(|e| (e.clone(), column(e))).collect()
     }
 
-    /// Rows made inside sweeps: one per sweep point that measured something.
-    pub fn sweep_rows(&self) -> usize {
-        self.rows.len()
+    /// Counts a sweep point whose body holds no further sweep.
+    pub fn count_point(&mut self) {
+        self.points += 1;
     }
 
-    pub fn row_count(&self) -> usize {
-        self.rows.len() + usize::from(self.top.is_some())
+    /// Innermost sweep points run, whether or not they measured anything.
+    pub fn sweep_points(&self) -> usize {
+        self.points
     }
 
     /// The CSV text; `value` gives each measured number.
     pub fn to_csv(&self, value: &dyn Fn(ScalarId) -> Option<f64>) -> Result<String, csv::Error> {
-        if self.vars.is_empty() && self.evals.is_empty() {
-            // A program that only saves has no table at all.
+        if self.evals.is_empty() {
+            // A program that measures nothing has no table at all.
             return Ok(String::new());
         }
         let mut writer = csv::WriterBuilder::new()

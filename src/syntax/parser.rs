@@ -240,11 +240,8 @@ impl Builder {
                 return self.node(ExprKind::List(items), span, depth);
             }
             Rule::call => return self.call(span, pair),
-            Rule::expr => {
-                let (inner, depth) = self.expr_depth(pair);
-                // A parenthesised expression keeps the span of its parentheses.
-                return (Spanned::new(inner.node, inner.span.to(span)), depth);
-            }
+            // Parentheses are silent in the grammar: what they hold stands alone.
+            Rule::expr => return self.expr_depth(pair),
             other => unreachable!("not an operand: {other:?}"),
         };
         (Spanned::new(kind, span), 1)

@@ -46,7 +46,9 @@ fn string_error(file: FileId, text: &str, at: usize) -> Option<Diagnostic> {
     let opened = open_string_start(&text[line_start..at.min(text.len())])? + line_start;
     let before = &text[opened..at];
     let rest = text.get(at..).unwrap_or("");
-    let (message, span, help) = if before.ends_with('\\') {
+    // An odd run of backslashes ends in an escape; an even one is `\\`s.
+    let trailing = before.chars().rev().take_while(|c| *c == '\\').count();
+    let (message, span, help) = if trailing % 2 == 1 && !rest.is_empty() && !rest.starts_with('\n') {
         let escape: String = text[at - 1..].chars().take(2).collect();
         let span = Span::new(file, at - 1, at - 1 + escape.len());
         (
