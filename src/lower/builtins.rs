@@ -36,7 +36,8 @@ fn params_of(name: &str) -> &'static [(&'static str, Option<f64>)] {
             ("batch", Some(32.0)),
             ("seed", Some(0.0)),
         ],
-        _ => &[("list", None)],
+        "sum" | "mean" => &[("list", None)],
+        other => unreachable!("builtin `{other}` has no parameters listed"),
     }
 }
 
@@ -112,12 +113,13 @@ impl Lowerer<'_> {
             "init" => self.init(args),
             "take" => self.take(args),
             "finetune" => self.finetune(args, span),
-            _ => {
+            "mean" => {
                 let total = self.sum(&args[0], span)?;
                 let Value::List(items) = &args[0].0 else { return None };
                 let count = Value::Num(self.graph.scalars.constant(items.len() as f64));
                 Some(self.binary(BinOp::Div, total, count, span))
             }
+            other => unreachable!("builtin `{other}` has no implementation"),
         }
     }
 
@@ -207,8 +209,13 @@ impl Lowerer<'_> {
             self.error(diag);
             return None;
         };
-        if let Value::Weights(first) = first {
-            return self.sum_weights(*first, items, arg.1, span);
+        match first {
+            Value::Weights(first) => return self.sum_weights(*first, items, arg.1, span),
+            Value::Num(_) | Value::Error => {}
+            other => {
+                self.wrong_type(arg.1, "every item of the list", "a number or weights", other);
+                return None;
+            }
         }
         let mut total = first.clone();
         for item in &items[1..] {
