@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use tv::diag::Sources;
 
 /// The experiments with what they read, copied into one temporary folder:
-/// the `.tv` files, `lib/`, `mlp.json`, the vendored digits with their task
+/// the `.tv` files, `lib/`, `configs/`, the vendored digits with their task
 /// files, and a new synthetic checkpoint family. The digits models are
 /// trained once (by the cosine experiment, which needs every task) before
 /// any test runs, so the tests share one cache and never train at once.
@@ -20,7 +20,11 @@ fn experiment_dir() -> (&'static Path, Vec<PathBuf>) {
         tv::synth::write_experiment_checkpoints(&root.join("checkpoints")).expect("synthetic checkpoints");
         std::fs::create_dir_all(root.join("lib")).expect("lib/");
         std::fs::copy("experiments/lib/digits.tv", root.join("lib/digits.tv")).expect("copy lib");
-        std::fs::copy("experiments/mlp.json", root.join("mlp.json")).expect("copy config");
+        std::fs::create_dir_all(root.join("configs")).expect("configs/");
+        for entry in std::fs::read_dir("experiments/configs").expect("experiments/configs/") {
+            let path = entry.expect("directory entry").path();
+            std::fs::copy(&path, root.join("configs").join(path.file_name().expect("name"))).expect("copy config");
+        }
         let digits = Path::new("experiments/data/digits.csv");
         tv::digits::write_tasks(digits, &root.join("data/tasks")).expect("digit tasks");
         let mut files = Vec::new();
