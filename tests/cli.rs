@@ -5,8 +5,6 @@ mod common;
 
 use common::*;
 use safetensors::Dtype;
-use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::Output;
 
 const GOOD: &str = r#"# a small experiment
@@ -25,22 +23,6 @@ fn fixture() -> tempfile::TempDir {
     write_file(&dir.path().join("b.safetensors"), &random_model(2, Dtype::F16, 1.0));
     std::fs::write(dir.path().join("good.tv"), GOOD).unwrap();
     dir
-}
-
-/// Every entry under `dir`, recursively, hidden ones included.
-fn listing(dir: &Path) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            out.insert(path.strip_prefix(dir).unwrap().display().to_string());
-            if path.is_dir() {
-                stack.push(path);
-            }
-        }
-    }
-    out
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::tv_command;
+use common::{listing, tv_command};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -88,28 +88,8 @@ fn first(csv: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in {csv}"))
 }
 
-/// Every entry under `dir`, recursively, hidden ones included.
-fn listing(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            out.push(path.strip_prefix(dir).unwrap().to_path_buf());
-            if path.is_dir() {
-                stack.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn has_tv_cache(dir: &Path) -> bool {
-    listing(dir).iter().any(|p| {
-        p.components()
-            .any(|c| c.as_os_str().to_string_lossy().contains("tv-cache"))
-    })
+    listing(dir).iter().any(|p| p.contains("tv-cache"))
 }
 
 /// Cache entries (folders holding `model.safetensors`) directly in `dir`.
@@ -854,9 +834,7 @@ fn no_cache_leaves_nothing_and_gives_the_same_numbers() {
     assert_eq!(out.trained, 2);
     assert!(!has_tv_cache(d), "{:?}", listing(d));
     let mut expected = before.clone();
-    expected.push(PathBuf::from("exp.tv"));
-    expected.push(PathBuf::from("w.safetensors"));
-    expected.sort();
+    expected.extend(["exp.tv".to_string(), "w.safetensors".to_string()]);
     assert_eq!(listing(d), expected);
     let again = run_program(d, "exp.tv", TRAIN, &overrides(None, true));
     assert_eq!((again.trained, again.cache_hits), (2, 0), "nothing was kept");
@@ -984,7 +962,7 @@ fn assert_fails(dir: &Path, program: &str, needles: &[&str], at: &str) {
         );
         assert!(out.stdout.is_empty(), "{text}");
         // Checked before anything trains: no cache entry, nothing at all.
-        let after: Vec<PathBuf> = listing(dir);
+        let after = listing(dir);
         assert_eq!(after, before, "{command} leaves nothing behind");
     }
     let _ = std::fs::remove_dir_all(dir.join(".tv-cache"));

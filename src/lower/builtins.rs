@@ -140,19 +140,22 @@ impl Lowerer<'_> {
 
     fn load(&mut self, path: String, span: Span) -> Option<Value> {
         let resolved = self.resolve_path(&path);
+        self.load_at(&resolved, span, "this checkpoint")
+    }
+
+    /// The weights of the checkpoint at `path`. Each file is opened once,
+    /// however its path is spelt, so loading it again (at every sweep point,
+    /// say) gives the same node.
+    pub(super) fn load_at(&mut self, path: &std::path::Path, span: Span, label: &str) -> Option<Value> {
         let opened = self
             .checkpoints
-            .entry(super::path_identity(&resolved))
-            .or_insert_with(|| {
-                crate::io::Checkpoint::open(&resolved)
-                    .map(Arc::new)
-                    .map_err(|e| io_diag(&e))
-            })
+            .entry(super::path_identity(path))
+            .or_insert_with(|| crate::io::Checkpoint::open(path).map(Arc::new).map_err(|e| io_diag(&e)))
             .clone();
         match opened {
             Ok(checkpoint) => Some(Value::Weights(self.graph.load(checkpoint, span))),
             Err(diag) => {
-                self.error(diag.at(span, "this checkpoint"));
+                self.error(diag.at(span, label));
                 None
             }
         }

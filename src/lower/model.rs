@@ -223,24 +223,7 @@ impl Lowerer<'_> {
         let folder = folder
             .map_err(|e| self.error(Diagnostic::new("tv::training", e.to_string()).at(span, "here")))
             .ok()?;
-        // Each folder is opened once, so a result used at many sweep points
-        // is one checkpoint.
-        let opened = self
-            .checkpoints
-            .entry(super::path_identity(&folder))
-            .or_insert_with(|| {
-                crate::io::Checkpoint::open(&folder)
-                    .map(Arc::new)
-                    .map_err(|e| Diagnostic::new("tv::training", e.to_string()))
-            })
-            .clone();
-        match opened {
-            Ok(checkpoint) => Some(Value::Weights(self.graph.load(checkpoint, span))),
-            Err(diag) => {
-                self.error(diag.at(span, "here"));
-                None
-            }
-        }
+        self.load_at(&folder, span, "here")
     }
 
     pub(super) fn whole_number(&mut self, (value, span): &(Value, Span), what: &str, min: f64) -> Option<f64> {

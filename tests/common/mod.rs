@@ -6,7 +6,7 @@
 
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// One tensor to write: raw little-endian bytes.
@@ -309,4 +309,20 @@ pub fn tv_command(dir: &Path, args: &[&str]) -> std::process::Output {
         .stdin(std::process::Stdio::null())
         .output()
         .expect("the tv binary runs")
+}
+
+/// Every entry under `dir`, recursively, hidden ones included.
+pub fn listing(dir: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            out.insert(path.strip_prefix(dir).unwrap().display().to_string());
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    out
 }
