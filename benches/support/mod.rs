@@ -7,7 +7,7 @@ use std::time::Instant;
 use tv::io::{Dtype, SaveOptions, TensorInfo, Writer};
 use tv::synth::Rng;
 
-/// The 100-point analogy sweep (5 x 20 points), the design card's formula.
+/// The 100-point analogy sweep (5 x 20 points): theta_j + a1*tau_j + a2*(tau_k - tau_j).
 pub const ANALOGY_TV: &str = "\
 let base    = load(\"base.safetensors\")
 let theta_j = load(\"task_j.safetensors\")
