@@ -237,3 +237,28 @@ fn writer_is_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Writer>();
 }
+
+#[test]
+fn folders_made_for_an_unfinished_save_are_removed_again() {
+    let dir = tempdir().unwrap();
+    let tensors = six_tensors();
+    let deep = dir.path().join("a/b/c/out.safetensors");
+    let writer = Writer::create(&deep, &infos(&tensors), &SaveOptions::default()).unwrap();
+    assert!(dir.path().join("a/b/c").is_dir());
+    drop(writer);
+    assert!(!dir.path().join("a").exists(), "{:?}", listing(dir.path()));
+    // A folder that was there before stays, and a finished save keeps its own.
+    fs::create_dir(dir.path().join("kept")).unwrap();
+    let writer = Writer::create(
+        &dir.path().join("kept/new/out.safetensors"),
+        &infos(&tensors),
+        &SaveOptions::default(),
+    )
+    .unwrap();
+    drop(writer);
+    assert!(dir.path().join("kept").is_dir() && !dir.path().join("kept/new").exists());
+    let writer = Writer::create(&deep, &infos(&tensors), &SaveOptions::default()).unwrap();
+    write_scrambled(&writer, &tensors, 3);
+    writer.finish().unwrap();
+    assert!(deep.is_file());
+}

@@ -63,6 +63,42 @@ pub struct Writer {
     names: Vec<String>,
     /// Bytes written so far, per tensor.
     written: Vec<AtomicU64>,
+    /// Last, so it is dropped after the staging folder inside it.
+    created: CreatedDirs,
+}
+
+/// Folders a save created for itself, removed again (when still empty) if
+/// the save is dropped unfinished: a failed run leaves no trace.
+struct CreatedDirs {
+    dirs: Vec<PathBuf>,
+    keep: bool,
+}
+
+impl CreatedDirs {
+    fn create(parent: &Path) -> Result<CreatedDirs, IoError> {
+        // Deepest first, which is the order to remove them in.
+        let missing = parent
+            .ancestors()
+            .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        fs::create_dir_all(parent).map_err(|e| write_error(parent, e))?;
+        Ok(CreatedDirs {
+            dirs: missing,
+            keep: false,
+        })
+    }
+}
+
+impl Drop for CreatedDirs {
+    fn drop(&mut self) {
+        if !self.keep {
+            for dir in &self.dirs {
+                // Only empty folders go; anything else stays as it is.
+                let _ = fs::remove_dir(dir);
+            }
+        }
+    }
 }
 
 /// The temporary being filled; removed automatically when dropped.
@@ -79,7 +115,7 @@ impl Writer {
     pub fn create(path: &Path, tensors: &[TensorInfo], options: &SaveOptions) -> Result<Writer, IoError> {
         layout::validate(tensors)?;
         let parent = parent_dir(path)?;
-        fs::create_dir_all(&parent).map_err(|e| write_error(&parent, e))?;
+        let created = CreatedDirs::create(&parent)?;
         let single = path.extension().is_some_and(|e| e == "safetensors");
         check_target_kind(path, single)?;
         let shards = match single {
@@ -113,6 +149,7 @@ impl Writer {
             slots: plan.slots,
             names: tensors.iter().map(|t| t.name.clone()).collect(),
             written: tensors.iter().map(|_| AtomicU64::new(0)).collect(),
+            created,
         })
     }
 
@@ -172,18 +209,20 @@ impl Writer {
 
     /// Check every tensor was written, flush to disk, and move the output
     /// into place (replacing any previous file or folder at the target).
-    pub fn finish(self) -> Result<(), IoError> {
+    pub fn finish(mut self) -> Result<(), IoError> {
         self.check_complete()?;
         // No fsync: like `cp` and the usual model savers, the output is left
         // to the page cache; the rename still makes it appear only whole.
         drop(self.files);
-        match self.staging {
+        let result = match self.staging {
             Staging::File(temp) => temp
                 .persist(&self.target)
                 .map(|_| ())
                 .map_err(|e| write_error(&self.target, e.error)),
             Staging::Folder(dir) => replace_folder(dir, &self.target),
-        }
+        };
+        self.created.keep = result.is_ok();
+        result
     }
 
     fn bad_write(&self, reason: String) -> IoError {
