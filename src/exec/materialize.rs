@@ -5,7 +5,7 @@
 use super::family;
 use super::kernel::{self, SaveOut, TensorWork};
 use super::pass::source;
-use super::save::carrier_leaf;
+use super::save::carried_bytes;
 use crate::graph::{Graph, LeafId, NodeId, ScalarId};
 use crate::io::{Dtype, IoError, TensorInfo};
 use std::collections::HashMap;
@@ -25,11 +25,7 @@ pub fn materialize(
     let mut out = Vec::new();
     for spec in &graph.specs(node).tensors {
         if !spec.float {
-            let checkpoint = graph.leaf(carrier_leaf(graph, node));
-            let bytes = checkpoint
-                .index_of(&spec.name)
-                .map(|k| checkpoint.bytes(k))
-                .unwrap_or_default();
+            let bytes = carried_bytes(graph, node, &spec.name);
             out.push((
                 TensorInfo::new(spec.name.clone(), spec.dtype, spec.shape.clone()),
                 bytes.to_vec(),

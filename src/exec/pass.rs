@@ -4,7 +4,7 @@
 
 use super::family::{self, Family};
 use super::kernel::{self, SaveOut, Source, TensorWork};
-use super::save::{carrier_leaf, write_error, Saver};
+use super::save::{carried_bytes, carrier_leaf, write_error, Saver};
 use crate::diag::Diagnostic;
 use crate::graph::{Graph, LeafId, MeasureId, NodeId, Op, Spec};
 use crate::lower::Plan;
@@ -128,11 +128,7 @@ impl Pass<'_> {
     fn carry(&self, family: &Family, index: usize, spec: &Spec) -> Result<(), Diagnostic> {
         for save in &family.saves {
             let job = &self.plan.saves[save.save];
-            let checkpoint = self.graph().leaf(carrier_leaf(self.graph(), job.node));
-            let bytes = checkpoint
-                .index_of(&spec.name)
-                .map(|k| checkpoint.bytes(k))
-                .unwrap_or_default();
+            let bytes = carried_bytes(self.graph(), job.node, &spec.name);
             let written = self.savers[save.save].writer.write(index, bytes);
             written.map_err(|e| write_error(job.span, &job.path, &e))?;
         }

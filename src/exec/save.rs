@@ -21,6 +21,16 @@ pub(super) fn carrier_leaf(graph: &Graph, node: NodeId) -> crate::graph::LeafId 
     }
 }
 
+/// Tensor `name` of `node` as stored in its left-most checkpoint: how a
+/// non-float tensor passes through arithmetic unchanged.
+pub(super) fn carried_bytes<'g>(graph: &'g Graph, node: NodeId, name: &str) -> &'g [u8] {
+    let checkpoint = graph.leaf(carrier_leaf(graph, node));
+    checkpoint
+        .index_of(name)
+        .map(|k| checkpoint.bytes(k))
+        .unwrap_or_default()
+}
+
 /// Opens a writer per save, before any data is read, so a bad target path
 /// fails the run early.
 pub(super) fn open_savers(plan: &Plan) -> Result<Vec<Saver>, Diagnostic> {
