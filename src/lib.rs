@@ -30,6 +30,8 @@ pub struct Overrides {
     pub dtype: Option<SaveDtype>,
     pub seed: Option<u64>,
     pub threads: Option<usize>,
+    /// `--max-shard-size`, in bytes.
+    pub max_shard_bytes: Option<u64>,
     /// Where `init`/`finetune` results are kept (default: `.tv-cache/`
     /// beside the experiment).
     pub cache: Option<std::path::PathBuf>,
@@ -127,6 +129,9 @@ fn apply(settings: &mut lower::Settings, overrides: &Overrides) {
     }
     if overrides.threads.is_some() {
         settings.threads = overrides.threads;
+    }
+    if let Some(bytes) = overrides.max_shard_bytes {
+        settings.max_shard_bytes = bytes;
     }
 }
 

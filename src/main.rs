@@ -76,6 +76,9 @@ struct SettingFlags {
     /// Seed for random operations.
     #[arg(long)]
     seed: Option<u64>,
+    /// Largest shard of a saved Hugging Face folder, e.g. 5GB, 500MB, 2GiB.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_shard_size: Option<u64>,
     /// Keep init/finetune results here instead of .tv-cache/ beside the experiment.
     #[arg(long, value_name = "DIR")]
     cache: Option<PathBuf>,
@@ -92,6 +95,10 @@ fn parse_device(text: &str) -> Result<String, String> {
     }
 }
 
+fn parse_size(text: &str) -> Result<u64, String> {
+    tv::lower::parse_size(text).ok_or_else(|| "expected a size such as 5GB, 500MB, 2GiB or a number of bytes".into())
+}
+
 fn parse_dtype(text: &str) -> Result<SaveDtype, String> {
     SaveDtype::parse(text).ok_or_else(|| "expected f32, f16 or bf16".into())
 }
@@ -103,6 +110,7 @@ impl SettingFlags {
             dtype: self.dtype,
             seed: self.seed,
             threads: self.threads.map(|t| t as usize),
+            max_shard_bytes: self.max_shard_size,
             cache: self.cache.clone(),
             no_cache: self.no_cache,
         }

@@ -5,6 +5,7 @@
 pub const MODULES: &[(&str, &str)] = &[
     ("task", include_str!("../stdlib/task.tv")),
     ("time", include_str!("../stdlib/time.tv")),
+    ("merge", include_str!("../stdlib/merge.tv")),
 ];
 
 pub fn source(name: &str) -> Option<&'static str> {

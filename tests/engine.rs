@@ -123,7 +123,8 @@ fn assert_close(fast: &[Option<f64>], reference: &[Option<f64>], program: &str) 
 
 const NAMES: [&str; 8] = ["a", "b", "c", "d", "near", "nearer", "h", "g"];
 
-/// A random linear expression over the checkpoints and the sweep variable.
+/// A random expression over the checkpoints and the sweep variable: linear,
+/// or with a merge primitive inside (an atom computed per tensor).
 fn expression() -> impl Strategy<Value = String> {
     let leaf = prop::sample::select(&NAMES[..]).prop_map(String::from);
     let coef = prop_oneof![
@@ -133,10 +134,14 @@ fn expression() -> impl Strategy<Value = String> {
     ];
     let term = (coef, leaf.clone()).prop_map(|(c, l)| format!("{c} * {l}"));
     let base = prop::collection::vec(term, 1..4).prop_map(|terms| terms.join(" + "));
-    (base, 0..4usize, leaf).prop_map(|(e, wrap, l)| match wrap {
+    (base, 0..8usize, leaf).prop_map(|(e, wrap, l)| match wrap {
         0 => format!("only({e}, \"w\")"),
         1 => format!("except({e}, \"s\") - {l}"),
         2 => format!("({e}) - {l}"),
+        3 => format!("trim({e}, 0.4, 1) + x * {l}"),
+        4 => format!("slerp_tensors({e}, {l}, 0.3) - {l}"),
+        5 => format!("disjoint_mean([{e}, {l}, except({l}, \"w\")], [1, 0.5, 2])"),
+        6 => format!("{l} - drop(only({e}, \"s\"), 0.7, 1, 3)"),
         _ => e,
     })
 }

@@ -146,7 +146,8 @@ fn every_stdlib_module_checks_and_its_functions_run() {
 }
 
 /// A call of every `fn` in a module, with weights for every required
-/// parameter (a list of weights for parameters named like lists).
+/// parameter (a list of weights for parameters named like lists, a number
+/// for `t`).
 fn function_calls(source: &str) -> Vec<String> {
     let mut calls = Vec::new();
     let text: String = source
@@ -163,8 +164,10 @@ fn function_calls(source: &str) -> Vec<String> {
             .filter(|p| !p.contains('=') && !p.is_empty())
             .enumerate()
             .map(|(i, p)| {
-                if p.ends_with('s') && p.starts_with("tau") {
+                if (p.ends_with('s') && p.starts_with("tau")) || p == "models" {
                     "[w, v]"
+                } else if p == "t" {
+                    "0.3"
                 } else if i % 2 == 0 {
                     "w"
                 } else {
@@ -270,5 +273,64 @@ fn analogies_help_and_task_vectors_are_nearly_orthogonal() {
             },
             "{row:?}"
         );
+    }
+}
+
+/// Merged models know the tasks better than the pretrained one (TIES and
+/// task arithmetic, on every task) and no merge beats a task's own
+/// fine-tuned model.
+#[test]
+fn merges_land_between_pretrained_and_finetuned() {
+    let (dir, _) = experiment_dir();
+    let rows = run(&dir.join("merge_methods.tv"));
+    let methods = [
+        "linear",
+        "task_arithmetic",
+        "ties",
+        "ties_by_layer",
+        "dare_linear",
+        "dare_ties",
+        "breadcrumbs",
+        "breadcrumbs_ties",
+        "della",
+        "della_linear",
+        "slerp",
+        "model_stock",
+    ];
+    for row in rows.iter().filter(|r| !r["task"].is_empty()) {
+        for method in ["ties", "task_arithmetic"] {
+            assert!(
+                number(row, method) > number(row, "pretrained"),
+                "{method} on {}: {row:?}",
+                row["task"]
+            );
+        }
+        for method in methods {
+            assert!(
+                number(row, method) <= number(row, "finetuned"),
+                "{method} on {}: {row:?}",
+                row["task"]
+            );
+        }
+    }
+}
+
+/// Trimming keeps less of the task vectors the lower the density: the
+/// merged vector's cosine with their sum grows with density, whatever
+/// lambda (which only scales it).
+#[test]
+fn ties_keeps_more_of_the_task_vectors_as_density_grows() {
+    let (dir, _) = experiment_dir();
+    let rows = run(&dir.join("merge_ties_sweep.tv"));
+    for (lambda, group) in grouped(&rows, "lambda") {
+        let mut by_density: Vec<(f64, f64)> = group
+            .iter()
+            .map(|r| (number(r, "density"), number(r, "cos_sum")))
+            .collect();
+        by_density.sort_by(|a, b| a.0.total_cmp(&b.0));
+        assert_eq!(by_density.len(), 6, "lambda {lambda}");
+        for pair in by_density.windows(2) {
+            assert!(pair[1].1 > pair[0].1, "lambda {lambda}: {by_density:?}");
+        }
     }
 }

@@ -47,7 +47,7 @@ pub struct Family {
 pub fn atom_terms(graph: &Graph, node: NodeId, coef: &dyn Fn(ScalarId) -> f64) -> Vec<(NodeId, f64)> {
     match &graph.node(node).op {
         Op::Lin(terms) => terms.iter().map(|t| (t.node, coef(t.coef))).collect(),
-        Op::Leaf(_) | Op::Select { .. } => vec![(node, 1.0)],
+        Op::Leaf(_) | Op::Select { .. } | Op::Map { .. } => vec![(node, 1.0)],
     }
 }
 

@@ -20,6 +20,8 @@ pub enum Source<'a> {
     Zero,
     /// Stored bytes, little-endian, in a float dtype.
     Raw(Dtype, &'a [u8]),
+    /// A primitive's result, computed for this tensor.
+    F32(&'a [f32]),
 }
 
 impl Source<'_> {
@@ -27,6 +29,10 @@ impl Source<'_> {
     pub fn read_f64(&self, start: usize, out: &mut [f64]) {
         match *self {
             Source::Zero => out.fill(0.0),
+            Source::F32(values) => {
+                let values = &values[start..start + out.len()];
+                out.iter_mut().zip(values).for_each(|(o, v)| *o = *v as f64);
+            }
             Source::Raw(dtype, bytes) => {
                 let mut at = 0;
                 decode_each(dtype, bytes, start, out.len(), |x| {

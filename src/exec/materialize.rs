@@ -2,13 +2,12 @@
 //! model rather than a reduction: the same fused kernels, writing into
 //! buffers instead of files.
 
+use super::atoms::TensorInputs;
 use super::family;
 use super::kernel::{self, SaveOut, TensorWork};
-use super::pass::source;
 use super::save::carried_bytes;
-use crate::graph::{Graph, LeafId, NodeId, ScalarId};
+use crate::graph::{Graph, NodeId, ScalarId};
 use crate::io::{Dtype, IoError, TensorInfo};
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// Every tensor of `node`, float ones as f32 little-endian bytes, the others
@@ -38,12 +37,9 @@ pub fn materialize(
             buffer[offset..offset + bytes.len()].copy_from_slice(bytes);
             Ok(())
         };
-        let mut fetched: HashMap<LeafId, &[u8]> = HashMap::new();
-        let sources = family
-            .atoms
-            .iter()
-            .map(|a| source(graph, *a, &spec.name, &mut fetched))
-            .collect();
+        let mut inputs = TensorInputs::new(graph, coef, &spec.name);
+        inputs.prepare(&family.atoms);
+        let sources = family.atoms.iter().map(|a| inputs.source(*a)).collect();
         let work = TensorWork {
             sources,
             differences: family.differences,

@@ -7,6 +7,7 @@
 //! worker, never a whole model, and a sweep of any number of points reads
 //! each input once: its measurements are sums over one Gram matrix.
 
+mod atoms;
 mod backend;
 pub(crate) mod exact;
 mod family;
@@ -14,6 +15,7 @@ mod kernel;
 pub mod materialize;
 mod models;
 mod pass;
+mod prims;
 pub mod reference;
 mod save;
 mod schedule;
@@ -140,7 +142,9 @@ impl<'a> Executor<'a> {
         if measures.is_empty() && saves.is_empty() {
             return Ok(Vec::new());
         }
-        let coef = |s: ScalarId| self.coefficient(s);
+        // Coefficients read the measurements of earlier passes only.
+        let (graph, known) = (&self.plan.graph, self.measured.clone());
+        let coef = move |s: ScalarId| coefficient(graph, &known, s);
         let families = family::build(&self.plan.graph, measures, saves, direct_only, &coef);
         for f in &families {
             self.stats.gram_measures += f.gram.len();
@@ -157,6 +161,7 @@ impl<'a> Executor<'a> {
                 self.stats.passes + 1,
                 self.plan.table.sweep_points()
             ),
+            coef: &coef,
         };
         let output = pass.run()?;
         for (m, value) in output.values {
@@ -187,14 +192,18 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
-    /// A coefficient's value; the schedule guarantees its measurements are
-    /// made by now.
     fn coefficient(&self, scalar: ScalarId) -> f64 {
-        let measured = |m: MeasureId| self.measured.get(m.0 as usize).copied().flatten();
-        self.plan.graph.scalars.value(scalar, &measured).unwrap_or(f64::NAN)
+        coefficient(&self.plan.graph, &self.measured, scalar)
     }
 
     fn bytes_read(&self) -> u64 {
         self.plan.graph.leaves().iter().map(|c| c.bytes_read()).sum()
     }
+}
+
+/// A coefficient's value; the schedule guarantees its measurements are made
+/// by the time it is needed.
+fn coefficient(graph: &crate::graph::Graph, measured: &[Option<f64>], scalar: ScalarId) -> f64 {
+    let known = |m: MeasureId| measured.get(m.0 as usize).copied().flatten();
+    graph.scalars.value(scalar, &known).unwrap_or(f64::NAN)
 }

@@ -2,14 +2,14 @@
 //! inputs are fetched from their memory maps once, and one fused loop over
 //! its chunks feeds the Gram entries, the direct products and the saves.
 
+use super::atoms::{leaves_under, TensorInputs};
 use super::family::{self, Family};
 use super::kernel::{self, SaveOut, Source, TensorWork};
-use super::save::{carried_bytes, carrier_leaf, write_error, Saver};
+use super::save::{carried_bytes, write_error, Saver};
 use crate::diag::Diagnostic;
-use crate::graph::{Graph, LeafId, MeasureId, NodeId, Op, Spec};
+use crate::graph::{Graph, MeasureId, ScalarId, Spec};
 use crate::lower::Plan;
 use indicatif::ProgressBar;
-use std::collections::HashMap;
 
 /// What a pass measured.
 #[derive(Default)]
@@ -28,6 +28,8 @@ pub(super) struct Pass<'a> {
     pub backend: &'a super::Backend,
     /// Shown beside the progress bar, e.g. "pass 1, 1000 sweep points".
     pub label: String,
+    /// The value of each coefficient (all known by this pass).
+    pub coef: &'a dyn Fn(ScalarId) -> f64,
 }
 
 impl Pass<'_> {
@@ -84,13 +86,10 @@ impl Pass<'_> {
 
     /// One float tensor of a family; returns its sums and the input bytes read.
     fn tensor(&self, family: &Family, index: usize, spec: &Spec) -> Result<(kernel::TensorSums, u64), Diagnostic> {
-        let mut fetched: HashMap<LeafId, &[u8]> = HashMap::new();
-        let sources: Vec<Source> = family
-            .atoms
-            .iter()
-            .map(|atom| source(self.graph(), *atom, &spec.name, &mut fetched))
-            .collect();
-        let bytes = fetched.values().map(|b| b.len() as u64).sum();
+        let mut inputs = TensorInputs::new(self.graph(), self.coef, &spec.name);
+        inputs.prepare(&family.atoms);
+        let sources: Vec<Source> = family.atoms.iter().map(|atom| inputs.source(*atom)).collect();
+        let bytes = inputs.bytes_fetched();
         let emits: Vec<_> = family
             .saves
             .iter()
@@ -144,37 +143,11 @@ impl Pass<'_> {
     }
 }
 
-/// Where an atom's tensor `name` comes from: its checkpoint's bytes (each
-/// checkpoint fetched once per tensor), or zero where `only`/`except`
-/// removed it.
-pub(super) fn source<'g>(
-    graph: &'g Graph,
-    atom: NodeId,
-    name: &str,
-    fetched: &mut HashMap<LeafId, &'g [u8]>,
-) -> Source<'g> {
-    let active = graph.specs(atom).find(name).is_some_and(|s| s.active);
-    if !active {
-        return Source::Zero;
-    }
-    match &graph.node(atom).op {
-        Op::Leaf(leaf) => {
-            let checkpoint = graph.leaf(*leaf);
-            let Some(i) = checkpoint.index_of(name) else {
-                return Source::Zero;
-            };
-            let bytes = *fetched.entry(*leaf).or_insert_with(|| checkpoint.bytes(i));
-            Source::Raw(checkpoint.tensors()[i].dtype, bytes)
-        }
-        Op::Select { input, .. } => source(graph, *input, name, fetched),
-        Op::Lin(_) => unreachable!("an atom is a checkpoint or a selection of one, never a sum"),
-    }
-}
-
 /// Float bytes of the checkpoints a family reads: each checkpoint's own,
 /// once.
 pub(super) fn read_bytes(graph: &Graph, family: &Family) -> u64 {
-    let mut leaves: Vec<LeafId> = family.atoms.iter().map(|a| carrier_leaf(graph, *a)).collect();
+    let mut leaves = Vec::new();
+    family.atoms.iter().for_each(|a| leaves_under(graph, *a, &mut leaves));
     leaves.sort();
     leaves.dedup();
     let tensors = leaves.into_iter().flat_map(|l| graph.leaf(l).tensors());

@@ -69,6 +69,17 @@ fn values(graph: &Graph, node: NodeId, name: &str, measured: &[Option<f64>]) -> 
             }
             Some(out.into_iter().map(Accurate::value).collect())
         }
+        // The primitives themselves are checked against mergekit and by
+        // hand; the reference checks how results combine.
+        Op::Map { prim, inputs } => {
+            let values: Vec<Vec<f64>> = inputs
+                .iter()
+                .map(|n| values(graph, *n, name, measured))
+                .collect::<Option<_>>()?;
+            let slices: Vec<&[f64]> = values.iter().map(Vec::as_slice).collect();
+            let result = super::prims::apply(prim, &slices, &spec.shape, name);
+            Some(result.into_iter().map(f64::from).collect())
+        }
     }
 }
 

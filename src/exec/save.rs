@@ -18,6 +18,7 @@ pub(super) fn carrier_leaf(graph: &Graph, node: NodeId) -> crate::graph::LeafId 
         Op::Leaf(leaf) => *leaf,
         Op::Select { input, .. } => carrier_leaf(graph, *input),
         Op::Lin(terms) => carrier_leaf(graph, terms[0].node),
+        Op::Map { inputs, .. } => carrier_leaf(graph, inputs[0]),
     }
 }
 
@@ -40,6 +41,7 @@ pub(super) fn open_savers(plan: &Plan) -> Result<Vec<Saver>, Diagnostic> {
             let infos = output_infos(plan, job.node);
             let options = SaveOptions {
                 copy_from: plan.graph.config_folder(job.node).map(|f| f.to_path_buf()),
+                max_shard_bytes: plan.settings.max_shard_bytes,
                 ..SaveOptions::default()
             };
             let writer =

@@ -80,6 +80,7 @@ fn coefficient_measures(graph: &Graph, node: NodeId, out: &mut Vec<MeasureId>) {
     match &graph.node(node).op {
         Op::Leaf(_) => {}
         Op::Select { input, .. } => coefficient_measures(graph, *input, out),
+        Op::Map { inputs, .. } => inputs.iter().for_each(|n| coefficient_measures(graph, *n, out)),
         Op::Lin(terms) => {
             for term in terms {
                 graph.scalars.measures_in(term.coef, out);

@@ -3,7 +3,7 @@
 use super::family::{self, Family};
 use super::kernel::CHUNK;
 use super::schedule::Schedule;
-use crate::graph::{MeasureId, NodeId};
+use crate::graph::{Graph, MeasureId, NodeId, Op};
 use crate::lower::Plan;
 use std::collections::HashSet;
 
@@ -66,13 +66,54 @@ pub fn summarize(plan: &Plan, threads: usize) -> Summary {
         direct_measures: direct.len(),
         gram_entries: families.iter().map(|f| f.pairs.len()).sum(),
         evals: eval_paths(plan, &gram, &direct),
-        peak_memory: (threads * (widest + 3) * CHUNK * 8) as u64 + BASE_MEMORY,
+        peak_memory: (threads * (widest + 3) * CHUNK * 8) as u64 + BASE_MEMORY + primitive_memory(plan, &families),
         graph_nodes: plan.graph.node_count(),
     }
 }
 
 /// The program itself, its threads and the parsed headers, roughly.
 const BASE_MEMORY: u64 = 8 << 20;
+
+/// Primitives work on whole tensors: for a family's largest tensor, every
+/// primitive result (f32) is held until the tensor is done, and one
+/// primitive's inputs (f64) while it runs.
+fn primitive_memory(plan: &Plan, families: &[Family]) -> u64 {
+    let graph = &plan.graph;
+    let per_family = families.iter().map(|f| {
+        let mut primitives = HashSet::new();
+        f.atoms
+            .iter()
+            .for_each(|a| collect_primitives(graph, *a, &mut primitives));
+        let widest = primitives.iter().map(|p| match &graph.node(*p).op {
+            Op::Map { inputs, .. } => inputs.len(),
+            _ => 0,
+        });
+        let Some(widest) = widest.max() else { return 0 };
+        let specs = graph.specs(f.atoms[0]);
+        let largest = specs
+            .tensors
+            .iter()
+            .filter(|s| s.float)
+            .map(|s| s.numel())
+            .max()
+            .unwrap_or(0);
+        (primitives.len() * largest * 4 + (widest + 1) * largest * 8) as u64
+    });
+    per_family.max().unwrap_or(0)
+}
+
+fn collect_primitives(graph: &Graph, node: NodeId, out: &mut HashSet<NodeId>) {
+    match &graph.node(node).op {
+        Op::Leaf(_) => {}
+        Op::Select { input, .. } => collect_primitives(graph, *input, out),
+        Op::Lin(terms) => terms.iter().for_each(|t| collect_primitives(graph, t.node, out)),
+        Op::Map { inputs, .. } => {
+            if out.insert(node) {
+                inputs.iter().for_each(|n| collect_primitives(graph, *n, out));
+            }
+        }
+    }
+}
 
 fn written_bytes(plan: &Plan) -> u64 {
     let infos = plan.saves.iter().flat_map(|s| super::save::output_infos(plan, s.node));

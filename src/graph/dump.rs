@@ -19,6 +19,10 @@ pub fn dump(graph: &Graph) -> String {
                 let f = if *keep { "only" } else { "except" };
                 format!("{f}(%{}, {glob:?})", input.0)
             }
+            Op::Map { prim, inputs } => {
+                let inputs: Vec<String> = inputs.iter().map(|n| format!("%{}", n.0)).collect();
+                format!("{}({}) {:?}", prim.name(), inputs.join(", "), prim)
+            }
         };
         let _ = writeln!(out, "%{i} = {line}");
     }

@@ -4,11 +4,13 @@
 
 mod dump;
 mod linear;
+pub mod prim;
 pub mod scalar;
 mod spec;
 
 pub use dump::dump;
 pub use linear::Term;
+pub use prim::{Bits, Prim, Stream};
 pub use scalar::{Scalar, ScalarId, Scalars};
 pub use spec::{glob_match as spec_glob_match, Mismatch, Spec, Specs};
 
@@ -38,6 +40,8 @@ pub enum Op {
     /// `only` (keep = true) or `except` (keep = false): zero the float
     /// tensors whose names do not / do match the glob.
     Select { input: NodeId, glob: String, keep: bool },
+    /// A non-linear primitive, computed a whole tensor at a time.
+    Map { prim: Prim, inputs: Vec<NodeId> },
 }
 
 #[derive(Debug)]
@@ -132,6 +136,7 @@ impl Graph {
             Op::Leaf(leaf) => self.leaf(*leaf).folder(),
             Op::Select { input, .. } => self.config_folder(*input),
             Op::Lin(terms) => terms.iter().find_map(|t| self.config_folder(t.node)),
+            Op::Map { inputs, .. } => inputs.iter().find_map(|n| self.config_folder(*n)),
         }
     }
 

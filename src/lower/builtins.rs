@@ -10,8 +10,32 @@ use std::sync::Arc;
 
 /// Every builtin, for lookup and for suggestions.
 pub const NAMES: &[&str] = &[
-    "load", "only", "except", "cosine", "dot", "norm", "distance", "numel", "sum", "mean", "accuracy", "loss", "init",
-    "finetune", "take",
+    "load",
+    "only",
+    "except",
+    "cosine",
+    "dot",
+    "norm",
+    "distance",
+    "numel",
+    "sum",
+    "mean",
+    "accuracy",
+    "loss",
+    "init",
+    "finetune",
+    "take",
+    "trim",
+    "trim_outliers",
+    "drop",
+    "drop_ranked",
+    "elect",
+    "disjoint_mean",
+    "slerp_tensors",
+    "stock_ratio",
+    "mix",
+    "broadcast",
+    "setting",
 ];
 
 /// Builtins of the language reference that this version does not have
@@ -37,7 +61,9 @@ fn params_of(name: &str) -> &'static [(&'static str, Option<f64>)] {
             ("seed", Some(0.0)),
         ],
         "sum" | "mean" => &[("list", None)],
-        other => unreachable!("builtin `{other}` has no parameters listed"),
+        other => {
+            super::merge::params(other).unwrap_or_else(|| unreachable!("builtin `{other}` has no parameters listed"))
+        }
     }
 }
 
@@ -119,7 +145,7 @@ impl Lowerer<'_> {
                 let count = Value::Num(self.graph.scalars.constant(items.len() as f64));
                 Some(self.binary(BinOp::Div, total, count, span))
             }
-            other => unreachable!("builtin `{other}` has no implementation"),
+            other => self.merge_builtin(other, args, span),
         }
     }
 
@@ -243,7 +269,12 @@ impl Lowerer<'_> {
         Some(Value::Weights(self.graph.lin(&terms, span)))
     }
 
-    fn weight_pair(&mut self, args: &[(Value, Span)], function: &str, span: Span) -> Option<(NodeId, NodeId)> {
+    pub(super) fn weight_pair(
+        &mut self,
+        args: &[(Value, Span)],
+        function: &str,
+        span: Span,
+    ) -> Option<(NodeId, NodeId)> {
         let a = self.weights_arg(&args[0], function);
         let b = self.weights_arg(&args[1], function);
         let (a, b) = (a?, b?);
@@ -253,6 +284,7 @@ impl Lowerer<'_> {
     pub(super) fn weights_arg(&mut self, (value, span): &(Value, Span), function: &str) -> Option<NodeId> {
         match value {
             Value::Weights(w) => Some(*w),
+            Value::Error => None,
             other => {
                 self.wrong_type(*span, &format!("the argument of `{function}`"), "weights", other);
                 None

@@ -109,6 +109,7 @@ impl Lowerer<'_> {
                 Value::Weights(self.graph.scale(minus_one, w, span))
             }
             Value::Error => Value::Error,
+            Value::List(items) => list_or_error(items.into_iter().map(|v| self.negate(v, span)).collect()),
             other => {
                 let diag = Diagnostic::new("tv::type", format!("cannot negate {}", other.type_name()))
                     .at(span, other.type_name());
@@ -139,11 +140,42 @@ impl Lowerer<'_> {
                 let inverse = self.graph.scalars.binary(BinOp::Div, one, c);
                 Weights(self.graph.scale(inverse, w, span))
             }
+            (op, List(a), List(b)) => self.zip_lists(op, a, b, span),
+            (op, List(items), r) => {
+                let items = items.into_iter().map(|l| self.binary(op, l, r.clone(), span)).collect();
+                list_or_error(items)
+            }
+            (op, l, List(items)) => {
+                let items = items.into_iter().map(|r| self.binary(op, l.clone(), r, span)).collect();
+                list_or_error(items)
+            }
             (op, l, r) => {
                 self.type_mismatch(op, &l, &r, span);
                 Error
             }
         }
+    }
+
+    /// Lists combine item by item (`weight * models`), so they must be
+    /// equally long.
+    fn zip_lists(&mut self, op: BinOp, a: Vec<Value>, b: Vec<Value>, span: Span) -> Value {
+        if a.len() != b.len() {
+            let diag = Diagnostic::new(
+                "tv::type",
+                format!(
+                    "cannot apply `{}` to lists of {} and {} items",
+                    op.symbol(),
+                    a.len(),
+                    b.len()
+                ),
+            )
+            .at(span, "different lengths")
+            .help("lists combine item by item; a number or weights combine with every item");
+            self.error(diag);
+            return Value::Error;
+        }
+        let items = a.into_iter().zip(b).map(|(l, r)| self.binary(op, l, r, span)).collect();
+        list_or_error(items)
     }
 
     fn type_mismatch(&mut self, op: BinOp, l: &Value, r: &Value, span: Span) {
@@ -158,7 +190,6 @@ impl Lowerer<'_> {
             (BinOp::Mul, Weights(_), Weights(_)) => "weights do not multiply elementwise; for a number use dot(a, b)",
             (BinOp::Div, _, Weights(_)) => "weights can be divided by a number, not the other way round",
             (_, Str(_), _) | (_, _, Str(_)) => "strings combine by interpolation: \"{a}_{b}\"",
-            (_, List(_), _) | (_, _, List(_)) => "lists take no arithmetic; sum(list) adds their items",
             (_, Num(_), Weights(_)) | (_, Weights(_), Num(_)) => {
                 "a number cannot be added to weights; scale them instead, e.g. `0.5 * w`"
             }
@@ -252,5 +283,14 @@ impl Lowerer<'_> {
         )
         .at(span, found.type_name().to_string());
         self.error(diag);
+    }
+}
+
+/// A list computed item by item; one failed item (already reported) fails
+/// the list, so nothing downstream reports it again.
+fn list_or_error(items: Vec<Value>) -> Value {
+    match items.iter().any(Value::is_error) {
+        true => Value::Error,
+        false => Value::List(items),
     }
 }

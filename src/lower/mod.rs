@@ -10,6 +10,7 @@ mod call;
 mod domain;
 mod env;
 mod expr;
+mod merge;
 mod model;
 mod modules;
 mod settings;
@@ -17,7 +18,7 @@ mod stmt;
 mod value;
 
 pub use domain::range_values;
-pub use settings::{valid_device, SaveDtype, Settings};
+pub use settings::{parse_size, valid_device, SaveDtype, Settings};
 pub use value::Value;
 
 use crate::diag::{Diagnostic, Diagnostics, FileId, Sources, Span};

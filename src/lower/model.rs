@@ -251,7 +251,7 @@ impl Lowerer<'_> {
         Some(n)
     }
 
-    fn known_value(&mut self, value: &Value, span: Span, what: &str) -> Option<f64> {
+    pub(super) fn known_value(&mut self, value: &Value, span: Span, what: &str) -> Option<f64> {
         match value {
             Value::Num(n) => {
                 let known = self.graph.scalars.known(*n);

@@ -43,6 +43,8 @@ pub struct Settings {
     pub seed: u64,
     /// `None`: one worker per core.
     pub threads: Option<usize>,
+    /// Largest shard of a folder save, in bytes (`set max_shard_size`).
+    pub max_shard_bytes: u64,
 }
 
 impl Default for Settings {
@@ -53,11 +55,37 @@ impl Default for Settings {
             dtype: None,
             seed: 0,
             threads: None,
+            max_shard_bytes: crate::io::SaveOptions::default().max_shard_bytes,
         }
     }
 }
 
-const KEYS: &[&str] = &["device", "dtype", "seed", "threads"];
+const KEYS: &[&str] = &["device", "dtype", "seed", "threads", "max_shard_size"];
+
+/// A size in bytes as Hugging Face writes it: `"5GB"`, `"500MB"`,
+/// `"2GiB"`, `"4096"`; decimal units are powers of 1000, binary ones of 1024.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: f64 = number.parse().ok()?;
+    let scale = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "KIB" => 1024.0,
+        "MIB" => 1024.0 * 1024.0,
+        "GIB" => 1024.0 * 1024.0 * 1024.0,
+        "TIB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = (number * scale).round();
+    (1.0..1e18).contains(&bytes).then_some(bytes as u64)
+}
 
 /// Whether `device` names a device this build can use.
 pub fn valid_device(device: &str) -> bool {
@@ -93,6 +121,7 @@ impl Lowerer<'_> {
                 }
                 _ => Err("a whole number of threads from 1 to 4096".to_string()),
             },
+            "max_shard_size" => self.set_shard_size(&value),
             other => {
                 let diag = Diagnostic::new("tv::unknown_setting", format!("unknown setting `{other}`"))
                     .at(key.span, "not a setting");
@@ -120,6 +149,17 @@ impl Lowerer<'_> {
             }
             _ => Err("the device is \"cpu\", \"cuda\" or \"cuda:N\"".into()),
         }
+    }
+
+    fn set_shard_size(&mut self, value: &Value) -> Result<(), String> {
+        let bytes = match value {
+            Value::Str(s) => parse_size(s),
+            Value::Num(n) => self.graph.scalars.known(*n).and_then(|n| parse_size(&n.to_string())),
+            _ => None,
+        };
+        let bytes = bytes.ok_or("a size such as \"5GB\", \"500MB\" or \"2GiB\", or a number of bytes")?;
+        self.settings.max_shard_bytes = bytes;
+        Ok(())
     }
 
     fn set_dtype(&mut self, value: &Value) -> Result<(), String> {

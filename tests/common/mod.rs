@@ -326,3 +326,26 @@ pub fn listing(dir: &Path) -> BTreeSet<String> {
     }
     out
 }
+
+/// Writes `program` to `dir/file` and runs it through the library; returns
+/// the CSV report, or panics with the rendered diagnostics.
+pub fn run_program(dir: &Path, file: &str, program: &str, overrides: &tv::Overrides) -> String {
+    let path = dir.join(file);
+    std::fs::write(&path, program).unwrap();
+    let mut sources = tv::diag::Sources::default();
+    match tv::run(&mut sources, &path, overrides, false) {
+        Ok(out) => out.csv,
+        Err(diags) => panic!("{file} failed:\n{}", tv::diag::render_plain(&diags, &sources, 100)),
+    }
+}
+
+/// A float tensor of `shape` with normal values times `scale`, as f32.
+pub fn normal_tensor(rng: &mut tv::synth::Rng, name: &str, shape: &[usize], scale: f64) -> Raw {
+    let values = rng.normals(shape.iter().product(), scale);
+    Raw {
+        name: name.to_string(),
+        dtype: Dtype::F32,
+        shape: shape.to_vec(),
+        bytes: encode(Dtype::F32, &values),
+    }
+}
