@@ -182,7 +182,7 @@ impl<'a> Executor<'a> {
             Backend::Candle(device) => device.clone(),
             Backend::Native => candle_core::Device::Cpu,
         };
-        let coef = |s: ScalarId| self.coefficient(s);
+        let coef = |s: ScalarId| coefficient(&self.plan.graph, &self.measured, s);
         let scored = models::measure(&self.plan.graph, measures, &coef, &device)
             .map_err(|e| Diagnostic::new("tv::model", format!("model evaluation failed: {e}")))?;
         self.stats.model_measures += scored.len();
@@ -190,10 +190,6 @@ impl<'a> Executor<'a> {
             self.measured[m.0 as usize] = Some(value);
         }
         Ok(())
-    }
-
-    fn coefficient(&self, scalar: ScalarId) -> f64 {
-        coefficient(&self.plan.graph, &self.measured, scalar)
     }
 
     fn bytes_read(&self) -> u64 {

@@ -143,7 +143,7 @@ impl Lowerer<'_> {
                 rescale: self.flag(at(2), "`rescale`")?,
                 stream: self.stream(at(3), index)?,
             },
-            _ => {
+            "drop_ranked" => {
                 let epsilon = self.per_model(at(2), "`epsilon`", index, count)?;
                 self.check_epsilon(density, epsilon, at(2).1)?;
                 Prim::DropRanked {
@@ -153,6 +153,7 @@ impl Lowerer<'_> {
                     stream: self.stream(at(4), index)?,
                 }
             }
+            other => unreachable!("`{other}` is not a sparsifier"),
         };
         Some(prim)
     }
@@ -167,7 +168,17 @@ impl Lowerer<'_> {
 
     /// DELLA's probabilities `density ± epsilon` must be probabilities.
     fn check_epsilon(&mut self, density: f64, epsilon: f64, span: Span) -> Option<()> {
-        let inside = epsilon >= 0.0 && density - epsilon > 0.0 && density + epsilon < 1.0;
+        if epsilon < 0.0 {
+            let diag = Diagnostic::new(
+                "tv::argument",
+                format!("`epsilon` must not be negative, found {epsilon}"),
+            )
+            .at(span, "negative")
+            .help("epsilon is how far keep probabilities spread around the density");
+            self.error(diag);
+            return None;
+        }
+        let inside = density - epsilon > 0.0 && density + epsilon < 1.0;
         if inside || density <= 0.0 || density >= 1.0 {
             return Some(());
         }
@@ -273,9 +284,10 @@ impl Lowerer<'_> {
             Value::List(items) if items.len() != like.len() => {
                 let diag = Diagnostic::new(
                     "tv::argument",
-                    format!("a list of {} to broadcast like a list of {}", items.len(), like.len()),
+                    format!("{} values given for a list of {} items", items.len(), like.len()),
                 )
-                .at(args[0].1, "wrong length");
+                .at(args[0].1, "wrong length")
+                .help("give one value for every item, or a single value for all");
                 self.error(diag);
                 None
             }

@@ -1,7 +1,8 @@
 //! Sparsification: which elements of a task vector survive. Counts and
 //! edge cases follow mergekit 0.1.5 (`mergekit/sparsify.py`), so a merge
-//! agrees with it element for element; equal magnitudes rank as a stable
-//! sort would rank them, so results are deterministic. (Tensors are assumed
+//! agrees with it element for element, but for equal magnitudes at a cut:
+//! those rank here as a stable sort ranks them (mergekit's argsort is not
+//! stable), so results are deterministic. (Tensors are assumed
 //! to hold fewer than 2^32 elements.)
 
 use super::rng::Uniforms;
@@ -57,7 +58,8 @@ fn masked(x: &[f64], keep: &[bool], rescale: bool) -> Vec<f32> {
     if rescale {
         let before: f64 = x.iter().map(|v| v.abs()).sum();
         let after: f64 = x.iter().zip(keep).filter(|(_, k)| **k).map(|(v, _)| v.abs()).sum();
-        if before >= RESCALE_EPS && after >= RESCALE_EPS {
+        // Written as mergekit tests it, so a NaN norm rescales (to NaN).
+        if !(before < RESCALE_EPS || after < RESCALE_EPS) {
             scale = before / after;
         }
     }
