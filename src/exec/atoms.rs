@@ -155,8 +155,6 @@ fn decode(source: &Source, out: &mut [f64]) {
 pub(super) fn leaves_under(graph: &Graph, node: NodeId, out: &mut Vec<LeafId>) {
     match &graph.node(node).op {
         Op::Leaf(leaf) => out.push(*leaf),
-        Op::Select { input, .. } => leaves_under(graph, *input, out),
-        Op::Lin(terms) => terms.iter().for_each(|t| leaves_under(graph, t.node, out)),
-        Op::Map { inputs, .. } => inputs.iter().for_each(|n| leaves_under(graph, *n, out)),
+        _ => graph.inputs(node).into_iter().for_each(|n| leaves_under(graph, n, out)),
     }
 }

@@ -142,14 +142,8 @@ impl<'a> Executor<'a> {
         if measures.is_empty() && saves.is_empty() {
             return Ok(Vec::new());
         }
-        // Coefficients read the measurements of earlier passes only.
-        let (graph, known) = (&self.plan.graph, self.measured.clone());
-        let coef = move |s: ScalarId| coefficient(graph, &known, s);
+        let coef = |s: ScalarId| coefficient(&self.plan.graph, &self.measured, s);
         let families = family::build(&self.plan.graph, measures, saves, direct_only, &coef);
-        for f in &families {
-            self.stats.gram_measures += f.gram.len();
-            self.stats.direct_measures += f.direct.len();
-        }
         let pass = pass::Pass {
             plan: self.plan,
             families: &families,
@@ -164,6 +158,10 @@ impl<'a> Executor<'a> {
             coef: &coef,
         };
         let output = pass.run()?;
+        for f in &families {
+            self.stats.gram_measures += f.gram.len();
+            self.stats.direct_measures += f.direct.len();
+        }
         for (m, value) in output.values {
             self.measured[m.0 as usize] = Some(value);
         }

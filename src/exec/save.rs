@@ -16,9 +16,7 @@ pub(super) struct Saver {
 pub(super) fn carrier_leaf(graph: &Graph, node: NodeId) -> crate::graph::LeafId {
     match &graph.node(node).op {
         Op::Leaf(leaf) => *leaf,
-        Op::Select { input, .. } => carrier_leaf(graph, *input),
-        Op::Lin(terms) => carrier_leaf(graph, terms[0].node),
-        Op::Map { inputs, .. } => carrier_leaf(graph, inputs[0]),
+        _ => carrier_leaf(graph, graph.inputs(node)[0]),
     }
 }
 

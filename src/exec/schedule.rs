@@ -77,16 +77,11 @@ pub fn needed_measures(plan: &Plan) -> Vec<MeasureId> {
 
 /// Measurements referenced by the coefficients anywhere below `node`.
 fn coefficient_measures(graph: &Graph, node: NodeId, out: &mut Vec<MeasureId>) {
-    match &graph.node(node).op {
-        Op::Leaf(_) => {}
-        Op::Select { input, .. } => coefficient_measures(graph, *input, out),
-        Op::Map { inputs, .. } => inputs.iter().for_each(|n| coefficient_measures(graph, *n, out)),
-        Op::Lin(terms) => {
-            for term in terms {
-                graph.scalars.measures_in(term.coef, out);
-                coefficient_measures(graph, term.node, out);
-            }
-        }
+    if let Op::Lin(terms) = &graph.node(node).op {
+        terms.iter().for_each(|t| graph.scalars.measures_in(t.coef, out));
+    }
+    for input in graph.inputs(node) {
+        coefficient_measures(graph, input, out);
     }
 }
 

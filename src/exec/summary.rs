@@ -103,15 +103,11 @@ fn primitive_memory(plan: &Plan, families: &[Family]) -> u64 {
 }
 
 fn collect_primitives(graph: &Graph, node: NodeId, out: &mut HashSet<NodeId>) {
-    match &graph.node(node).op {
-        Op::Leaf(_) => {}
-        Op::Select { input, .. } => collect_primitives(graph, *input, out),
-        Op::Lin(terms) => terms.iter().for_each(|t| collect_primitives(graph, t.node, out)),
-        Op::Map { inputs, .. } => {
-            if out.insert(node) {
-                inputs.iter().for_each(|n| collect_primitives(graph, *n, out));
-            }
-        }
+    if matches!(graph.node(node).op, Op::Map { .. }) && !out.insert(node) {
+        return;
+    }
+    for input in graph.inputs(node) {
+        collect_primitives(graph, input, out);
     }
 }
 

@@ -134,9 +134,18 @@ impl Graph {
     pub fn config_folder(&self, node: NodeId) -> Option<&std::path::Path> {
         match &self.node(node).op {
             Op::Leaf(leaf) => self.leaf(*leaf).folder(),
-            Op::Select { input, .. } => self.config_folder(*input),
-            Op::Lin(terms) => terms.iter().find_map(|t| self.config_folder(t.node)),
-            Op::Map { inputs, .. } => inputs.iter().find_map(|n| self.config_folder(*n)),
+            _ => self.inputs(node).into_iter().find_map(|n| self.config_folder(n)),
+        }
+    }
+
+    /// The nodes `node` is computed from, the left operand first; none for
+    /// a checkpoint.
+    pub fn inputs(&self, node: NodeId) -> Vec<NodeId> {
+        match &self.node(node).op {
+            Op::Leaf(_) => Vec::new(),
+            Op::Select { input, .. } => vec![*input],
+            Op::Lin(terms) => terms.iter().map(|t| t.node).collect(),
+            Op::Map { inputs, .. } => inputs.clone(),
         }
     }
 

@@ -8,35 +8,23 @@ use crate::graph::{NodeId, ScalarId, Term};
 use crate::syntax::ast::{Arg, BinOp, Ident};
 use std::sync::Arc;
 
-/// Every builtin, for lookup and for suggestions.
-pub const NAMES: &[&str] = &[
-    "load",
-    "only",
-    "except",
-    "cosine",
-    "dot",
-    "norm",
-    "distance",
-    "numel",
-    "sum",
-    "mean",
-    "accuracy",
-    "loss",
-    "init",
-    "finetune",
-    "take",
-    "trim",
-    "trim_outliers",
-    "drop",
-    "drop_ranked",
-    "elect",
-    "disjoint_mean",
-    "slerp_tensors",
-    "stock_ratio",
-    "mix",
-    "broadcast",
-    "setting",
+/// The builtins of the core language; the merge primitives are listed with
+/// their parameters in `merge`.
+const NAMES: &[&str] = &[
+    "load", "only", "except", "cosine", "dot", "norm", "distance", "numel", "sum", "mean", "accuracy", "loss", "init",
+    "finetune", "take",
 ];
+
+/// Whether `name` is a builtin.
+pub fn is_builtin(name: &str) -> bool {
+    NAMES.contains(&name) || super::merge::params(name).is_some()
+}
+
+/// Every builtin's name, for suggestions.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    let merge = super::merge::PARAMS.iter().map(|(name, _)| *name);
+    NAMES.iter().copied().chain(merge)
+}
 
 /// Builtins of the language reference that this version does not have
 /// yet: language-model measurements and external evaluators.

@@ -19,13 +19,13 @@ impl Lowerer<'_> {
             Some(Bound::Value(_)) => {
                 let mut diag = Diagnostic::new("tv::type", format!("`{}` is a value, not a function", name.node))
                     .at(name.span, "not a function");
-                if super::builtins::NAMES.contains(&name.node.as_str()) {
+                if super::builtins::is_builtin(&name.node) {
                     diag = diag.help(format!("a `let` or parameter named `{}` hides the builtin", name.node));
                 }
                 self.error(diag);
                 Value::Error
             }
-            None if super::builtins::NAMES.contains(&name.node.as_str()) => self.builtin(env, name, args, span),
+            None if super::builtins::is_builtin(&name.node) => self.builtin(env, name, args, span),
             None if super::builtins::NOT_YET.contains(&name.node.as_str()) => {
                 let message = format!("`{}` is not available in this version of tv", name.node);
                 let diag = Diagnostic::new("tv::unavailable", message)

@@ -46,7 +46,7 @@ impl Lowerer<'_> {
 
     pub(super) fn unknown_name(&mut self, env: &Env, name: &str, span: Span, what: &str) {
         let visible = self.visible_names(env);
-        let builtins = super::builtins::NAMES.iter().map(|s| s.to_string());
+        let builtins = super::builtins::names().map(String::from);
         let candidates: Vec<String> = visible.into_iter().chain(builtins).collect();
         let mut diag = Diagnostic::new("tv::unknown_name", format!("unknown {what} `{name}`")).at(span, "not defined");
         diag = match closest(name, candidates.iter().map(String::as_str)) {
