@@ -221,7 +221,7 @@ fn assert_close(got: &Floats, want: &Floats, case: &str) {
 }
 
 fn run_cases(dir: &Path) {
-    let program = cases_program(&|name| format!("load(\"{name}.safetensors\")"));
+    let program = cases_program(&|name| format!("load(\"{name}.safetensors\")"), CASES);
     run_program(dir, "cases.tv", &program, &tv::Overrides::default());
 }
 

@@ -29,7 +29,7 @@ fn saved(dir: &Path, case: &str) -> Floats {
 #[test]
 fn every_deterministic_method_equals_mergekit_within_1e_6() {
     let dir = tempfile::tempdir().unwrap();
-    let program = mergeref::cases_program(&load_fixture);
+    let program = mergeref::cases_program(&load_fixture, mergeref::CASES);
     run_program(dir.path(), "cases.tv", &program, &tv::Overrides::default());
     for (case, _) in mergeref::CASES {
         let (got, want) = (saved(dir.path(), case), expected(case));
@@ -76,16 +76,7 @@ fn statistics(merged: &Floats, base: &Floats) -> (f64, f64) {
 #[test]
 fn random_methods_keep_and_rescale_like_mergekit() {
     let dir = tempfile::tempdir().unwrap();
-    let mut program = format!(
-        "use \"std/merge\"\nlet base = {}\nlet ms = [{}, {}, {}]\n",
-        load_fixture("base"),
-        load_fixture("m1"),
-        load_fixture("m2"),
-        load_fixture("m3")
-    );
-    for (case, expr) in RANDOM {
-        program.push_str(&format!("save {expr} to \"out/{case}.safetensors\"\n"));
-    }
+    let program = mergeref::cases_program(&load_fixture, RANDOM);
     run_program(dir.path(), "random.tv", &program, &tv::Overrides::default());
     let base = floats_of(&read_folder(&fixtures().join("base")));
     for (case, _) in RANDOM {

@@ -164,8 +164,8 @@ pub const CASES: &[(&str, &str)] = &[
 ];
 
 /// A program that loads each input with the expression `load(name)` gives
-/// and saves every case to `out/CASE.safetensors`.
-pub fn cases_program(load: &dyn Fn(&str) -> String) -> String {
+/// and saves every case, `(name, expression)`, to `out/NAME.safetensors`.
+pub fn cases_program(load: &dyn Fn(&str) -> String, cases: &[(&str, &str)]) -> String {
     let mut program = format!(
         "use \"std/merge\"\nlet base = {}\nlet m1 = {}\nlet ms = [m1, {}, {}]\n",
         load("base"),
@@ -173,7 +173,7 @@ pub fn cases_program(load: &dyn Fn(&str) -> String) -> String {
         load("m2"),
         load("m3")
     );
-    for (name, expr) in CASES {
+    for (name, expr) in cases {
         program.push_str(&format!("save {expr} to \"out/{name}.safetensors\"\n"));
     }
     program
