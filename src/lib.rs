@@ -37,6 +37,8 @@ pub struct Overrides {
     pub cache: Option<std::path::PathBuf>,
     /// Train in a temporary cache, discarded after the run.
     pub no_cache: bool,
+    /// `--allow-commands`: let `command(...)` run programs.
+    pub allow_commands: bool,
 }
 
 /// Reads, checks and lowers the program at `path` without reading any
@@ -77,6 +79,7 @@ fn plan(sources: &mut Sources, root: diag::FileId, overrides: &Overrides, train:
         run: train,
         cache: cache(sources, root, overrides, train)?,
         seed: overrides.seed,
+        allow_commands: overrides.allow_commands,
     };
     let (mut plan, mut diags) = lower::lower(sources, root, training);
     apply(&mut plan.settings, overrides);

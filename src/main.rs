@@ -85,6 +85,9 @@ struct SettingFlags {
     /// Train without the cache (results are discarded after the run).
     #[arg(long, conflicts_with = "cache")]
     no_cache: bool,
+    /// Let the program run the external commands of its `command(...)` measurements.
+    #[arg(long)]
+    allow_commands: bool,
 }
 
 fn parse_device(text: &str) -> Result<String, String> {
@@ -113,6 +116,7 @@ impl SettingFlags {
             max_shard_bytes: self.max_shard_size,
             cache: self.cache.clone(),
             no_cache: self.no_cache,
+            allow_commands: self.allow_commands,
         }
     }
 }
@@ -128,7 +132,14 @@ fn main() -> ExitCode {
             stats,
         } => run(&mut sources, file, output.as_deref(), settings, *stats),
         Command::Plan { file, settings } => plan(&mut sources, file, settings),
-        Command::Check { file } => tv::check(&mut sources, file, &tv::Overrides::default()).map(|_| ()),
+        Command::Check { file } => {
+            // Checking runs nothing, so it need not be allowed to.
+            let overrides = tv::Overrides {
+                allow_commands: true,
+                ..tv::Overrides::default()
+            };
+            tv::check(&mut sources, file, &overrides).map(|_| ())
+        }
         Command::Inspect { checkpoint } => inspect(checkpoint),
     };
     match result {

@@ -8,8 +8,9 @@ use std::sync::OnceLock;
 use tv::diag::Sources;
 
 /// The experiments with what they read, copied into one temporary folder:
-/// the `.tv` files, `lib/`, `configs/`, the vendored digits with their task
-/// files, and a new synthetic checkpoint family. The digits models are
+/// the `.tv` files, `lib/`, `configs/`, the small language models of `lm/`,
+/// the vendored digits with their task files, and a new synthetic
+/// checkpoint family. The digits models are
 /// trained once (by the cosine experiment, which needs every task) before
 /// any test runs, so the tests share one cache and never train at once.
 fn experiment_dir() -> (&'static Path, Vec<PathBuf>) {
@@ -25,6 +26,7 @@ fn experiment_dir() -> (&'static Path, Vec<PathBuf>) {
             let path = entry.expect("directory entry").path();
             std::fs::copy(&path, root.join("configs").join(path.file_name().expect("name"))).expect("copy config");
         }
+        copy_tree(Path::new("experiments/lm"), &root.join("lm"));
         let digits = Path::new("experiments/data/digits.csv");
         tv::digits::write_tasks(digits, &root.join("data/tasks")).expect("digit tasks");
         let mut files = Vec::new();
@@ -41,6 +43,19 @@ fn experiment_dir() -> (&'static Path, Vec<PathBuf>) {
         (dir, files)
     });
     (dir.path(), files.clone())
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create folder");
+    for entry in std::fs::read_dir(from).expect("read folder") {
+        let path = entry.expect("directory entry").path();
+        let target = to.join(path.file_name().expect("name"));
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).expect("copy file");
+        }
+    }
 }
 
 fn run(path: &Path) -> Vec<HashMap<String, String>> {
@@ -333,4 +348,49 @@ fn ties_keeps_more_of_the_task_vectors_as_density_grows() {
             assert!(pair[1].1 > pair[0].1, "lambda {lambda}: {by_density:?}");
         }
     }
+}
+
+/// The language-model time vectors: every perplexity equals transformers'
+/// (from the generator's `lm/reference.json`), and each year's best mix
+/// moves from the 2018 vector to the 2022 one as the year does.
+#[test]
+fn time_vector_interpolation_favours_the_nearer_year() {
+    let (dir, _) = experiment_dir();
+    let rows = run(&dir.join("lm_time_interpolation.tv"));
+    let text = std::fs::read_to_string("experiments/lm/reference.json").expect("reference");
+    let reference: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let alphas: Vec<f64> = reference["alphas"]
+        .as_array()
+        .expect("alphas")
+        .iter()
+        .filter_map(|a| a.as_f64())
+        .collect();
+    let mut best_alpha = Vec::new();
+    for (year, group) in grouped(&rows, "year").into_iter().filter(|(y, _)| !y.is_empty()) {
+        let points: Vec<_> = group.iter().filter(|r| !r["alpha"].is_empty()).collect();
+        assert_eq!(points.len(), alphas.len(), "{year}");
+        for (row, alpha) in points.iter().zip(&alphas) {
+            assert_eq!(number(row, "alpha"), *alpha);
+            let want = reference["perplexity"][&year][alphas.iter().position(|a| a == alpha).expect("alpha")]
+                .as_f64()
+                .expect("a perplexity");
+            let got = number(row, "ppl");
+            assert!(
+                (got - want).abs() < 1e-4 * want,
+                "{year} alpha {alpha}: {got} vs {want}"
+            );
+        }
+        let best = points
+            .iter()
+            .min_by(|a, b| number(a, "ppl").total_cmp(&number(b, "ppl")))
+            .expect("a best");
+        best_alpha.push(number(best, "alpha"));
+    }
+    assert_eq!(best_alpha.len(), 5);
+    assert!(best_alpha.windows(2).all(|w| w[0] >= w[1]), "{best_alpha:?}");
+    assert_eq!((best_alpha[0], best_alpha[4]), (1.0, 0.0));
+    assert!(
+        best_alpha[2] > 0.0 && best_alpha[2] < 1.0,
+        "2020 should want a blend: {best_alpha:?}"
+    );
 }

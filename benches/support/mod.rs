@@ -166,12 +166,14 @@ pub fn max_relative_difference(a: &Path, b: &Path) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Replaces the results section of BENCHMARKS.md.
+/// Replaces the engine's results section of BENCHMARKS.md, keeping what
+/// comes before it and the sections after its end marker.
 pub fn write_benchmarks_md(results: &str) {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/BENCHMARKS.md");
     let old = std::fs::read_to_string(path).unwrap_or_default();
-    let marker = "<!-- results -->";
+    let (marker, end) = ("<!-- results -->", "<!-- end of results -->");
     let head = old.split(marker).next().unwrap_or("").trim_end();
-    let text = format!("{head}\n\n{marker}\n\n{}\n", results.trim_end());
+    let tail = old.split_once(end).map_or("", |(_, tail)| tail.trim());
+    let text = format!("{head}\n\n{marker}\n\n{}\n\n{end}\n\n{tail}\n", results.trim_end());
     std::fs::write(path, text).expect("write BENCHMARKS.md");
 }

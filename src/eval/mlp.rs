@@ -38,20 +38,18 @@ impl MlpConfig {
     /// Reads and checks a `config.json`.
     pub fn read(path: &Path) -> Result<MlpConfig, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let config: MlpConfig =
-            serde_json::from_str(&text).map_err(|e| format!("{} is not an MLP config: {e}", path.display()))?;
+        let json = serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+        MlpConfig::from_json(json).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Checks a parsed config.
+    pub fn from_json(json: serde_json::Value) -> Result<MlpConfig, String> {
+        let config: MlpConfig = serde_json::from_value(json).map_err(|e| format!("not an MLP config: {e}"))?;
         if config.architecture != "mlp" {
-            return Err(format!(
-                "{}: architecture {:?} is not \"mlp\"",
-                path.display(),
-                config.architecture
-            ));
+            return Err(format!("architecture {:?} is not \"mlp\"", config.architecture));
         }
         if config.layers.len() < 2 || config.layers.contains(&0) {
-            return Err(format!(
-                "{}: `layers` needs at least two widths, none zero",
-                path.display()
-            ));
+            return Err("`layers` needs at least two widths, none zero".into());
         }
         Ok(config)
     }

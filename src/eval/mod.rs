@@ -1,7 +1,83 @@
-//! Model measurements: the built-in MLP classifier, its datasets, and the
-//! training builtins that make weights for it.
+//! Model measurements: the built-in MLP classifier and its datasets, causal
+//! language models of the Llama family and their text, external commands,
+//! and the training builtins that make weights for the MLP.
 
 pub mod cache;
+pub mod command;
 pub mod data;
+pub mod lm;
 pub mod mlp;
 pub mod train;
+
+use std::path::Path;
+
+/// The architecture a `config.json` describes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelConfig {
+    Mlp(mlp::MlpConfig),
+    Causal(lm::LmConfig),
+}
+
+impl ModelConfig {
+    /// Reads a config: the built-in MLP names its `architecture`; Hugging
+    /// Face models name their `model_type`. An error comes with a hint
+    /// suited to the kind of config it is.
+    pub fn read(path: &Path) -> Result<ModelConfig, (String, &'static str)> {
+        let is_language_model = std::cell::Cell::new(false);
+        Self::read_any(path, &is_language_model).map_err(|e| {
+            let help = if is_language_model.get() {
+                LM_CONFIG_HELP
+            } else {
+                CONFIG_HELP
+            };
+            (e, help)
+        })
+    }
+
+    fn read_any(path: &Path, is_language_model: &std::cell::Cell<bool>) -> Result<ModelConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+        let Some(object) = json.as_object() else {
+            return Err(format!("{} is not a JSON object", path.display()));
+        };
+        if object.contains_key("architecture") {
+            return mlp::MlpConfig::from_json(json.clone())
+                .map(ModelConfig::Mlp)
+                .map_err(|e| format!("{}: {e}", path.display()));
+        }
+        if object.contains_key("model_type") {
+            is_language_model.set(true);
+            return lm::LmConfig::parse(object)
+                .map(ModelConfig::Causal)
+                .map_err(|e| format!("{}: {e}", path.display()));
+        }
+        Err(format!(
+            "{} names neither an `architecture` (\"mlp\") nor a `model_type` (llama, mistral, qwen2)",
+            path.display()
+        ))
+    }
+
+    /// The tensors the weights must hold: names and shapes.
+    pub fn tensors(&self) -> Vec<(String, Vec<usize>)> {
+        match self {
+            ModelConfig::Mlp(c) => c.tensors(),
+            ModelConfig::Causal(c) => c.tensors(),
+        }
+    }
+}
+
+const CONFIG_HELP: &str = "an MLP config is {\"architecture\": \"mlp\", \"layers\": [...], \"activation\": \"relu\"}; \
+     a language model's is a Hugging Face config.json of a llama, mistral or qwen2 model";
+
+const LM_CONFIG_HELP: &str = "tv computes llama, mistral and qwen2 models (SiLU, unscaled RoPE); it refuses a setting \
+     it does not know rather than ignore one that could change the logits";
+
+/// What a model measurement is scored on.
+#[derive(Clone, Debug)]
+pub enum EvalData {
+    /// Labelled rows for the MLP classifier.
+    Table(data::Dataset),
+    /// Tokenized text for a language model.
+    Text(lm::TextTask),
+}

@@ -61,7 +61,7 @@ pub struct Stats {
     pub direct_measures: usize,
     /// Gram results that cancelled too much, measured again directly.
     pub remeasured: usize,
-    /// Models scored on datasets (accuracy, loss).
+    /// Models scored on datasets (accuracy, loss, perplexity) and commands run.
     pub model_measures: usize,
     pub seconds: f64,
 }
@@ -181,8 +181,7 @@ impl<'a> Executor<'a> {
             Backend::Native => candle_core::Device::Cpu,
         };
         let coef = |s: ScalarId| coefficient(&self.plan.graph, &self.measured, s);
-        let scored = models::measure(&self.plan.graph, measures, &coef, &device)
-            .map_err(|e| Diagnostic::new("tv::model", format!("model evaluation failed: {e}")))?;
+        let scored = models::measure(&self.plan.graph, measures, &coef, &device, self.options.progress)?;
         self.stats.model_measures += scored.len();
         for (m, value) in scored {
             self.measured[m.0 as usize] = Some(value);

@@ -1,70 +1,179 @@
-//! Model measurements: each model is materialised in memory, straight from
-//! the memory-mapped leaves, scored on all its datasets, and dropped before
-//! the next is built.
+//! Model measurements: the weights of each measured node are materialised
+//! in memory once, straight from the memory-mapped leaves, then every
+//! measurement of them is taken (each dataset scored once, each command
+//! run on one saved copy), and they are dropped before the next node.
 
 use super::materialize::materialize;
-use crate::eval::mlp::{evaluate, Mlp, Scores};
-use crate::graph::{Graph, Measure, MeasureId, ModelKind, ModelMeasure, NodeId, ScalarId};
-use candle_core::{Device, Tensor};
-use std::collections::HashMap;
+use crate::diag::Diagnostic;
+use crate::eval::command::CommandSpec;
+use crate::eval::lm::{token_losses, CausalLm, TextTask};
+use crate::eval::mlp::{evaluate, Mlp};
+use crate::eval::{EvalData, ModelConfig};
+use crate::graph::{Graph, Measure, MeasureId, ModelKind, NodeId, ScalarId};
+use crate::io::{SaveOptions, TensorInfo, Writer};
+use candle_core::{DType, Device, Tensor};
+use std::collections::{BTreeMap, HashMap};
 
-/// Scores every model measurement in `measures`.
+/// Scores every model and command measurement in `measures`.
 pub(super) fn measure(
     graph: &Graph,
     measures: &[MeasureId],
     coef: &dyn Fn(ScalarId) -> f64,
     device: &Device,
-) -> Result<Vec<(MeasureId, f64)>, String> {
-    let mut models: Vec<(MeasureId, ModelMeasure)> = measures
-        .iter()
-        .filter_map(|m| match graph.measure(*m) {
-            Measure::Model(model) => Some((*m, model)),
-            Measure::Dot(..) => None,
-        })
-        .collect();
-    models.sort_by_key(|(_, model)| (model.node, model.config));
+    progress: bool,
+) -> Result<Vec<(MeasureId, f64)>, Diagnostic> {
+    let mut by_node: BTreeMap<NodeId, Vec<MeasureId>> = BTreeMap::new();
+    for m in measures {
+        match graph.measure(*m) {
+            Measure::Model(model) => by_node.entry(model.node).or_default().push(*m),
+            Measure::Command { node, .. } => by_node.entry(node).or_default().push(*m),
+            Measure::Dot(..) => {}
+        }
+    }
     let mut out = Vec::new();
-    for group in models.chunk_by(|(_, x), (_, y)| (x.node, x.config) == (y.node, y.config)) {
-        let (_, first) = group[0];
-        let mlp = build(graph, first.node, first.config, coef, device)?;
-        let mut scores: HashMap<usize, Scores> = HashMap::new();
-        for (m, model) in group {
-            let score = match scores.get(&model.data) {
-                Some(score) => *score,
-                None => {
-                    let score = evaluate(&mlp, &graph.datasets[model.data], device).map_err(|e| e.to_string())?;
-                    scores.insert(model.data, score);
-                    score
-                }
-            };
-            let value = match model.kind {
-                ModelKind::Accuracy => score.accuracy,
-                ModelKind::Loss => score.loss,
-            };
-            out.push((*m, value));
+    for (node, group) in by_node {
+        let tensors = materialize(graph, node, coef).map_err(|e| failed(e.to_string()))?;
+        let mut scorer = Scorer {
+            graph,
+            device,
+            progress,
+            models: HashMap::new(),
+            scores: HashMap::new(),
+        };
+        for m in &group {
+            if let Measure::Command { command, .. } = graph.measure(*m) {
+                out.push((*m, run_command(graph, node, &tensors, &graph.commands[command])?));
+            }
+        }
+        let tensors = to_tensors(tensors, device).map_err(|e| failed(e.to_string()))?;
+        for m in group {
+            if let Measure::Model(model) = graph.measure(m) {
+                let score = scorer.score(&tensors, model.config, model.data).map_err(failed)?;
+                let value = match model.kind {
+                    ModelKind::Accuracy => score.accuracy,
+                    ModelKind::Loss => score.loss,
+                    ModelKind::Perplexity => score.loss.exp(),
+                };
+                out.push((m, value));
+            }
         }
     }
     Ok(out)
 }
 
-fn build(
+fn failed(reason: String) -> Diagnostic {
+    Diagnostic::new("tv::model", format!("model evaluation failed: {reason}"))
+}
+
+/// What a dataset gave a model; a language model has no accuracy.
+#[derive(Clone, Copy)]
+struct Score {
+    accuracy: f64,
+    loss: f64,
+}
+
+enum Built {
+    Mlp(Mlp),
+    Lm(CausalLm),
+}
+
+/// Builds each architecture of one set of weights once and scores each
+/// dataset once.
+struct Scorer<'a> {
+    graph: &'a Graph,
+    device: &'a Device,
+    progress: bool,
+    models: HashMap<usize, Built>,
+    scores: HashMap<usize, Score>,
+}
+
+impl Scorer<'_> {
+    fn score(&mut self, tensors: &HashMap<String, Tensor>, config: usize, data: usize) -> Result<Score, String> {
+        if let Some(score) = self.scores.get(&data) {
+            return Ok(*score);
+        }
+        if !self.models.contains_key(&config) {
+            let built = match &*self.graph.configs[config] {
+                ModelConfig::Mlp(c) => Mlp::new(c, tensors).map(Built::Mlp),
+                ModelConfig::Causal(c) => CausalLm::new(c, tensors).map(Built::Lm),
+            };
+            self.models.insert(config, built.map_err(|e| e.to_string())?);
+        }
+        let score = match (&self.models[&config], &*self.graph.datasets[data]) {
+            (Built::Mlp(mlp), EvalData::Table(rows)) => {
+                let scores = evaluate(mlp, rows, self.device).map_err(|e| e.to_string())?;
+                Score {
+                    accuracy: scores.accuracy,
+                    loss: scores.loss,
+                }
+            }
+            (Built::Lm(lm), EvalData::Text(task)) => Score {
+                accuracy: f64::NAN,
+                loss: mean_loss(lm, task, self.device, self.progress)?,
+            },
+            _ => return Err("the data does not suit the model".into()),
+        };
+        self.scores.insert(data, score);
+        Ok(score)
+    }
+}
+
+/// The mean negative log-likelihood per scored token.
+fn mean_loss(lm: &CausalLm, task: &TextTask, device: &Device, progress: bool) -> Result<f64, String> {
+    let label = format!("scoring {}", task.path.display());
+    let bar = match progress {
+        true => crate::report::progress::windows(task.window_count() as u64, &label),
+        false => indicatif::ProgressBar::hidden(),
+    };
+    let losses =
+        token_losses(lm, &task.documents, task.windowing, device, &|n| bar.inc(n as u64)).map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    Ok(losses.iter().sum::<f64>() / losses.len() as f64)
+}
+
+/// Float tensors as f32 candle tensors on `device`, the buffers freed one
+/// by one as they are copied.
+fn to_tensors(tensors: Vec<(TensorInfo, Vec<u8>)>, device: &Device) -> candle_core::Result<HashMap<String, Tensor>> {
+    let mut out = HashMap::new();
+    for (info, bytes) in tensors.into_iter().filter(|(info, _)| info.is_float()) {
+        let tensor = Tensor::from_raw_buffer(&bytes, DType::F32, &info.shape, device)?;
+        out.insert(info.name, tensor);
+    }
+    Ok(out)
+}
+
+/// Saves the weights to a temporary Hugging Face folder (with the config
+/// and tokenizer files of their source) and runs the command on it.
+fn run_command(
     graph: &Graph,
     node: NodeId,
-    config: usize,
-    coef: &dyn Fn(ScalarId) -> f64,
-    device: &Device,
-) -> Result<Mlp, String> {
-    let mut tensors = HashMap::new();
-    for (info, bytes) in materialize(graph, node, coef).map_err(|e| e.to_string())? {
-        if !info.is_float() {
-            continue;
+    tensors: &[(TensorInfo, Vec<u8>)],
+    command: &CommandSpec,
+) -> Result<f64, Diagnostic> {
+    let temporary = tempfile::Builder::new()
+        .prefix("tv-model-")
+        .tempdir()
+        .map_err(|e| failed(format!("cannot make a temporary folder: {e}")))?;
+    let folder = temporary.path().join("model");
+    let options = SaveOptions {
+        copy_from: graph.config_folder(node).map(|p| p.to_path_buf()),
+        ..SaveOptions::default()
+    };
+    let infos: Vec<TensorInfo> = tensors.iter().map(|(info, _)| info.clone()).collect();
+    let write = || -> Result<(), crate::io::IoError> {
+        let writer = Writer::create(&folder, &infos, &options)?;
+        for (i, (_, bytes)) in tensors.iter().enumerate() {
+            writer.write(i, bytes)?;
         }
-        let values: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        let tensor = Tensor::from_vec(values, info.shape.clone(), device).map_err(|e| e.to_string())?;
-        tensors.insert(info.name, tensor);
-    }
-    Mlp::new(&graph.configs[config], &tensors).map_err(|e| e.to_string())
+        writer.finish()
+    };
+    write().map_err(|e| failed(format!("cannot save the weights for the command: {e}")))?;
+    command.run(&folder).map_err(|reason| {
+        Diagnostic::new(
+            "tv::command",
+            format!("the command `{}` failed: {reason}", command.template),
+        )
+        .at(command.span, "this command")
+        .help("the command is run by `sh -c` in the experiment's folder, with {model} replaced by the weights' folder")
+    })
 }

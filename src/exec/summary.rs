@@ -3,7 +3,8 @@
 use super::family::{self, Family};
 use super::kernel::CHUNK;
 use super::schedule::Schedule;
-use crate::graph::{Graph, MeasureId, NodeId, Op};
+use crate::eval::{EvalData, ModelConfig};
+use crate::graph::{Graph, Measure, MeasureId, NodeId, Op};
 use crate::lower::Plan;
 use std::collections::HashSet;
 
@@ -66,7 +67,8 @@ pub fn summarize(plan: &Plan, threads: usize) -> Summary {
         direct_measures: direct.len(),
         gram_entries: families.iter().map(|f| f.pairs.len()).sum(),
         evals: eval_paths(plan, &gram, &direct),
-        peak_memory: (threads * (widest + 3) * CHUNK * 8) as u64 + BASE_MEMORY + primitive_memory(plan, &families),
+        peak_memory: BASE_MEMORY
+            + ((threads * (widest + 3) * CHUNK * 8) as u64 + primitive_memory(plan, &families)).max(model_memory(plan)),
         graph_nodes: plan.graph.node_count(),
     }
 }
@@ -102,6 +104,29 @@ fn primitive_memory(plan: &Plan, families: &[Family]) -> u64 {
     per_family.max().unwrap_or(0)
 }
 
+/// Model measurements hold one whole model in f32, and a language model's
+/// activations for one batch of windows.
+fn model_memory(plan: &Plan) -> u64 {
+    let graph = &plan.graph;
+    let measures = (0..graph.measure_count()).map(|i| graph.measure(MeasureId(i as u32)));
+    let per_measure = measures.map(|m| {
+        let (node, activations) = match m {
+            Measure::Dot(..) => return 0,
+            Measure::Command { node, .. } => (node, 0),
+            Measure::Model(model) => {
+                let activations = match (&*graph.configs[model.config], &*graph.datasets[model.data]) {
+                    (ModelConfig::Causal(config), EvalData::Text(task)) => config.activation_bytes(task.windowing),
+                    _ => 0,
+                };
+                (model.node, activations)
+            }
+        };
+        let weights: usize = graph.specs(node).tensors.iter().map(|s| s.numel() * 4).sum();
+        (weights + activations) as u64
+    });
+    per_measure.max().unwrap_or(0)
+}
+
 fn collect_primitives(graph: &Graph, node: NodeId, out: &mut HashSet<NodeId>) {
     if matches!(graph.node(node).op, Op::Map { .. }) && !out.insert(node) {
         return;
@@ -127,9 +152,9 @@ fn eval_paths(plan: &Plan, gram: &HashSet<MeasureId>, direct: &HashSet<MeasureId
             }
             let in_gram = measures.iter().any(|m| gram.contains(m));
             let in_direct = measures.iter().any(|m| direct.contains(m));
-            let is_model = |m: &MeasureId| matches!(plan.graph.measure(*m), crate::graph::Measure::Model(_));
+            let is_dot = |m: &MeasureId| matches!(plan.graph.measure(*m), crate::graph::Measure::Dot(..));
             let path = match (in_gram, in_direct) {
-                _ if measures.iter().any(is_model) => "model",
+                _ if !measures.iter().all(is_dot) => "model",
                 (true, true) => "mixed",
                 (true, false) => "gram",
                 (false, true) => "direct",

@@ -30,6 +30,7 @@ pub fn dump(graph: &Graph) -> String {
         let line = match graph.measure(super::MeasureId(i as u32)) {
             Measure::Dot(a, b) => format!("dot(%{}, %{})", a.0, b.0),
             Measure::Model(m) => format!("{:?}(%{}, data {})", m.kind, m.node.0, m.data).to_lowercase(),
+            Measure::Command { node, command } => format!("command(%{}, {command})", node.0),
         };
         let _ = writeln!(out, "m{i} = {line}");
     }

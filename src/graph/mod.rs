@@ -59,6 +59,9 @@ pub enum Measure {
     Dot(NodeId, NodeId),
     /// A model evaluated on a dataset (see `eval`).
     Model(ModelMeasure),
+    /// An external command run on the weights `node`; `command` indexes
+    /// the graph's commands.
+    Command { node: NodeId, command: usize },
 }
 
 impl Measure {
@@ -67,6 +70,7 @@ impl Measure {
         match self {
             Measure::Dot(a, b) => vec![a, b],
             Measure::Model(m) => vec![m.node],
+            Measure::Command { node, .. } => vec![node],
         }
     }
 }
@@ -74,10 +78,13 @@ impl Measure {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ModelKind {
     Accuracy,
+    /// Mean cross-entropy: per row for a classifier, per token for a
+    /// language model.
     Loss,
+    Perplexity,
 }
 
-/// `accuracy(w, data)` or `loss(w, data)`: `node` as the model `config`
+/// `accuracy`, `loss` or `perplexity`: `node` as the model `config`
 /// describes, scored on dataset `data` (indices into the graph's registries).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ModelMeasure {
@@ -96,8 +103,10 @@ pub struct Graph {
     measure_index: HashMap<Measure, MeasureId>,
     pub scalars: Scalars,
     /// Model configs and datasets that model measurements refer to.
-    pub configs: Vec<Arc<crate::eval::mlp::MlpConfig>>,
-    pub datasets: Vec<Arc<crate::eval::data::Dataset>>,
+    pub configs: Vec<Arc<crate::eval::ModelConfig>>,
+    pub datasets: Vec<Arc<crate::eval::EvalData>>,
+    /// The commands of `command(...)` measurements.
+    pub commands: Vec<Arc<crate::eval::command::CommandSpec>>,
 }
 
 impl Graph {

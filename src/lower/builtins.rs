@@ -11,8 +11,23 @@ use std::sync::Arc;
 /// The builtins of the core language; the merge primitives are listed with
 /// their parameters in `merge`.
 const NAMES: &[&str] = &[
-    "load", "only", "except", "cosine", "dot", "norm", "distance", "numel", "sum", "mean", "accuracy", "loss", "init",
-    "finetune", "take",
+    "load",
+    "only",
+    "except",
+    "cosine",
+    "dot",
+    "norm",
+    "distance",
+    "numel",
+    "sum",
+    "mean",
+    "accuracy",
+    "loss",
+    "perplexity",
+    "command",
+    "init",
+    "finetune",
+    "take",
 ];
 
 /// Whether `name` is a builtin.
@@ -26,10 +41,6 @@ pub fn names() -> impl Iterator<Item = &'static str> {
     NAMES.iter().copied().chain(merge)
 }
 
-/// Builtins of the language reference that this version does not have
-/// yet: language-model measurements and external evaluators.
-pub const NOT_YET: &[&str] = &["perplexity", "command"];
-
 /// A builtin's parameters, each with its default (`None`: required).
 fn params_of(name: &str) -> &'static [(&'static str, Option<f64>)] {
     match name {
@@ -37,7 +48,17 @@ fn params_of(name: &str) -> &'static [(&'static str, Option<f64>)] {
         "only" | "except" => &[("w", None), ("pattern", None)],
         "cosine" | "dot" | "distance" => &[("a", None), ("b", None)],
         "norm" | "numel" => &[("w", None)],
-        "accuracy" | "loss" => &[("w", None), ("data", None)],
+        "accuracy" => &[("w", None), ("data", None)],
+        // NaN: the model's own default (see `lower::lm`); `field` defaults to "text".
+        "loss" | "perplexity" => &[
+            ("w", None),
+            ("data", None),
+            ("context", Some(f64::NAN)),
+            ("stride", Some(f64::NAN)),
+            ("batch", Some(f64::NAN)),
+            ("field", Some(f64::NAN)),
+        ],
+        "command" => &[("command", None), ("model", None)],
         "init" => &[("config", None), ("seed", Some(0.0))],
         "take" => &[("list", None), ("n", None)],
         "finetune" => &[
@@ -74,9 +95,15 @@ impl Lowerer<'_> {
             .into_iter()
             .zip(defaults)
             .map(|(slot, (param, default))| match slot {
-                Some(expr) => (self.expr(env, expr), expr.span),
+                Some(expr) => {
+                    self.command_template = function == "command";
+                    let value = self.expr(env, expr);
+                    self.command_template = false;
+                    (value, expr.span)
+                }
                 // Seeds default to the run's seed (`set seed`, `--seed`).
                 None if *param == "seed" => (Value::Num(self.graph.scalars.constant(self.settings.seed as f64)), span),
+                None if *param == "field" => (Value::Str(super::lm::DEFAULT_FIELD.to_string()), span),
                 None => (Value::Num(self.graph.scalars.constant(default.unwrap_or(0.0))), span),
             })
             .collect();
@@ -123,7 +150,8 @@ impl Lowerer<'_> {
                 number(self.graph.scalars.constant(count))
             }
             "sum" => self.sum(&args[0], span),
-            "accuracy" | "loss" => self.model_measure(function, args),
+            "accuracy" | "loss" | "perplexity" => self.model_measure(function, args),
+            "command" => self.command(args),
             "init" => self.init(args),
             "take" => self.take(args),
             "finetune" => self.finetune(args, span),

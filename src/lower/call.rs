@@ -26,15 +26,6 @@ impl Lowerer<'_> {
                 Value::Error
             }
             None if super::builtins::is_builtin(&name.node) => self.builtin(env, name, args, span),
-            None if super::builtins::NOT_YET.contains(&name.node.as_str()) => {
-                let message = format!("`{}` is not available in this version of tv", name.node);
-                let diag = Diagnostic::new("tv::unavailable", message)
-                    .at(name.span, "not available")
-                    .help("language-model measurements (perplexity) and external evaluators (command) are not in this version");
-                self.error(diag);
-                self.check_args(env, args);
-                Value::Error
-            }
             None => {
                 self.unknown_name(env, &name.node, name.span, "function");
                 self.check_args(env, args);

@@ -74,6 +74,10 @@ impl Lowerer<'_> {
     }
 
     fn interpolated(&mut self, env: &Env, name: &crate::syntax::ast::Ident) -> Option<String> {
+        // In `command(...)`, `{model}` is for the executor to fill in.
+        if self.command_template && name.node == "model" {
+            return Some(super::command::PLACEHOLDER.to_string());
+        }
         match self.var(env, &name.node, name.span) {
             Value::Str(s) => Some(s),
             Value::Num(n) => {

@@ -7,9 +7,11 @@
 
 mod builtins;
 mod call;
+mod command;
 mod domain;
 mod env;
 mod expr;
+mod lm;
 mod merge;
 mod model;
 mod modules;
@@ -51,6 +53,8 @@ pub struct Training {
     pub cache: Cache,
     /// `--seed`: the default seed of `init` and `finetune`, over `set seed`.
     pub seed: Option<u64>,
+    /// `--allow-commands`: `command(...)` may run.
+    pub allow_commands: bool,
 }
 
 /// A `save` statement at one sweep point.
@@ -94,6 +98,9 @@ pub fn lower(sources: &mut Sources, root: FileId, training: Training) -> (Plan, 
         training,
         configs: HashMap::new(),
         datasets: HashMap::new(),
+        tokenizers: HashMap::new(),
+        texts: HashMap::new(),
+        command_template: false,
     };
     lowerer.root_file(root);
     let plan = Plan {
@@ -153,6 +160,12 @@ struct Lowerer<'s> {
     /// the error reading them gave).
     configs: HashMap<PathBuf, Result<usize, Diagnostic>>,
     datasets: HashMap<PathBuf, Result<usize, Diagnostic>>,
+    /// Tokenizers by model folder, and tokenized texts.
+    tokenizers: HashMap<PathBuf, Result<Arc<tokenizers::Tokenizer>, String>>,
+    texts: HashMap<lm::TextKey, Result<lm::Documents, Diagnostic>>,
+    /// True while the command of `command(...)` is lowered, where `{model}`
+    /// stays as it is for the executor to fill in.
+    command_template: bool,
 }
 
 impl Lowerer<'_> {

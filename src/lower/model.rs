@@ -9,22 +9,25 @@ use crate::eval::cache::Key;
 use crate::eval::data::Dataset;
 use crate::eval::mlp::MlpConfig;
 use crate::eval::train::{self, FinetuneArgs, Weights};
+use crate::eval::{EvalData, ModelConfig};
 use crate::graph::{Measure, ModelKind, ModelMeasure, NodeId};
 use crate::io::{Dtype, SaveOptions, TensorInfo, Writer};
 use std::path::Path;
 use std::sync::Arc;
 
 impl Lowerer<'_> {
-    /// `accuracy(w, data)` / `loss(w, data)`.
+    /// `accuracy(w, data)`, `loss(w, data, ...)`, `perplexity(w, data, ...)`.
     pub(super) fn model_measure(&mut self, function: &str, args: &[(Value, Span)]) -> Option<Value> {
         let w = self.weights_arg(&args[0], function)?;
         let path = self.string_arg(&args[1], "the data of a model measurement")?;
         let config = self.model_config(w, args[0].1, function)?;
-        let data = self.dataset(&path, args[1].1, config)?;
-        let kind = if function == "accuracy" {
-            ModelKind::Accuracy
-        } else {
-            ModelKind::Loss
+        let model = self.graph.configs[config].clone();
+        let (kind, data) = match &*model {
+            ModelConfig::Mlp(mlp) => {
+                let kind = self.classifier_kind(function, args)?;
+                (kind, self.dataset(&path, args[1].1, mlp)?)
+            }
+            ModelConfig::Causal(lm) => self.text_measure(w, function, &path, args, lm)?,
         };
         let measure = Measure::Model(ModelMeasure {
             kind,
@@ -33,6 +36,37 @@ impl Lowerer<'_> {
             data,
         });
         Some(Value::Num(self.graph.measured(measure)))
+    }
+
+    /// What a measurement means for the MLP classifier, whose data has no
+    /// text settings.
+    fn classifier_kind(&mut self, function: &str, args: &[(Value, Span)]) -> Option<ModelKind> {
+        if function == "perplexity" {
+            let diag = Diagnostic::new("tv::model_kind", "`perplexity` needs a language model")
+                .at(args[0].1, "a built-in MLP classifier")
+                .help("classifiers are measured with accuracy(w, data) and loss(w, data)");
+            self.error(diag);
+            return None;
+        }
+        for (arg, param) in args.iter().skip(2).zip(super::lm::TEXT_PARAMS) {
+            let given = match &arg.0 {
+                Value::Num(n) => self.graph.scalars.known(*n).is_none_or(|v| !v.is_nan()),
+                Value::Str(s) => s != super::lm::DEFAULT_FIELD,
+                _ => true,
+            };
+            if given {
+                let diag = Diagnostic::new("tv::argument", format!("`{param}` applies to language models only"))
+                    .at(arg.1, "not for a classifier")
+                    .help("a classifier's loss is the mean cross-entropy over all rows of its CSV file");
+                self.error(diag);
+                return None;
+            }
+        }
+        Some(if function == "accuracy" {
+            ModelKind::Accuracy
+        } else {
+            ModelKind::Loss
+        })
     }
 
     /// The config of the model `w` is, checked against its tensors.
@@ -63,14 +97,11 @@ impl Lowerer<'_> {
         if let Some(known) = self.configs.get(path) {
             return known.clone().map_err(|d| self.error(d.at(span, "this model"))).ok();
         }
-        let result = MlpConfig::read(path).map(|config| {
+        let result = ModelConfig::read(path).map(|config| {
             self.graph.configs.push(Arc::new(config));
             self.graph.configs.len() - 1
         });
-        let result = result.map_err(|e| {
-            Diagnostic::new("tv::model_config", e)
-                .help("an MLP config is {\"architecture\": \"mlp\", \"layers\": [...], \"activation\": \"relu\"}")
-        });
+        let result = result.map_err(|(e, help)| Diagnostic::new("tv::model_config", e).help(help));
         self.configs.insert(path.to_path_buf(), result.clone());
         result.map_err(|d| self.error(d.at(span, "this model"))).ok()
     }
@@ -89,18 +120,26 @@ impl Lowerer<'_> {
                 Some(_) => {}
             }
         }
+        if let ModelConfig::Causal(lm) = &*self.graph.configs[config] {
+            let expected: std::collections::HashSet<String> = lm.tensors().into_iter().map(|(n, _)| n).collect();
+            let extra = specs
+                .tensors
+                .iter()
+                .filter(|s| !expected.contains(&s.name) && !lm.ignores(&s.name));
+            out.extend(extra.map(|s| format!("`{}` is not part of a {:?} model", s.name, lm.family)));
+        }
         out.truncate(3);
         out
     }
 
     /// A dataset for a model, read once per path.
-    fn dataset(&mut self, path: &str, span: Span, config: usize) -> Option<usize> {
+    fn dataset(&mut self, path: &str, span: Span, model: &MlpConfig) -> Option<usize> {
         let resolved = self.resolve_path(path);
         let index = match self.datasets.get(&resolved) {
             Some(known) => known.clone(),
             None => {
                 let read = Dataset::read(&resolved).map(|data| {
-                    self.graph.datasets.push(Arc::new(data));
+                    self.graph.datasets.push(Arc::new(EvalData::Table(data)));
                     self.graph.datasets.len() - 1
                 });
                 let read = read.map_err(|e| Diagnostic::new("tv::dataset", e).help(DATA_FORMAT));
@@ -109,7 +148,9 @@ impl Lowerer<'_> {
             }
         };
         let index = index.map_err(|d| self.error(d.at(span, "this dataset"))).ok()?;
-        let (data, model) = (&self.graph.datasets[index], &self.graph.configs[config]);
+        let EvalData::Table(data) = &*self.graph.datasets[index] else {
+            return Some(index);
+        };
         let problem = if data.width != model.layers[0] {
             Some(format!(
                 "{} features per row, the model takes {}",
@@ -139,8 +180,8 @@ impl Lowerer<'_> {
         let seed = self.whole_number(&args[1], "the seed", 0.0)?;
         let config_path = self.resolve_path(&path);
         let index = self.read_config(&config_path, args[0].1)?;
-        let config = self.graph.configs[index].clone();
-        let json = serde_json::to_vec(&*config).unwrap_or_default();
+        let config = self.trainable(index, args[0].1, "init")?;
+        let json = serde_json::to_vec(&config).unwrap_or_default();
         let mut key = Key::new("init-1");
         key.add(&json).add(&(seed as u64).to_le_bytes());
         self.trains = true;
@@ -155,7 +196,8 @@ impl Lowerer<'_> {
         let w = self.weights_arg(&args[0], "finetune")?;
         let path = self.string_arg(&args[1], "the data of `finetune`")?;
         let config = self.model_config(w, args[0].1, "finetune")?;
-        let data = self.dataset(&path, args[1].1, config)?;
+        let model = self.trainable(config, args[0].1, "finetune")?;
+        let data = self.dataset(&path, args[1].1, &model)?;
         let finetune = FinetuneArgs {
             steps: self.whole_number(&args[2], "`steps`", 0.0)? as usize,
             lr: self.positive_number(&args[3], "`lr`")?,
@@ -168,13 +210,14 @@ impl Lowerer<'_> {
             return Some(Value::Weights(w));
         }
         let weights = self.materialize_known(w, span)?;
-        let model = self.graph.configs[config].clone();
-        let dataset = self.graph.datasets[data].clone();
-        let json = serde_json::to_vec(&*model).unwrap_or_default();
-        let key = finetune_key(&json, &weights, &dataset, &finetune);
+        let EvalData::Table(dataset) = &*self.graph.datasets[data].clone() else {
+            return None;
+        };
+        let json = serde_json::to_vec(&model).unwrap_or_default();
+        let key = finetune_key(&json, &weights, dataset, &finetune);
         let folder = self.training.cache.entry("finetune", &key, |folder| {
             let progress = crate::report::progress::steps(finetune.steps as u64, &format!("finetune on {path}"));
-            let trained = train::finetune(&model, &weights, &dataset, finetune, &|| progress.inc(1)).map_err(|e| {
+            let trained = train::finetune(&model, &weights, dataset, finetune, &|| progress.inc(1)).map_err(|e| {
                 crate::io::IoError::BadWrite {
                     path: folder.to_path_buf(),
                     reason: format!("training failed: {e}"),
@@ -184,6 +227,20 @@ impl Lowerer<'_> {
             write_model(folder, &trained, &json)
         });
         self.load_trained(folder, span)
+    }
+
+    /// The MLP config at `index`: the only architecture tv trains.
+    fn trainable(&mut self, index: usize, span: Span, function: &str) -> Option<MlpConfig> {
+        match &*self.graph.configs[index] {
+            ModelConfig::Mlp(config) => Some(config.clone()),
+            ModelConfig::Causal(_) => {
+                let diag = Diagnostic::new("tv::model_kind", format!("`{function}` trains the built-in MLP only"))
+                    .at(span, "a language model")
+                    .help("language models are measured with perplexity(w, text) and loss(w, text)");
+                self.error(diag);
+                None
+            }
+        }
     }
 
     /// The float tensors of `w`, computed now; its coefficients must not

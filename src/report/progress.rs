@@ -22,6 +22,11 @@ pub fn bytes(len: u64, message: &str) -> ProgressBar {
     )
 }
 
+/// Windows of text scored by a language model.
+pub fn windows(len: u64, message: &str) -> ProgressBar {
+    bar(len, "{spinner} {msg} {bar:30} {pos}/{len} windows, eta {eta}", message)
+}
+
 /// Steps of a computation such as training.
 pub fn steps(len: u64, message: &str) -> ProgressBar {
     bar(len, "{spinner} {msg} {bar:30} {pos}/{len} steps, eta {eta}", message)

@@ -1,0 +1,159 @@
+//! `perplexity` and `loss` for language models: text read and tokenized
+//! while lowering (so `tv check` reports bad files and settings), windows
+//! fixed, and a `TextTask` registered for the executor.
+
+use super::{Lowerer, Value};
+use crate::diag::{Diagnostic, Span};
+use crate::eval::lm::{text, LmConfig, TextTask, Windowing};
+use crate::eval::EvalData;
+use crate::graph::{ModelKind, NodeId};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The parameters of `loss` and `perplexity` after `w` and `data`.
+pub(super) const TEXT_PARAMS: [&str; 4] = ["context", "stride", "batch", "field"];
+
+/// The JSONL field read unless `field` says otherwise.
+pub(super) const DEFAULT_FIELD: &str = "text";
+
+/// The longest default context: attention takes memory quadratic in it.
+const DEFAULT_CONTEXT_LIMIT: usize = 1024;
+const DEFAULT_BATCH: usize = 4;
+
+/// Tokenized documents, shared by every measurement of the same text with
+/// the same tokenizer.
+pub(super) type Documents = Arc<Vec<Vec<u32>>>;
+
+/// A text file read with a tokenizer: (data path, JSONL field, model folder).
+pub(super) type TextKey = (PathBuf, String, PathBuf);
+
+impl Lowerer<'_> {
+    /// The measurement kind and `TextTask` of `perplexity`/`loss` on a
+    /// language model.
+    pub(super) fn text_measure(
+        &mut self,
+        w: NodeId,
+        function: &str,
+        path: &str,
+        args: &[(Value, Span)],
+        config: &LmConfig,
+    ) -> Option<(ModelKind, usize)> {
+        let kind = match function {
+            "perplexity" => ModelKind::Perplexity,
+            "loss" => ModelKind::Loss,
+            _ => {
+                let diag = Diagnostic::new("tv::model_kind", format!("`{function}` needs a classifier"))
+                    .at(args[0].1, "a language model")
+                    .help("language models are measured with perplexity(w, text) and loss(w, text)");
+                self.error(diag);
+                return None;
+            }
+        };
+        let windowing = self.windowing(&args[2..5], config)?;
+        let field = self.string_arg(&args[5], "the JSONL field")?;
+        let folder = self.graph.config_folder(w)?.to_path_buf();
+        let resolved = self.resolve_path(path);
+        let tokenizer = self.tokenizer(&folder, args[0].1)?;
+        let documents = self.documents((resolved.clone(), field, folder), &tokenizer, args[1].1, config)?;
+        let task = TextTask {
+            path: resolved,
+            documents,
+            windowing,
+        };
+        if task.scored_tokens() == 0 {
+            let diag = Diagnostic::new("tv::dataset", "the text has nothing to score")
+                .at(args[1].1, "fewer than two tokens in every document")
+                .help("a token is scored from the tokens before it, so a document needs at least two");
+            self.error(diag);
+            return None;
+        }
+        let index = self.graph.datasets.len();
+        self.graph.datasets.push(Arc::new(EvalData::Text(task)));
+        Some((kind, index))
+    }
+
+    /// `context`, `stride` and `batch`; unset ones (NaN) take defaults.
+    fn windowing(&mut self, args: &[(Value, Span)], config: &LmConfig) -> Option<Windowing> {
+        let limit = config.max_positions;
+        let context = self.setting_or(&args[0], "`context`", 2, limit, limit.min(DEFAULT_CONTEXT_LIMIT))?;
+        let stride = self.setting_or(&args[1], "`stride`", 1, context, context)?;
+        let batch = self.setting_or(&args[2], "`batch`", 1, 1 << 20, DEFAULT_BATCH)?;
+        Some(Windowing { context, stride, batch })
+    }
+
+    /// A whole number in `min..=max`, or `default` when not given.
+    fn setting_or(&mut self, arg: &(Value, Span), what: &str, min: usize, max: usize, default: usize) -> Option<usize> {
+        let value = self.known_value(&arg.0, arg.1, what)?;
+        if value.is_nan() {
+            return Some(default);
+        }
+        if value.fract() != 0.0 || value < min as f64 || value > max as f64 {
+            let why = if what == "`context`" {
+                " (the model's max_position_embeddings)"
+            } else if what == "`stride`" {
+                " (the context), so that no token goes unscored"
+            } else {
+                ""
+            };
+            let diag = Diagnostic::new(
+                "tv::argument",
+                format!("{what} must be a whole number from {min} to {max}{why}"),
+            )
+            .at(arg.1, "this value");
+            self.error(diag);
+            return None;
+        }
+        Some(value as usize)
+    }
+
+    /// The token ids of a text, read and tokenized once.
+    fn documents(
+        &mut self,
+        key: TextKey,
+        tokenizer: &tokenizers::Tokenizer,
+        span: Span,
+        config: &LmConfig,
+    ) -> Option<Documents> {
+        if let Some(known) = self.texts.get(&key) {
+            return known.clone().map_err(|d| self.error(d.at(span, "this text"))).ok();
+        }
+        let (path, field, folder) = &key;
+        let read = text::read_documents(path, field)
+            .and_then(|documents| text::tokenize(tokenizer, &documents))
+            .and_then(|ids| check_vocabulary(ids, config, folder))
+            .map(Arc::new)
+            .map_err(|e| Diagnostic::new("tv::dataset", e).help(TEXT_FORMAT));
+        self.texts.insert(key, read.clone());
+        read.map_err(|d| self.error(d.at(span, "this text"))).ok()
+    }
+
+    /// The tokenizer of the model folder, read once.
+    fn tokenizer(&mut self, folder: &Path, span: Span) -> Option<Arc<tokenizers::Tokenizer>> {
+        let loaded = self
+            .tokenizers
+            .entry(folder.to_path_buf())
+            .or_insert_with(|| text::load_tokenizer(folder).map(Arc::new))
+            .clone();
+        let error = |e| {
+            Diagnostic::new("tv::tokenizer", e)
+                .at(span, "this model")
+                .help("a language model's folder needs its tokenizer.json, as transformers saves it")
+        };
+        loaded.map_err(|e| self.error(error(e))).ok()
+    }
+}
+
+/// Token ids must index the embedding.
+fn check_vocabulary(ids: Vec<Vec<u32>>, config: &LmConfig, folder: &Path) -> Result<Vec<Vec<u32>>, String> {
+    match ids.iter().flatten().max() {
+        Some(max) if *max as usize >= config.vocab_size => Err(format!(
+            "the tokenizer of {} gives token id {max}, beyond the model's vocab_size {}",
+            folder.display(),
+            config.vocab_size
+        )),
+        _ => Ok(ids),
+    }
+}
+
+const TEXT_FORMAT: &str = "a language model reads a plain text file (one document) or a .jsonl file \
+     (one JSON record per line; `field = \"text\"` names the string to score)";

@@ -1,0 +1,252 @@
+//! Causal language models against transformers: token ids, per-token
+//! losses and perplexities from the committed fixtures (made by
+//! `scripts/lm_fixtures.py`).
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tv::eval::lm::{text, token_losses, CausalLm, LmConfig, Windowing};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lm")
+}
+
+fn reference() -> Value {
+    let text = std::fs::read_to_string(fixtures().join("reference.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn ids(value: &Value) -> Vec<u32> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// The documents of a fixture text as tv tokenizes them.
+fn documents(model: &str, data: &str) -> Vec<Vec<u32>> {
+    let tokenizer = text::load_tokenizer(&fixtures().join(model)).unwrap();
+    let docs = text::read_documents(&fixtures().join(data), "text").unwrap();
+    text::tokenize(&tokenizer, &docs).unwrap()
+}
+
+#[test]
+fn tokenizer_gives_the_ids_transformers_gives() {
+    let reference = reference();
+    let tokens = &reference["tokens"];
+    assert_eq!(documents("llama-untied", "text.txt"), vec![ids(&tokens["text.txt"])]);
+    let docs: Vec<Vec<u32>> = tokens["docs.jsonl"].as_array().unwrap().iter().map(ids).collect();
+    assert_eq!(documents("qwen2-tied", "docs.jsonl"), docs);
+}
+
+/// A fixture model, built by tv from its folder.
+fn model(name: &str) -> CausalLm {
+    let folder = fixtures().join(name);
+    let tensors = candle_core::safetensors::load(folder.join("model.safetensors"), &Device::Cpu).unwrap();
+    model_with(&folder, tensors)
+}
+
+/// The model of `folder`'s config with the given tensors.
+fn model_with(folder: &Path, tensors: HashMap<String, Tensor>) -> CausalLm {
+    let config_text = std::fs::read_to_string(folder.join("config.json")).unwrap();
+    let json: Value = serde_json::from_str(&config_text).unwrap();
+    let config = LmConfig::parse(json.as_object().unwrap()).unwrap();
+    let tensors: HashMap<String, Tensor> = tensors
+        .into_iter()
+        .map(|(name, t)| (name, t.to_dtype(DType::F32).unwrap()))
+        .collect();
+    CausalLm::new(&config, &tensors).unwrap()
+}
+
+fn relative_difference(a: f64, b: f64) -> f64 {
+    (a - b).abs() / b.abs().max(1e-12)
+}
+
+/// Every case of every fixture model: each token's loss within 1e-4
+/// relative of transformers', and the perplexity too.
+#[test]
+fn per_token_losses_equal_transformers() {
+    let reference = reference();
+    for (name, cases) in reference["models"].as_object().unwrap() {
+        let lm = model(name);
+        for case in cases["cases"].as_array().unwrap() {
+            let data = case["data"].as_str().unwrap();
+            let windowing = Windowing {
+                context: case["context"].as_u64().unwrap() as usize,
+                stride: case["stride"].as_u64().unwrap() as usize,
+                batch: 3,
+            };
+            let losses = token_losses(&lm, &documents(name, data), windowing, &Device::Cpu, &|_| {}).unwrap();
+            let expected: Vec<f64> = case["losses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert_eq!(losses.len(), expected.len(), "{name} {case}");
+            for (i, (got, want)) in losses.iter().zip(&expected).enumerate() {
+                assert!(
+                    relative_difference(*got, *want) < 1e-4,
+                    "{name} {data} token {i}: {got} vs {want}"
+                );
+            }
+            let perplexity = (losses.iter().sum::<f64>() / losses.len() as f64).exp();
+            let want = case["perplexity"].as_f64().unwrap();
+            assert!(
+                relative_difference(perplexity, want) < 1e-4,
+                "{name} {data}: {perplexity} vs {want}"
+            );
+        }
+    }
+}
+
+/// The same numbers through the language: `perplexity` and `loss` in a
+/// program, with the text settings as named arguments.
+#[test]
+fn perplexity_in_a_program_equals_transformers() {
+    let reference = reference();
+    let dir = tempfile::tempdir().unwrap();
+    let root = fixtures();
+    for (name, cases) in reference["models"].as_object().unwrap() {
+        let mut program = format!("let m = load(\"{}\")\n", root.join(name).display());
+        let cases = cases["cases"].as_array().unwrap();
+        for (i, case) in cases.iter().enumerate() {
+            let data = root.join(case["data"].as_str().unwrap());
+            let (context, stride) = (&case["context"], &case["stride"]);
+            program += &format!(
+                "eval p{i} = perplexity(m, \"{}\", context = {context}, stride = {stride}, batch = {})\n",
+                data.display(),
+                i + 1
+            );
+            program += &format!(
+                "eval l{i} = loss(m, \"{}\", context = {context}, stride = {stride})\n",
+                data.display()
+            );
+        }
+        let csv = common::run_program(dir.path(), "ppl.tv", &program, &tv::Overrides::default());
+        let row: Vec<f64> = csv
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .map(|v| v.parse().unwrap())
+            .collect();
+        for (i, case) in cases.iter().enumerate() {
+            let (perplexity, loss) = (row[2 * i], row[2 * i + 1]);
+            let want = case["perplexity"].as_f64().unwrap();
+            assert!(
+                relative_difference(perplexity, want) < 1e-4,
+                "{name} case {i}: {perplexity} vs {want}"
+            );
+            let want = case["mean_nll"].as_f64().unwrap();
+            assert!(
+                relative_difference(loss, want) < 1e-4,
+                "{name} case {i}: loss {loss} vs {want}"
+            );
+        }
+    }
+}
+
+fn experiment_model(name: &str) -> HashMap<String, Tensor> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("experiments/lm")
+        .join(name)
+        .join("model.safetensors");
+    candle_core::safetensors::load(path, &Device::Cpu).unwrap()
+}
+
+/// A sweep over interpolations of two time vectors: each point's
+/// perplexity equals that of weights mixed here, tensor by tensor in f64.
+#[test]
+fn interpolated_models_score_like_weights_mixed_independently() {
+    let lm = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/lm");
+    let text = lm.join("data/2020.txt");
+    let program = format!(
+        "let base = load(\"{0}/base\")\nlet early = load(\"{0}/2018\") - base\nlet late = load(\"{0}/2022\") - base\n\
+         sweep a in [0, 0.3, 1] {{\n  eval ppl = perplexity(base + a * early + (1 - a) * late, \"{1}\", context = 48, stride = 16)\n}}\n",
+        lm.display(),
+        text.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let csv = common::run_program(dir.path(), "sweep.tv", &program, &tv::Overrides::default());
+    let (base, early, late) = (
+        experiment_model("base"),
+        experiment_model("2018"),
+        experiment_model("2022"),
+    );
+    let tokenizer = text::load_tokenizer(&lm.join("base")).unwrap();
+    let documents = text::tokenize(&tokenizer, &text::read_documents(&text, "text").unwrap()).unwrap();
+    for (line, a) in csv.lines().skip(1).zip([0.0, 0.3, 1.0]) {
+        let mixed: HashMap<String, Tensor> = base
+            .iter()
+            .map(|(name, b)| {
+                let values = |t: &Tensor| {
+                    t.flatten_all()
+                        .unwrap()
+                        .to_dtype(DType::F64)
+                        .unwrap()
+                        .to_vec1::<f64>()
+                        .unwrap()
+                };
+                let (b_v, e_v, l_v) = (values(b), values(&early[name]), values(&late[name]));
+                let out: Vec<f32> = (0..b_v.len())
+                    .map(|i| (b_v[i] + a * (e_v[i] - b_v[i]) + (1.0 - a) * (l_v[i] - b_v[i])) as f32)
+                    .collect();
+                (name.clone(), Tensor::from_vec(out, b.shape(), &Device::Cpu).unwrap())
+            })
+            .collect();
+        let windowing = Windowing {
+            context: 48,
+            stride: 16,
+            batch: 1,
+        };
+        let losses = token_losses(
+            &model_with(&lm.join("base"), mixed),
+            &documents,
+            windowing,
+            &Device::Cpu,
+            &|_| {},
+        )
+        .unwrap();
+        let want = (losses.iter().sum::<f64>() / losses.len() as f64).exp();
+        let got: f64 = line.split(',').nth(1).unwrap().parse().unwrap();
+        assert!(relative_difference(got, want) < 1e-5, "a = {a}: {got} vs {want}");
+    }
+}
+
+/// A JSONL file is read from the field the program names: the fixture's
+/// documents under another key score as the reference says they do.
+#[test]
+fn jsonl_documents_come_from_the_named_field() {
+    let reference = reference();
+    let case = &reference["models"]["qwen2-untied"]["cases"][3];
+    assert_eq!(case["data"], "docs.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let source = std::fs::read_to_string(fixtures().join("docs.jsonl")).unwrap();
+    let renamed: Vec<String> = source
+        .lines()
+        .map(|line| {
+            let mut record: serde_json::Map<String, Value> = serde_json::from_str(line).unwrap();
+            let text = record.remove("text").unwrap();
+            record.insert("body".into(), text);
+            record.insert("text".into(), Value::from(7));
+            serde_json::to_string(&record).unwrap()
+        })
+        .collect();
+    std::fs::write(dir.path().join("docs.jsonl"), renamed.join("\n") + "\n\n").unwrap();
+    let program = format!(
+        "eval p = perplexity(load(\"{}\"), \"docs.jsonl\", field = \"body\", context = {}, stride = {})\n",
+        fixtures().join("qwen2-untied").display(),
+        case["context"],
+        case["stride"]
+    );
+    let csv = common::run_program(dir.path(), "jsonl.tv", &program, &tv::Overrides::default());
+    let got: f64 = csv.lines().nth(1).unwrap().parse().unwrap();
+    let want = case["perplexity"].as_f64().unwrap();
+    assert!(relative_difference(got, want) < 1e-4, "{got} vs {want}");
+}
