@@ -49,7 +49,7 @@ fn a_command_is_refused_without_allow_commands_and_nothing_runs() {
 /// files; the value is the last number the command printed.
 #[test]
 fn an_allowed_command_sees_each_points_weights_and_reports_its_last_number() {
-    let dir = setup("cp -r {model} copy_$(ls -d copy_* 2>/dev/null | wc -l); echo loss 9; echo accuracy=0.5.");
+    let dir = setup(r#"cp -r \"{model}\" copy_$(ls -d copy_* 2>/dev/null | wc -l); echo loss 9; echo accuracy=0.5."#);
     let out = common::tv_command(dir.path(), &["run", "exp.tv", "--allow-commands"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "a,score\n0.25,0.5\n1,0.5\n");
@@ -91,4 +91,31 @@ fn a_command_that_prints_no_number_is_a_diagnostic() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("printed no number"), "{}", stderr(&out));
     assert!(!Path::new(&dir.path().join("copy_0")).exists());
+}
+
+/// Without a `model` argument, the weights interpolated into the command
+/// are the ones saved: the language reference's `command("... {model}")`
+/// with `model` bound to weights.
+#[test]
+fn weights_interpolated_into_a_command_are_the_ones_saved() {
+    let dir = setup("true {model}");
+    let program =
+        "let model = 0.5 * load(\"x\") + 0.5 * load(\"y\")\neval n = command(\"cp -r {model} copy; echo 7\")\n";
+    std::fs::write(dir.path().join("exp.tv"), program).unwrap();
+    let out = common::tv_command(dir.path(), &["run", "exp.tv", "--allow-commands"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n7\n");
+    let x = common::floats_of(&common::read_folder(&dir.path().join("x")));
+    let y = common::floats_of(&common::read_folder(&dir.path().join("y")));
+    let saved = common::floats_of(&common::read_folder(&dir.path().join("copy")));
+    assert_eq!(saved.len(), x.len());
+    for (name, values) in &saved {
+        for (i, v) in values.iter().enumerate() {
+            let want = 0.5 * x[name][i] + 0.5 * y[name][i];
+            assert!(
+                (v - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                "{name}[{i}]: {v} vs {want}"
+            );
+        }
+    }
 }

@@ -250,3 +250,55 @@ fn jsonl_documents_come_from_the_named_field() {
     let want = case["perplexity"].as_f64().unwrap();
     assert!(relative_difference(got, want) < 1e-4, "{got} vs {want}");
 }
+
+/// `loss` and `perplexity` of the same weights on the same text, and a
+/// measurement repeated at every sweep point, share one scoring: one text
+/// task, and perplexity is exp(loss).
+#[test]
+fn equal_text_measurements_share_one_scoring() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixtures().join("llama-tied");
+    let text = fixtures().join("text.txt");
+    let program = format!(
+        "let m = load(\"{}\")\nsweep i in [1, 2, 3] {{\n  eval l = loss(m, \"{t}\", context = 32)\n  eval p = perplexity(m, \"{t}\", context = 32)\n}}\n",
+        model.display(),
+        t = text.display()
+    );
+    std::fs::write(dir.path().join("share.tv"), &program).unwrap();
+    let mut sources = tv::diag::Sources::default();
+    let plan = tv::check(&mut sources, &dir.path().join("share.tv"), &tv::Overrides::default()).unwrap();
+    assert_eq!(plan.graph.datasets.len(), 1);
+    assert_eq!(plan.graph.measure_count(), 2);
+    let csv = common::run_program(dir.path(), "share.tv", &program, &tv::Overrides::default());
+    for line in csv.lines().skip(1) {
+        let cells: Vec<f64> = line.split(',').map(|c| c.parse().unwrap()).collect();
+        assert!(relative_difference(cells[1].exp(), cells[2]) < 1e-12, "{line}");
+    }
+}
+
+/// A batch whose attention cannot fit in memory is refused while checking,
+/// instead of aborting the run when it allocates.
+#[test]
+fn a_forward_pass_too_large_for_memory_is_a_diagnostic() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/models/lm_tiny_small_vocab");
+    let model = dir.path().join("long");
+    std::fs::create_dir(&model).unwrap();
+    for file in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(tiny.join(file), model.join(file)).unwrap();
+    }
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(tiny.join("config.json")).unwrap()).unwrap();
+    config["max_position_embeddings"] = Value::from(1u64 << 40);
+    std::fs::write(model.join("config.json"), config.to_string()).unwrap();
+    std::fs::write(dir.path().join("t.txt"), "a b c").unwrap();
+    let program = format!(
+        "eval p = perplexity(load(\"long\"), \"t.txt\", context = {})\n",
+        1u64 << 40
+    );
+    std::fs::write(dir.path().join("big.tv"), program).unwrap();
+    let mut sources = tv::diag::Sources::default();
+    let Err(diags) = tv::check(&mut sources, &dir.path().join("big.tv"), &tv::Overrides::default()) else {
+        panic!("a context of 2^40 tokens was accepted");
+    };
+    assert!(diags.iter().any(|d| d.code == "tv::memory"), "{diags:?}");
+}

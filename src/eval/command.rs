@@ -18,6 +18,9 @@ pub struct CommandSpec {
     pub span: crate::diag::Span,
 }
 
+/// What the weights' folder is written as in a command.
+pub const PLACEHOLDER: &str = "{model}";
+
 /// Lines of standard error quoted when a command fails.
 const STDERR_TAIL_LINES: usize = 12;
 
@@ -25,7 +28,7 @@ impl CommandSpec {
     /// The command line for weights saved in `folder`.
     pub fn line(&self, folder: &Path) -> String {
         self.template
-            .replace("{model}", &shell_quote(&folder.to_string_lossy()))
+            .replace(PLACEHOLDER, &shell_word(&folder.to_string_lossy()))
     }
 
     /// Runs the command on weights saved in `folder` and reads its result.
@@ -63,26 +66,38 @@ fn stderr_tail(stderr: &[u8]) -> String {
 
 /// The last number in `text`: a word that parses as a decimal or
 /// scientific number once punctuation around it is removed, so `acc=0.93`,
-/// `(0.93)` and `0.93.` all read as 0.93.
+/// `(0.93)` and `0.93.` all read as 0.93. `nan` and `inf` count as numbers,
+/// so a diverged evaluation reports NaN rather than an earlier number.
 pub fn last_number(text: &str) -> Option<f64> {
     let separators = |c: char| c.is_whitespace() || ",;:=()[]{}<>\"'|".contains(c);
     text.rsplit(separators).find_map(|word| {
         let word = word.trim_end_matches(['.', '%']);
-        let looks_numeric = word
-            .trim_start_matches(['-', '+'])
-            .starts_with(|c: char| c.is_ascii_digit() || c == '.');
+        let unsigned = word.trim_start_matches(['-', '+']);
+        let special = ["nan", "inf", "infinity"].contains(&unsigned.to_ascii_lowercase().as_str());
+        let looks_numeric = special || unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.');
         looks_numeric.then(|| word.parse::<f64>().ok()).flatten()
     })
 }
 
-/// `text` as one shell word.
-fn shell_quote(text: &str) -> String {
+/// `text` as one shell word: as it is when it needs no quoting (so a
+/// command may also put `"{model}"` in quotes itself), else single-quoted.
+fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        return text.to_string();
+    }
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::last_number;
+    use super::{last_number, shell_word};
+
+    #[test]
+    fn paths_are_quoted_only_when_they_must_be() {
+        assert_eq!(shell_word("/tmp/tv-model-x1/model"), "/tmp/tv-model-x1/model");
+        assert_eq!(shell_word("/tmp/a b/it's"), r"'/tmp/a b/it'\''s'");
+    }
 
     #[test]
     fn reads_the_last_number_printed() {
@@ -90,7 +105,9 @@ mod tests {
         assert_eq!(last_number("acc=0.93."), Some(0.93));
         assert_eq!(last_number("score (1e-3) done"), Some(1e-3));
         assert_eq!(last_number("-4 then 5%"), Some(5.0));
-        assert_eq!(last_number("no numbers, inf or nan here"), None);
+        assert_eq!(last_number("no numbers here"), None);
+        assert!(last_number("step 100\nloss nan").is_some_and(f64::is_nan));
+        assert_eq!(last_number("ppl: inf"), Some(f64::INFINITY));
         assert_eq!(last_number(""), None);
     }
 }

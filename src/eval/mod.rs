@@ -23,39 +23,26 @@ impl ModelConfig {
     /// Face models name their `model_type`. An error comes with a hint
     /// suited to the kind of config it is.
     pub fn read(path: &Path) -> Result<ModelConfig, (String, &'static str)> {
-        let is_language_model = std::cell::Cell::new(false);
-        Self::read_any(path, &is_language_model).map_err(|e| {
-            let help = if is_language_model.get() {
-                LM_CONFIG_HELP
-            } else {
-                CONFIG_HELP
-            };
-            (e, help)
-        })
-    }
-
-    fn read_any(path: &Path, is_language_model: &std::cell::Cell<bool>) -> Result<ModelConfig, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let at = |e: String| format!("{}: {e}", path.display());
+        let text =
+            std::fs::read_to_string(path).map_err(|e| (format!("cannot read {}: {e}", path.display()), CONFIG_HELP))?;
         let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+            serde_json::from_str(&text).map_err(|e| (at(format!("not JSON: {e}")), CONFIG_HELP))?;
         let Some(object) = json.as_object() else {
-            return Err(format!("{} is not a JSON object", path.display()));
+            return Err((at("not a JSON object".into()), CONFIG_HELP));
         };
         if object.contains_key("architecture") {
             return mlp::MlpConfig::from_json(json.clone())
                 .map(ModelConfig::Mlp)
-                .map_err(|e| format!("{}: {e}", path.display()));
+                .map_err(|e| (at(e), CONFIG_HELP));
         }
         if object.contains_key("model_type") {
-            is_language_model.set(true);
             return lm::LmConfig::parse(object)
                 .map(ModelConfig::Causal)
-                .map_err(|e| format!("{}: {e}", path.display()));
+                .map_err(|e| (at(e), LM_CONFIG_HELP));
         }
-        Err(format!(
-            "{} names neither an `architecture` (\"mlp\") nor a `model_type` (llama, mistral, qwen2)",
-            path.display()
-        ))
+        let message = "names neither an `architecture` (\"mlp\") nor a `model_type` (llama, mistral, qwen2)";
+        Err((at(message.into()), CONFIG_HELP))
     }
 
     /// The tensors the weights must hold: names and shapes.

@@ -1,6 +1,6 @@
 //! Model measurements: the weights of each measured node are materialised
 //! in memory once, straight from the memory-mapped leaves, then every
-//! measurement of them is taken (each dataset scored once, each command
+//! measurement of them is taken (each dataset scored once, every command
 //! run on one saved copy), and they are dropped before the next node.
 
 use super::materialize::materialize;
@@ -40,9 +40,17 @@ pub(super) fn measure(
             models: HashMap::new(),
             scores: HashMap::new(),
         };
-        for m in &group {
-            if let Measure::Command { command, .. } = graph.measure(*m) {
-                out.push((*m, run_command(graph, node, &tensors, &graph.commands[command])?));
+        let commands: Vec<(MeasureId, usize)> = group
+            .iter()
+            .filter_map(|m| match graph.measure(*m) {
+                Measure::Command { command, .. } => Some((*m, command)),
+                _ => None,
+            })
+            .collect();
+        if !commands.is_empty() {
+            let saved = save_for_commands(graph, node, &tensors)?;
+            for (m, command) in commands {
+                out.push((m, run_command(&saved, &graph.commands[command])?));
             }
         }
         let tensors = to_tensors(tensors, device).map_err(|e| failed(e.to_string()))?;
@@ -142,14 +150,14 @@ fn to_tensors(tensors: Vec<(TensorInfo, Vec<u8>)>, device: &Device) -> candle_co
     Ok(out)
 }
 
-/// Saves the weights to a temporary Hugging Face folder (with the config
-/// and tokenizer files of their source) and runs the command on it.
-fn run_command(
-    graph: &Graph,
-    node: NodeId,
-    tensors: &[(TensorInfo, Vec<u8>)],
-    command: &CommandSpec,
-) -> Result<f64, Diagnostic> {
+/// The weights saved to a temporary Hugging Face folder, with the config
+/// and tokenizer files of their source; removed when dropped.
+struct SavedModel {
+    _temporary: tempfile::TempDir,
+    folder: std::path::PathBuf,
+}
+
+fn save_for_commands(graph: &Graph, node: NodeId, tensors: &[(TensorInfo, Vec<u8>)]) -> Result<SavedModel, Diagnostic> {
     let temporary = tempfile::Builder::new()
         .prefix("tv-model-")
         .tempdir()
@@ -168,7 +176,15 @@ fn run_command(
         writer.finish()
     };
     write().map_err(|e| failed(format!("cannot save the weights for the command: {e}")))?;
-    command.run(&folder).map_err(|reason| {
+    Ok(SavedModel {
+        _temporary: temporary,
+        folder,
+    })
+}
+
+/// Runs a command on saved weights.
+fn run_command(saved: &SavedModel, command: &CommandSpec) -> Result<f64, Diagnostic> {
+    command.run(&saved.folder).map_err(|reason| {
         Diagnostic::new(
             "tv::command",
             format!("the command `{}` failed: {reason}", command.template),

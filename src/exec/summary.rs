@@ -115,14 +115,16 @@ fn model_memory(plan: &Plan) -> u64 {
             Measure::Command { node, .. } => (node, 0),
             Measure::Model(model) => {
                 let activations = match (&*graph.configs[model.config], &*graph.datasets[model.data]) {
-                    (ModelConfig::Causal(config), EvalData::Text(task)) => config.activation_bytes(task.windowing),
+                    (ModelConfig::Causal(config), EvalData::Text(task)) => {
+                        config.activation_bytes(task.windowing).min(u64::MAX as f64 / 4.0) as u64
+                    }
                     _ => 0,
                 };
                 (model.node, activations)
             }
         };
-        let weights: usize = graph.specs(node).tensors.iter().map(|s| s.numel() * 4).sum();
-        (weights + activations) as u64
+        let weights: u64 = graph.specs(node).tensors.iter().map(|s| s.numel() as u64 * 4).sum();
+        weights.saturating_add(activations)
     });
     per_measure.max().unwrap_or(0)
 }

@@ -5,7 +5,7 @@ use super::env::Env;
 use super::{Lowerer, Value};
 use crate::diag::{Diagnostic, Span};
 use crate::graph::{NodeId, ScalarId, Term};
-use crate::syntax::ast::{Arg, BinOp, Ident};
+use crate::syntax::ast::{Arg, BinOp, ExprKind, Ident};
 use std::sync::Arc;
 
 /// The builtins of the core language; the merge primitives are listed with
@@ -58,7 +58,8 @@ fn params_of(name: &str) -> &'static [(&'static str, Option<f64>)] {
             ("batch", Some(f64::NAN)),
             ("field", Some(f64::NAN)),
         ],
-        "command" => &[("command", None), ("model", None)],
+        // NaN: no `model` argument; the weights are interpolated instead.
+        "command" => &[("command", None), ("model", Some(f64::NAN))],
         "init" => &[("config", None), ("seed", Some(0.0))],
         "take" => &[("list", None), ("n", None)],
         "finetune" => &[
@@ -91,14 +92,22 @@ impl Lowerer<'_> {
             self.check_args(env, args);
             return Value::Error;
         };
+        // The command string written in a `command` call holds the weights'
+        // folder (see `command_template`); a literal holds no calls, so the
+        // exception reaches nothing else.
+        let explicit_model = function == "command" && slots.get(1).is_some_and(Option::is_some);
+        self.command_weights.clear();
         let args: Vec<(Value, Span)> = slots
             .into_iter()
             .zip(defaults)
             .map(|(slot, (param, default))| match slot {
                 Some(expr) => {
-                    self.command_template = function == "command";
+                    let template = function == "command" && *param == "command";
+                    if template && matches!(expr.node, ExprKind::Str(_)) {
+                        self.command_template = Some(explicit_model);
+                    }
                     let value = self.expr(env, expr);
-                    self.command_template = false;
+                    self.command_template = None;
                     (value, expr.span)
                 }
                 // Seeds default to the run's seed (`set seed`, `--seed`).

@@ -1,20 +1,23 @@
 //! `command(cmd, model)`: an external evaluator, run only when the run
 //! allows it (`--allow-commands`), since a shared `.tv` file must not start
-//! programs by surprise.
+//! programs by surprise. The weights are the `model` argument, named
+//! `{model}` in the command, or the weights interpolated into it.
 
 use super::{Lowerer, Value};
 use crate::diag::{Diagnostic, Span};
-use crate::eval::command::CommandSpec;
-use crate::graph::Measure;
+use crate::eval::command::{CommandSpec, PLACEHOLDER};
+use crate::graph::{Measure, NodeId};
 use std::sync::Arc;
 
-/// What `{model}` stands for in a command.
-pub(super) const PLACEHOLDER: &str = "{model}";
-
 impl Lowerer<'_> {
+    /// `command("... {model} ...", w)`, or `command("... {w} ...")` with
+    /// the weights interpolated.
     pub(super) fn command(&mut self, args: &[(Value, Span)]) -> Option<Value> {
         let template = self.string_arg(&args[0], "the command")?;
-        let w = self.weights_arg(&args[1], "command")?;
+        let w = match &args[1].0 {
+            Value::Num(_) => self.interpolated_weights(args[0].1)?,
+            _ => self.weights_arg(&args[1], "command")?,
+        };
         if !template.contains(PLACEHOLDER) {
             let diag = Diagnostic::new("tv::command", "the command never mentions `{model}`")
                 .at(args[0].1, "cannot see the weights")
@@ -52,5 +55,29 @@ impl Lowerer<'_> {
             command: index,
         };
         Some(Value::Num(self.graph.measured(measure)))
+    }
+
+    /// The one set of weights interpolated into a command without a
+    /// `model` argument.
+    fn interpolated_weights(&mut self, span: Span) -> Option<NodeId> {
+        let mut weights = std::mem::take(&mut self.command_weights);
+        weights.dedup();
+        match weights[..] {
+            [w] => Some(w),
+            [] => {
+                let diag = Diagnostic::new("tv::command", "the command receives no weights")
+                    .at(span, "no weights here")
+                    .help("write `{model}` and pass the weights, command(\"eval {model}\", theta), or interpolate them, command(\"eval {theta}\")");
+                self.error(diag);
+                None
+            }
+            _ => {
+                let diag = Diagnostic::new("tv::command", "a command receives one set of weights")
+                    .at(span, "more than one here")
+                    .help("evaluate each with its own command(...)");
+                self.error(diag);
+                None
+            }
+        }
     }
 }

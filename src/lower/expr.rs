@@ -74,12 +74,16 @@ impl Lowerer<'_> {
     }
 
     fn interpolated(&mut self, env: &Env, name: &crate::syntax::ast::Ident) -> Option<String> {
-        // In `command(...)`, `{model}` is for the executor to fill in.
-        if self.command_template && name.node == "model" {
-            return Some(super::command::PLACEHOLDER.to_string());
+        let placeholder = || Some(crate::eval::command::PLACEHOLDER.to_string());
+        if self.command_template == Some(true) && name.node == "model" {
+            return placeholder();
         }
         match self.var(env, &name.node, name.span) {
             Value::Str(s) => Some(s),
+            Value::Weights(w) if self.command_template == Some(false) => {
+                self.command_weights.push(w);
+                placeholder()
+            }
             Value::Num(n) => {
                 let known = self.graph.scalars.known(n).map(format_number);
                 if known.is_none() {

@@ -19,6 +19,15 @@ pub(super) const DEFAULT_FIELD: &str = "text";
 /// The longest default context: attention takes memory quadratic in it.
 const DEFAULT_CONTEXT_LIMIT: usize = 1024;
 const DEFAULT_BATCH: usize = 4;
+const MAX_BATCH: usize = 4096;
+
+/// A whole-number text setting: its name, range (and why), and default.
+struct Setting {
+    what: &'static str,
+    range: (usize, usize),
+    why: &'static str,
+    default: usize,
+}
 
 /// Tokenized documents, shared by every measurement of the same text with
 /// the same tokenizer.
@@ -26,6 +35,9 @@ pub(super) type Documents = Arc<Vec<Vec<u32>>>;
 
 /// A text file read with a tokenizer: (data path, JSONL field, model folder).
 pub(super) type TextKey = (PathBuf, String, PathBuf);
+
+/// A text task: its text, and how it is cut and batched.
+pub(super) type TaskKey = (PathBuf, String, PathBuf, Windowing);
 
 impl Lowerer<'_> {
     /// The measurement kind and `TextTask` of `perplexity`/`loss` on a
@@ -50,11 +62,21 @@ impl Lowerer<'_> {
             }
         };
         let windowing = self.windowing(&args[2..5], config)?;
+        self.check_memory(config, windowing, args[4].1)?;
         let field = self.string_arg(&args[5], "the JSONL field")?;
         let folder = self.graph.config_folder(w)?.to_path_buf();
         let resolved = self.resolve_path(path);
         let tokenizer = self.tokenizer(&folder, args[0].1)?;
-        let documents = self.documents((resolved.clone(), field, folder), &tokenizer, args[1].1, config)?;
+        let documents = self.documents(
+            (resolved.clone(), field.clone(), folder.clone()),
+            &tokenizer,
+            args[1].1,
+            config,
+        )?;
+        let key = (resolved.clone(), field.clone(), folder.clone(), windowing);
+        if let Some(index) = self.text_tasks.get(&key) {
+            return Some((kind, *index));
+        }
         let task = TextTask {
             path: resolved,
             documents,
@@ -69,38 +91,73 @@ impl Lowerer<'_> {
         }
         let index = self.graph.datasets.len();
         self.graph.datasets.push(Arc::new(EvalData::Text(task)));
+        self.text_tasks.insert(key, index);
         Some((kind, index))
     }
 
     /// `context`, `stride` and `batch`; unset ones (NaN) take defaults.
     fn windowing(&mut self, args: &[(Value, Span)], config: &LmConfig) -> Option<Windowing> {
         let limit = config.max_positions;
-        let context = self.setting_or(&args[0], "`context`", 2, limit, limit.min(DEFAULT_CONTEXT_LIMIT))?;
-        let stride = self.setting_or(&args[1], "`stride`", 1, context, context)?;
-        let batch = self.setting_or(&args[2], "`batch`", 1, 1 << 20, DEFAULT_BATCH)?;
+        let context = Setting {
+            what: "`context`",
+            range: (2, limit),
+            why: " (the model's max_position_embeddings)",
+            default: limit.min(DEFAULT_CONTEXT_LIMIT),
+        };
+        let context = self.setting_or(&args[0], context)?;
+        let stride = Setting {
+            what: "`stride`",
+            range: (1, context),
+            why: " (the context), so that no token goes unscored",
+            default: context,
+        };
+        let stride = self.setting_or(&args[1], stride)?;
+        let batch = Setting {
+            what: "`batch`",
+            range: (1, MAX_BATCH),
+            why: "",
+            default: DEFAULT_BATCH,
+        };
+        let batch = self.setting_or(&args[2], batch)?;
         Some(Windowing { context, stride, batch })
     }
 
-    /// A whole number in `min..=max`, or `default` when not given.
-    fn setting_or(&mut self, arg: &(Value, Span), what: &str, min: usize, max: usize, default: usize) -> Option<usize> {
-        let value = self.known_value(&arg.0, arg.1, what)?;
-        if value.is_nan() {
-            return Some(default);
+    /// Refuses text settings whose forward pass cannot fit in memory, which
+    /// would otherwise abort the run when it allocates.
+    fn check_memory(&mut self, config: &LmConfig, windowing: Windowing, span: Span) -> Option<()> {
+        let needed = config.activation_bytes(windowing);
+        let Some(available) = crate::report::memory::available().map(|a| a as f64) else {
+            return Some(());
+        };
+        if needed <= available {
+            return Some(());
         }
+        let gib = |bytes: f64| format!("{:.1} GiB", bytes / (1u64 << 30) as f64);
+        let message = format!(
+            "a batch of {} windows of {} tokens needs about {} for the forward pass; {} is available",
+            windowing.batch,
+            windowing.context,
+            gib(needed),
+            gib(available)
+        );
+        let diag = Diagnostic::new("tv::memory", message)
+            .at(span, "this batch")
+            .help("lower `batch` or `context`: attention takes memory in proportion to batch x context squared");
+        self.error(diag);
+        None
+    }
+
+    /// A whole number in its range, or the default when not given.
+    fn setting_or(&mut self, arg: &(Value, Span), setting: Setting) -> Option<usize> {
+        let value = self.known_value(&arg.0, arg.1, setting.what)?;
+        if value.is_nan() {
+            return Some(setting.default);
+        }
+        let (min, max) = setting.range;
         if value.fract() != 0.0 || value < min as f64 || value > max as f64 {
-            let why = if what == "`context`" {
-                " (the model's max_position_embeddings)"
-            } else if what == "`stride`" {
-                " (the context), so that no token goes unscored"
-            } else {
-                ""
-            };
-            let diag = Diagnostic::new(
-                "tv::argument",
-                format!("{what} must be a whole number from {min} to {max}{why}"),
-            )
-            .at(arg.1, "this value");
-            self.error(diag);
+            let (what, why) = (setting.what, setting.why);
+            let message = format!("{what} must be a whole number from {min} to {max}{why}");
+            self.error(Diagnostic::new("tv::argument", message).at(arg.1, "this value"));
             return None;
         }
         Some(value as usize)

@@ -100,7 +100,9 @@ pub fn lower(sources: &mut Sources, root: FileId, training: Training) -> (Plan, 
         datasets: HashMap::new(),
         tokenizers: HashMap::new(),
         texts: HashMap::new(),
-        command_template: false,
+        text_tasks: HashMap::new(),
+        command_template: None,
+        command_weights: Vec::new(),
     };
     lowerer.root_file(root);
     let plan = Plan {
@@ -163,9 +165,14 @@ struct Lowerer<'s> {
     /// Tokenizers by model folder, and tokenized texts.
     tokenizers: HashMap<PathBuf, Result<Arc<tokenizers::Tokenizer>, String>>,
     texts: HashMap<lm::TextKey, Result<lm::Documents, Diagnostic>>,
-    /// True while the command of `command(...)` is lowered, where `{model}`
-    /// stays as it is for the executor to fill in.
-    command_template: bool,
+    /// Registered text tasks, so equal measurements share one.
+    text_tasks: HashMap<lm::TaskKey, usize>,
+    /// While the command string of `command(...)` is lowered: whether the
+    /// weights come as the `model` argument. `{model}` then stands for their
+    /// folder; otherwise weights interpolated into the command do, and are
+    /// collected in `command_weights`.
+    command_template: Option<bool>,
+    command_weights: Vec<NodeId>,
 }
 
 impl Lowerer<'_> {

@@ -17,6 +17,25 @@ pub enum Family {
     Qwen2,
 }
 
+impl Family {
+    /// transformers' defaults for keys a config may leave out.
+    fn default_kv_heads(self, heads: usize) -> usize {
+        match self {
+            Family::Llama => heads,
+            Family::Mistral => 8,
+            Family::Qwen2 => 32,
+        }
+    }
+
+    fn default_max_positions(self) -> usize {
+        match self {
+            Family::Llama => 2048,
+            Family::Mistral => 4096 * 32,
+            Family::Qwen2 => 32768,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct LmConfig {
     pub family: Family,
@@ -40,8 +59,16 @@ pub struct LmConfig {
     pub windows: Vec<Option<usize>>,
 }
 
-/// Keys that do not change the logits of a forward pass over given token ids.
-const INERT: &[&str] = &[
+/// Mistral's window when its config names none, and the first sliding layer
+/// of a Qwen2 model: transformers' defaults.
+const DEFAULT_WINDOW: usize = 4096;
+const QWEN2_MAX_WINDOW_LAYERS: usize = 28;
+
+/// The keys tv knows: those it reads, and those that cannot change the
+/// logits of a forward pass over given token ids (token ids, dtype,
+/// training settings). `sliding_window` and `layer_types` are read for the
+/// families whose transformers classes read them, and inert for Llama.
+const KNOWN_KEYS: &[&str] = &[
     "_name_or_path",
     "architectures",
     "model_type",
@@ -90,7 +117,7 @@ impl LmConfig {
             Some(other) => return Err(format!("model_type \"{other}\" is not supported")),
             None => return Err("the config has no `model_type`".into()),
         };
-        if let Some(key) = json.keys().find(|k| !INERT.contains(&k.as_str())) {
+        if let Some(key) = json.keys().find(|k| !KNOWN_KEYS.contains(&k.as_str())) {
             return Err(format!("the config key `{key}` is not understood"));
         }
         let keys = Keys(json);
@@ -107,11 +134,11 @@ impl LmConfig {
             intermediate_size: keys.count("intermediate_size", None)?,
             layers,
             heads,
-            kv_heads: keys.count("num_key_value_heads", Some(heads))?,
+            kv_heads: keys.count("num_key_value_heads", Some(family.default_kv_heads(heads)))?,
             head_dim: keys.count("head_dim", Some(hidden_size / heads))?,
-            rms_norm_eps: keys.number("rms_norm_eps", None)?,
+            rms_norm_eps: keys.number("rms_norm_eps", Some(1e-6))?,
             rope_theta: rope_theta(&keys)?,
-            max_positions: keys.count("max_position_embeddings", None)?,
+            max_positions: keys.count("max_position_embeddings", Some(family.default_max_positions()))?,
             tied: keys.flag("tie_word_embeddings", false)?,
             qkv_bias: family == Family::Qwen2 || (family == Family::Llama && attention_bias),
             o_bias: family == Family::Llama && attention_bias,
@@ -124,9 +151,9 @@ impl LmConfig {
                 config.heads, config.kv_heads
             ));
         }
-        if !config.head_dim.is_multiple_of(2) {
+        if config.head_dim == 0 || !config.head_dim.is_multiple_of(2) {
             return Err(format!(
-                "head_dim {} is odd; rotary embeddings need it even",
+                "head_dim {} is not a positive even number, as rotary embeddings need",
                 config.head_dim
             ));
         }
@@ -136,12 +163,14 @@ impl LmConfig {
     /// Memory a forward pass over one batch of windows takes, roughly: a
     /// layer's activations, its attention scores and their softmax, and a
     /// block of logits.
-    pub fn activation_bytes(&self, windowing: super::Windowing) -> usize {
-        let tokens = windowing.batch * windowing.context;
+    /// In f64, since absurd settings must be measurable, not overflow.
+    pub fn activation_bytes(&self, windowing: super::Windowing) -> f64 {
+        let (batch, context) = (windowing.batch as f64, windowing.context as f64);
         let per_token =
             4 * self.hidden_size + 2 * (self.heads + self.kv_heads) * self.head_dim + 3 * self.intermediate_size;
-        let scores = 2 * windowing.batch * self.heads * windowing.context * windowing.context;
-        (tokens * per_token + scores + 256 * self.vocab_size) * 4
+        let scores = 3.0 * batch * self.heads as f64 * context * context;
+        let mask = context * context;
+        (batch * context * per_token as f64 + scores + mask + 256.0 * self.vocab_size as f64) * 4.0
     }
 
     /// Tensors a checkpoint may hold that the forward pass does not read: a
@@ -188,8 +217,12 @@ impl LmConfig {
     }
 }
 
+/// transformers' RoPE base when a config gives none.
+const DEFAULT_ROPE_THETA: f64 = 10_000.0;
+
 /// RoPE's base, from transformers 5's `rope_parameters` or the classic
-/// `rope_theta`; only unscaled ("default") RoPE is supported.
+/// `rope_theta`; only unscaled ("default") RoPE over the whole head is
+/// supported.
 fn rope_theta(keys: &Keys) -> Result<f64, String> {
     let parameters = keys.0.get("rope_parameters").filter(|v| !v.is_null());
     let scaling = keys.0.get("rope_scaling").filter(|v| !v.is_null());
@@ -221,44 +254,53 @@ fn rope_theta(keys: &Keys) -> Result<f64, String> {
             .as_f64()
             .filter(|t| *t > 0.0)
             .ok_or_else(|| "`rope_parameters.rope_theta` must be a positive number".to_string()),
-        (None, Some(_)) => keys.number("rope_theta", None),
-        (None, None) => Err("the config gives no rope_theta (neither at the top level nor in rope_parameters)".into()),
+        (None, _) => keys.number("rope_theta", Some(DEFAULT_ROPE_THETA)),
     }
 }
 
-/// The attention window of each layer.
+/// The attention window of each layer, as transformers 5 configures it:
+/// Llama never slides; Mistral slides in every layer (4096 tokens unless
+/// `sliding_window` says otherwise, `null` for none); Qwen2 slides only with
+/// `use_sliding_window`, in the layers `layer_types` marks, by default those
+/// from `max_window_layers` (28) on.
 fn windows(keys: &Keys, family: Family, layers: usize) -> Result<Vec<Option<usize>>, String> {
-    let window = match keys.0.get("sliding_window") {
-        None | Some(Value::Null) => None,
-        Some(_) => Some(keys.count("sliding_window", None)?),
+    let window = || match keys.0.get("sliding_window") {
+        Some(Value::Null) => Ok(None),
+        _ => keys.count("sliding_window", Some(DEFAULT_WINDOW)).map(Some),
     };
-    if let Some(types) = keys.0.get("layer_types").filter(|v| !v.is_null()) {
-        let types = types
-            .as_array()
-            .filter(|t| t.len() == layers)
-            .ok_or_else(|| format!("`layer_types` must list one attention type for each of the {layers} layers"))?;
-        return types
-            .iter()
-            .map(|t| match t.as_str() {
-                Some("full_attention") => Ok(None),
-                Some("sliding_attention") => window
-                    .map(Some)
-                    .ok_or_else(|| "a layer uses sliding attention but `sliding_window` is not set".to_string()),
-                _ => Err(format!("layer type {t} is not supported")),
-            })
-            .collect();
+    match family {
+        Family::Llama => Ok(vec![None; layers]),
+        Family::Mistral => Ok(vec![window()?; layers]),
+        Family::Qwen2 => {
+            let window = if keys.flag("use_sliding_window", false)? {
+                window()?
+            } else {
+                None
+            };
+            let sliding = qwen2_sliding_layers(keys, layers)?;
+            Ok(sliding.into_iter().map(|s| window.filter(|_| s)).collect())
+        }
     }
-    let sliding = match family {
-        Family::Llama => None,
-        Family::Mistral => window,
-        // Qwen2 slides only when asked to, and only from layer `max_window_layers` on.
-        Family::Qwen2 => window.filter(|_| keys.flag("use_sliding_window", false).unwrap_or(false)),
+}
+
+/// Which layers of a Qwen2 model are sliding-window layers.
+fn qwen2_sliding_layers(keys: &Keys, layers: usize) -> Result<Vec<bool>, String> {
+    let Some(types) = keys.0.get("layer_types").filter(|v| !v.is_null()) else {
+        let first = keys.count("max_window_layers", Some(QWEN2_MAX_WINDOW_LAYERS))?;
+        return Ok((0..layers).map(|i| i >= first).collect());
     };
-    let first = match family {
-        Family::Qwen2 => keys.count("max_window_layers", Some(layers))?.min(layers),
-        _ => 0,
-    };
-    Ok((0..layers).map(|i| sliding.filter(|_| i >= first)).collect())
+    let types = types
+        .as_array()
+        .filter(|t| t.len() == layers)
+        .ok_or_else(|| format!("`layer_types` must list one attention type for each of the {layers} layers"))?;
+    types
+        .iter()
+        .map(|t| match t.as_str() {
+            Some("full_attention") => Ok(false),
+            Some("sliding_attention") => Ok(true),
+            _ => Err(format!("layer type {t} is not supported")),
+        })
+        .collect()
 }
 
 /// Typed access to a config's keys, with messages naming the key.
@@ -304,5 +346,101 @@ impl Keys<'_> {
             Some(v) if !v.is_null() && *v != supported => Err(format!("`{key}` is {v}; only {supported} is supported")),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: serde_json::Value) -> Result<LmConfig, String> {
+        let mut json = serde_json::json!({
+            "model_type": "llama", "vocab_size": 10, "hidden_size": 8, "intermediate_size": 12,
+            "num_hidden_layers": 3, "num_attention_heads": 4, "rms_norm_eps": 1e-5,
+            "max_position_embeddings": 64, "rope_theta": 10000.0
+        });
+        for (key, value) in extra.as_object().unwrap() {
+            json[key] = value.clone();
+        }
+        LmConfig::parse(json.as_object().unwrap())
+    }
+
+    #[test]
+    fn defaults_follow_transformers() {
+        let config = parse(serde_json::json!({"rope_theta": null, "max_position_embeddings": null})).unwrap();
+        assert_eq!((config.kv_heads, config.head_dim), (4, 2));
+        assert_eq!((config.rope_theta, config.max_positions), (10_000.0, 2048));
+        let qwen =
+            parse(serde_json::json!({"model_type": "qwen2", "num_attention_heads": 64, "hidden_size": 128})).unwrap();
+        assert_eq!(qwen.kv_heads, 32);
+        assert!(!config.tied && !config.qkv_bias && !config.o_bias && !config.mlp_bias);
+        assert_eq!(config.windows, vec![None; 3]);
+    }
+
+    #[test]
+    fn rope_base_comes_from_either_format() {
+        let nested =
+            serde_json::json!({"rope_parameters": {"rope_type": "default", "rope_theta": 5e5}, "rope_theta": null});
+        assert_eq!(parse(nested).unwrap().rope_theta, 5e5);
+        let classic = serde_json::json!({"rope_theta": 1e6, "rope_scaling": null});
+        assert_eq!(parse(classic).unwrap().rope_theta, 1e6);
+        let scaled = serde_json::json!({"rope_scaling": {"type": "dynamic", "factor": 2.0}});
+        assert!(parse(scaled).unwrap_err().contains("dynamic"));
+    }
+
+    #[test]
+    fn biases_depend_on_the_family() {
+        let qwen = parse(serde_json::json!({"model_type": "qwen2", "num_key_value_heads": 2})).unwrap();
+        assert!(qwen.qkv_bias && !qwen.o_bias);
+        let llama = parse(serde_json::json!({"attention_bias": true, "mlp_bias": true})).unwrap();
+        assert!(llama.qkv_bias && llama.o_bias && llama.mlp_bias);
+        let names: Vec<String> = llama.tensors().into_iter().map(|(n, _)| n).collect();
+        assert!(names.contains(&"model.layers.2.self_attn.o_proj.bias".to_string()));
+        assert!(names.contains(&"model.layers.0.mlp.down_proj.bias".to_string()));
+    }
+
+    #[test]
+    fn sliding_windows_per_family() {
+        let mistral =
+            parse(serde_json::json!({"model_type": "mistral", "sliding_window": 16, "num_key_value_heads": 2}))
+                .unwrap();
+        assert_eq!(mistral.windows, vec![Some(16); 3]);
+        let unset = parse(serde_json::json!({"model_type": "mistral", "num_key_value_heads": 4})).unwrap();
+        assert_eq!(unset.windows, vec![Some(4096); 3]);
+        let none =
+            parse(serde_json::json!({"model_type": "mistral", "sliding_window": null, "num_key_value_heads": 4}));
+        assert_eq!(none.unwrap().windows, vec![None; 3]);
+        // Llama reads neither key.
+        let llama = serde_json::json!({"sliding_window": 0, "layer_types": ["sliding_attention"]});
+        assert_eq!(parse(llama).unwrap().windows, vec![None; 3]);
+        // Qwen2 slides only when asked, from layer `max_window_layers` on.
+        let off =
+            parse(serde_json::json!({"model_type": "qwen2", "sliding_window": 16, "num_key_value_heads": 2})).unwrap();
+        assert_eq!(off.windows, vec![None; 3]);
+        let qwen = serde_json::json!({"model_type": "qwen2", "sliding_window": 16, "use_sliding_window": true, "max_window_layers": 1, "num_key_value_heads": 2});
+        assert_eq!(parse(qwen).unwrap().windows, vec![None, Some(16), Some(16)]);
+        let types = ["sliding_attention", "full_attention", "sliding_attention"];
+        let typed = serde_json::json!({"model_type": "qwen2", "sliding_window": 4, "use_sliding_window": true, "layer_types": types, "num_key_value_heads": 2});
+        assert_eq!(parse(typed).unwrap().windows, vec![Some(4), None, Some(4)]);
+        let short =
+            serde_json::json!({"model_type": "qwen2", "layer_types": ["full_attention"], "num_key_value_heads": 2});
+        assert!(parse(short).is_err());
+        let mistyped =
+            serde_json::json!({"model_type": "qwen2", "use_sliding_window": "yes", "num_key_value_heads": 2});
+        assert!(parse(mistyped).is_err());
+    }
+
+    #[test]
+    fn unknown_and_unsupported_settings_are_errors() {
+        assert!(parse(serde_json::json!({"qk_norm": true}))
+            .unwrap_err()
+            .contains("`qk_norm`"));
+        assert!(parse(serde_json::json!({"hidden_act": "gelu"})).is_err());
+        assert!(parse(serde_json::json!({"num_key_value_heads": 3})).is_err());
+        assert!(parse(serde_json::json!({"model_type": "gemma"})).is_err());
+        assert!(parse(serde_json::json!({"hidden_size": 0})).is_err());
+        assert!(parse(serde_json::json!({"hidden_size": 2})).is_err());
+        let partial = serde_json::json!({"rope_parameters": {"rope_type": "default", "partial_rotary_factor": 0.5}});
+        assert!(parse(partial).unwrap_err().contains("partial_rotary_factor"));
     }
 }

@@ -7,7 +7,7 @@
 //! attention, a causal (optionally sliding-window) mask, SwiGLU MLP.
 
 use super::config::LmConfig;
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{Device, Result, Tensor};
 use candle_nn::{Linear, Module};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -103,12 +103,12 @@ impl CausalLm {
             .reshape((batch, len, ()))?;
         let (cos, sin) = rotary_tables(&self.config, len, device)?;
         let mut masks: HashMap<Option<usize>, Tensor> = HashMap::new();
+        let rope = Rope { cos: &cos, sin: &sin };
         for layer in &self.layers {
             let mask = match masks.entry(layer.window) {
                 Entry::Occupied(known) => known.into_mut(),
                 Entry::Vacant(slot) => slot.insert(mask(len, layer.window, device)?),
             };
-            let rope = Rope { cos: &cos, sin: &sin };
             x = layer.forward(&x, &rope, mask, &self.config)?;
         }
         candle_nn::ops::rms_norm(&x, &self.norm, self.config.rms_norm_eps as f32)
@@ -190,7 +190,7 @@ fn mask(len: usize, window: Option<usize>, device: &Device) -> Result<Tensor> {
             }
         })
         .collect();
-    Tensor::from_vec(values, (len, len), device)?.to_dtype(DType::F32)
+    Tensor::from_vec(values, (len, len), device)
 }
 
 /// Log-probabilities of `targets` given hidden states `[n, hidden]`, in
@@ -200,7 +200,7 @@ pub fn target_log_probs(head: &Tensor, hidden: &Tensor, targets: &[u32]) -> Resu
     let mut out = Vec::with_capacity(targets.len());
     for (block, chunk) in targets.chunks(ROWS).enumerate() {
         let rows = hidden.narrow(0, block * ROWS, chunk.len())?;
-        let logits: Vec<Vec<f32>> = rows.matmul(&head.t()?)?.to_dtype(DType::F32)?.to_vec2()?;
+        let logits: Vec<Vec<f32>> = rows.matmul(&head.t()?)?.to_vec2()?;
         for (row, target) in logits.iter().zip(chunk) {
             out.push(row[*target as usize] as f64 - log_sum_exp(row));
         }

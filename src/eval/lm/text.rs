@@ -35,13 +35,20 @@ fn jsonl_documents(path: &Path, text: &str, field: &str) -> Result<Vec<String>, 
     Ok(out)
 }
 
-/// A model folder's `tokenizer.json`.
+/// A model folder's `tokenizer.json`, without the truncation and padding it
+/// may have been saved with: transformers turns both off unless asked, and
+/// scoring must see every token of the text and no padding.
 pub fn load_tokenizer(folder: &Path) -> Result<Tokenizer, String> {
     let path = folder.join("tokenizer.json");
     if !path.is_file() {
         return Err(format!("{} has no tokenizer.json", folder.display()));
     }
-    Tokenizer::from_file(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    let mut tokenizer = Tokenizer::from_file(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    tokenizer
+        .with_truncation(None)
+        .map_err(|e| format!("cannot turn off the truncation of {}: {e}", path.display()))?;
+    tokenizer.with_padding(None);
+    Ok(tokenizer)
 }
 
 /// Token ids of each document, with the special tokens the tokenizer adds
