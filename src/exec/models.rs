@@ -6,7 +6,7 @@
 use super::materialize::materialize;
 use crate::diag::Diagnostic;
 use crate::eval::command::CommandSpec;
-use crate::eval::lm::{token_losses, CausalLm, TextTask};
+use crate::eval::lm::{window_losses, CausalLm, TextTask};
 use crate::eval::mlp::{evaluate, Mlp};
 use crate::eval::{EvalData, ModelConfig};
 use crate::graph::{Graph, Measure, MeasureId, ModelKind, NodeId, ScalarId};
@@ -130,11 +130,12 @@ impl Scorer<'_> {
 fn mean_loss(lm: &CausalLm, task: &TextTask, device: &Device, progress: bool) -> Result<f64, String> {
     let label = format!("scoring {}", task.path.display());
     let bar = match progress {
-        true => crate::report::progress::windows(task.window_count() as u64, &label),
+        true => crate::report::progress::windows(task.windows.len() as u64, &label),
         false => indicatif::ProgressBar::hidden(),
     };
-    let losses =
-        token_losses(lm, &task.documents, task.windowing, device, &|n| bar.inc(n as u64)).map_err(|e| e.to_string())?;
+    let tick = |n: usize| bar.inc(n as u64);
+    let losses = window_losses(lm, &task.documents, &task.windows, task.windowing.batch, device, &tick);
+    let losses = losses.map_err(|e| e.to_string())?;
     bar.finish_and_clear();
     Ok(losses.iter().sum::<f64>() / losses.len() as f64)
 }

@@ -77,11 +77,7 @@ impl Lowerer<'_> {
         if let Some(index) = self.text_tasks.get(&key) {
             return Some((kind, *index));
         }
-        let task = TextTask {
-            path: resolved,
-            documents,
-            windowing,
-        };
+        let task = TextTask::new(resolved, documents, windowing);
         if task.scored_tokens() == 0 {
             let diag = Diagnostic::new("tv::dataset", "the text has nothing to score")
                 .at(args[1].1, "fewer than two tokens in every document")

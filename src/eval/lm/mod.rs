@@ -8,7 +8,7 @@ pub mod text;
 
 pub use config::{Family, LmConfig};
 pub use model::CausalLm;
-pub use score::{token_losses, Window, Windowing};
+pub use score::{token_losses, window_losses, Window, Windowing};
 
 use std::sync::Arc;
 
@@ -20,25 +20,22 @@ pub struct TextTask {
     pub path: std::path::PathBuf,
     pub documents: Arc<Vec<Vec<u32>>>,
     pub windowing: Windowing,
+    pub windows: Vec<Window>,
 }
 
 impl TextTask {
-    /// Tokens that get a loss.
-    pub fn scored_tokens(&self) -> usize {
-        let windows: Vec<Window> = self
-            .documents
-            .iter()
-            .enumerate()
-            .flat_map(|(d, tokens)| score::windows(d, tokens.len(), self.windowing))
-            .collect();
-        score::scored_tokens(&windows)
+    pub fn new(path: std::path::PathBuf, documents: Arc<Vec<Vec<u32>>>, windowing: Windowing) -> TextTask {
+        let windows = score::all_windows(&documents, windowing);
+        TextTask {
+            path,
+            documents,
+            windowing,
+            windows,
+        }
     }
 
-    pub fn window_count(&self) -> usize {
-        self.documents
-            .iter()
-            .enumerate()
-            .map(|(d, tokens)| score::windows(d, tokens.len(), self.windowing).len())
-            .sum()
+    /// Tokens that get a loss.
+    pub fn scored_tokens(&self) -> usize {
+        score::scored_tokens(&self.windows)
     }
 }

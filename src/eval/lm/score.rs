@@ -63,6 +63,14 @@ pub fn scored_tokens(windows: &[Window]) -> usize {
     windows.iter().map(|w| w.end - w.first_scored).sum()
 }
 
+/// The windows of every document, in order.
+pub fn all_windows(documents: &[Vec<u32>], shape: Windowing) -> Vec<Window> {
+    let per_document = documents.iter().enumerate();
+    per_document
+        .flat_map(|(d, tokens)| windows(d, tokens.len(), shape))
+        .collect()
+}
+
 /// The negative log-likelihood of every scored token, in window order.
 /// `tick` is called after each batch with the number of windows done.
 pub fn token_losses(
@@ -72,15 +80,29 @@ pub fn token_losses(
     device: &Device,
     tick: &dyn Fn(usize),
 ) -> Result<Vec<f64>> {
-    let all: Vec<Window> = documents
-        .iter()
-        .enumerate()
-        .flat_map(|(d, tokens)| windows(d, tokens.len(), shape))
-        .collect();
-    let mut losses = Vec::with_capacity(scored_tokens(&all));
-    for batch in all.chunks(shape.batch.max(1)) {
-        losses.extend(batch_losses(model, documents, batch, device)?);
-        tick(batch.len());
+    window_losses(
+        model,
+        documents,
+        &all_windows(documents, shape),
+        shape.batch,
+        device,
+        tick,
+    )
+}
+
+/// `token_losses` over windows already cut, `batch` at a time.
+pub fn window_losses(
+    model: &CausalLm,
+    documents: &[Vec<u32>],
+    windows: &[Window],
+    batch: usize,
+    device: &Device,
+    tick: &dyn Fn(usize),
+) -> Result<Vec<f64>> {
+    let mut losses = Vec::with_capacity(scored_tokens(windows));
+    for chunk in windows.chunks(batch.max(1)) {
+        losses.extend(batch_losses(model, documents, chunk, device)?);
+        tick(chunk.len());
     }
     Ok(losses)
 }
