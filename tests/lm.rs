@@ -302,3 +302,29 @@ fn a_forward_pass_too_large_for_memory_is_a_diagnostic() {
     };
     assert!(diags.iter().any(|d| d.code == "tv::memory"), "{diags:?}");
 }
+
+/// A model saved by tv as a sharded Hugging Face folder (config and
+/// tokenizer copied along) loads back and scores as transformers says.
+#[test]
+fn a_sharded_folder_saved_by_tv_scores_like_the_original() {
+    let reference = reference();
+    let case = &reference["models"]["mistral-window"]["cases"][1];
+    let dir = tempfile::tempdir().unwrap();
+    let save = format!(
+        "set max_shard_size = \"200KB\"\nsave load(\"{}\") to \"sharded\"\n",
+        fixtures().join("mistral-window").display()
+    );
+    common::run_program(dir.path(), "save.tv", &save, &tv::Overrides::default());
+    let sharded = dir.path().join("sharded");
+    assert!(sharded.join("model.safetensors.index.json").is_file() && sharded.join("tokenizer.json").is_file());
+    let program = format!(
+        "eval p = perplexity(load(\"sharded\"), \"{}\", context = {}, stride = {})\n",
+        fixtures().join("text.txt").display(),
+        case["context"],
+        case["stride"]
+    );
+    let csv = common::run_program(dir.path(), "score.tv", &program, &tv::Overrides::default());
+    let got: f64 = csv.lines().nth(1).unwrap().parse().unwrap();
+    let want = case["perplexity"].as_f64().unwrap();
+    assert!(relative_difference(got, want) < 1e-4, "{got} vs {want}");
+}
