@@ -119,3 +119,13 @@ fn weights_interpolated_into_a_command_are_the_ones_saved() {
         }
     }
 }
+
+/// Output beyond what is kept does not hide the value printed last.
+#[test]
+fn a_command_that_prints_a_lot_still_reports_its_last_number() {
+    let dir =
+        setup(r#"head -c 3000000 /dev/zero | tr '\\0' x; echo; head -c 3000000 /dev/zero >&2; echo 0.25 {model}"#);
+    let out = common::tv_command(dir.path(), &["run", "exp.tv", "--allow-commands"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a,score\n0.25,0.25\n1,0.25\n");
+}

@@ -19,12 +19,20 @@ pub struct CommandSpec {
 }
 
 /// What the weights' folder is written as in a command.
-pub const PLACEHOLDER: &str = "{model}";
+/// What stands for the weights' folder in a lowered command: not text a
+/// program can write (a shell word cannot hold NUL), so `{{model}}`, a
+/// literal, stays `{model}`.
+pub const PLACEHOLDER: &str = "\u{0}model\u{0}";
 
 /// Lines of standard error quoted when a command fails.
 const STDERR_TAIL_LINES: usize = 12;
 
 impl CommandSpec {
+    /// The command as the program wrote it, for messages.
+    pub fn shown(&self) -> String {
+        self.template.replace(PLACEHOLDER, "{model}")
+    }
+
     /// The command line for weights saved in `folder`.
     pub fn line(&self, folder: &Path) -> String {
         self.template
@@ -33,24 +41,54 @@ impl CommandSpec {
 
     /// Runs the command on weights saved in `folder` and reads its result.
     pub fn run(&self, folder: &Path) -> Result<f64, String> {
-        let output = Command::new("sh")
+        let mut child = Command::new("sh")
             .arg("-c")
             .arg(self.line(folder))
             .current_dir(&self.dir)
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .map_err(|e| format!("cannot start `sh` in {}: {e}", self.dir.display()))?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() {
-            let status = match output.status.code() {
+        let stdout = child.stdout.take().map(tail_of);
+        let stderr = child.stderr.take().map(tail_of);
+        let status = child.wait().map_err(|e| format!("cannot wait for the command: {e}"))?;
+        let collect =
+            |reader: Option<std::thread::JoinHandle<Vec<u8>>>| reader.and_then(|r| r.join().ok()).unwrap_or_default();
+        let (stdout, stderr) = (collect(stdout), collect(stderr));
+        if !status.success() {
+            let status = match status.code() {
                 Some(code) => format!("exited with status {code}"),
                 None => "was killed by a signal".to_string(),
             };
-            return Err(format!("{status}{}", stderr_tail(&output.stderr)));
+            return Err(format!("{status}{}", stderr_tail(&stderr)));
         }
-        last_number(&stdout)
-            .ok_or_else(|| format!("printed no number on standard output{}", stderr_tail(&output.stderr)))
+        last_number(&String::from_utf8_lossy(&stdout))
+            .ok_or_else(|| format!("printed no number on standard output{}", stderr_tail(&stderr)))
     }
+}
+
+/// Bytes of each output stream kept: the value and the error tail are at
+/// the end, and an evaluator may print without bound.
+const KEPT_OUTPUT: usize = 64 << 10;
+
+/// Reads a stream to its end on a thread of its own, keeping the last
+/// `KEPT_OUTPUT` bytes.
+fn tail_of(mut stream: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let (mut kept, mut buffer) = (Vec::new(), vec![0u8; 8192]);
+        while let Ok(n) = stream.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            kept.extend_from_slice(&buffer[..n]);
+            if kept.len() > 2 * KEPT_OUTPUT {
+                kept.drain(..kept.len() - KEPT_OUTPUT);
+            }
+        }
+        let start = kept.len().saturating_sub(KEPT_OUTPUT);
+        kept.split_off(start)
+    })
 }
 
 /// The last few lines of standard error, ready to append to a message.
@@ -79,11 +117,27 @@ pub fn last_number(text: &str) -> Option<f64> {
     })
 }
 
-/// `text` as one shell word: as it is when it needs no quoting (so a
-/// command may also put `"{model}"` in quotes itself), else single-quoted.
-fn shell_word(text: &str) -> String {
+/// Whether `text` is a shell word as it is.
+pub fn is_plain(text: &str) -> bool {
     let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+".contains(c);
-    if !text.is_empty() && text.chars().all(plain) {
+    !text.is_empty() && text.chars().all(plain)
+}
+
+/// Where temporary folders for commands go: the system's temporary folder
+/// if its path needs no quoting, else `/tmp`, so that a command may put
+/// `"{model}"` in quotes itself.
+pub fn temporary_root() -> PathBuf {
+    let system = std::env::temp_dir();
+    match is_plain(&system.to_string_lossy()) {
+        true => system,
+        false => PathBuf::from("/tmp"),
+    }
+}
+
+/// `text` as one shell word: as it is when it needs no quoting, else
+/// single-quoted.
+fn shell_word(text: &str) -> String {
+    if is_plain(text) {
         return text.to_string();
     }
     format!("'{}'", text.replace('\'', r"'\''"))
@@ -91,7 +145,21 @@ fn shell_word(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{last_number, shell_word};
+    use super::{last_number, shell_word, CommandSpec, PLACEHOLDER};
+
+    #[test]
+    fn only_the_placeholder_becomes_the_folder() {
+        let spec = CommandSpec {
+            template: format!("eval {PLACEHOLDER} --literal {{model}}"),
+            dir: ".".into(),
+            span: crate::diag::Span::default(),
+        };
+        assert_eq!(
+            spec.line(std::path::Path::new("/tmp/m")),
+            "eval /tmp/m --literal {model}"
+        );
+        assert_eq!(spec.shown(), "eval {model} --literal {model}");
+    }
 
     #[test]
     fn paths_are_quoted_only_when_they_must_be() {

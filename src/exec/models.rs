@@ -161,7 +161,7 @@ struct SavedModel {
 fn save_for_commands(graph: &Graph, node: NodeId, tensors: &[(TensorInfo, Vec<u8>)]) -> Result<SavedModel, Diagnostic> {
     let temporary = tempfile::Builder::new()
         .prefix("tv-model-")
-        .tempdir()
+        .tempdir_in(crate::eval::command::temporary_root())
         .map_err(|e| failed(format!("cannot make a temporary folder: {e}")))?;
     let folder = temporary.path().join("model");
     let options = SaveOptions {
@@ -188,7 +188,7 @@ fn run_command(saved: &SavedModel, command: &CommandSpec) -> Result<f64, Diagnos
     command.run(&saved.folder).map_err(|reason| {
         Diagnostic::new(
             "tv::command",
-            format!("the command `{}` failed: {reason}", command.template),
+            format!("the command `{}` failed: {reason}", command.shown()),
         )
         .at(command.span, "this command")
         .help("the command is run by `sh -c` in the experiment's folder, with {model} replaced by the weights' folder")

@@ -147,6 +147,23 @@ impl Graph {
         }
     }
 
+    /// The folders of every checkpoint `node` is computed from, each once,
+    /// in order of first appearance.
+    pub fn folders_under(&self, node: NodeId) -> Vec<std::path::PathBuf> {
+        let (mut seen, mut stack, mut out) = (std::collections::HashSet::new(), vec![node], Vec::new());
+        while let Some(n) = stack.pop() {
+            if !seen.insert(n) {
+                continue;
+            }
+            if let Op::Leaf(leaf) = &self.node(n).op {
+                let folder = self.leaf(*leaf).folder().map(std::path::Path::to_path_buf);
+                out.extend(folder.filter(|f| !out.contains(f)));
+            }
+            stack.extend(self.inputs(n).into_iter().rev());
+        }
+        out
+    }
+
     /// The nodes `node` is computed from, the left operand first; none for
     /// a checkpoint.
     pub fn inputs(&self, node: NodeId) -> Vec<NodeId> {

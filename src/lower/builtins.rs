@@ -108,6 +108,15 @@ impl Lowerer<'_> {
                     }
                     let value = self.expr(env, expr);
                     self.command_template = None;
+                    // NaN stands for "not given" (see `params_of`); a NaN
+                    // that is given must not pass for that.
+                    let not_given = default.is_some_and(f64::is_nan);
+                    if not_given && self.is_known_nan(&value) {
+                        let diag = Diagnostic::new("tv::argument", format!("`{param}` is not a number (NaN)"))
+                            .at(expr.span, "NaN");
+                        self.error(diag);
+                        return (Value::Error, expr.span);
+                    }
                     (value, expr.span)
                 }
                 // Seeds default to the run's seed (`set seed`, `--seed`).
@@ -120,6 +129,10 @@ impl Lowerer<'_> {
             return Value::Error;
         }
         self.apply_builtin(function, &args, span).unwrap_or(Value::Error)
+    }
+
+    fn is_known_nan(&self, value: &Value) -> bool {
+        matches!(value, Value::Num(n) if self.graph.scalars.known(*n).is_some_and(f64::is_nan))
     }
 
     fn apply_builtin(&mut self, function: &str, args: &[(Value, Span)], span: Span) -> Option<Value> {

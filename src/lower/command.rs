@@ -15,7 +15,10 @@ impl Lowerer<'_> {
     pub(super) fn command(&mut self, args: &[(Value, Span)]) -> Option<Value> {
         let template = self.string_arg(&args[0], "the command")?;
         let w = match &args[1].0 {
-            Value::Num(_) => self.interpolated_weights(args[0].1)?,
+            // No `model` argument (its default is NaN).
+            Value::Num(n) if self.graph.scalars.known(*n).is_some_and(f64::is_nan) => {
+                self.interpolated_weights(args[0].1)?
+            }
             _ => self.weights_arg(&args[1], "command")?,
         };
         if !template.contains(PLACEHOLDER) {
@@ -28,7 +31,10 @@ impl Lowerer<'_> {
         if !self.training.allow_commands {
             let diag = Diagnostic::new(
                 "tv::command_refused",
-                format!("this program runs a command: `{template}`"),
+                format!(
+                    "this program runs a command: `{}`",
+                    template.replace(PLACEHOLDER, "{model}")
+                ),
             )
             .at(args[0].1, "refused")
             .help("tv runs commands only when told to: pass --allow-commands if you trust this program");

@@ -62,7 +62,6 @@ impl Lowerer<'_> {
             }
         };
         let windowing = self.windowing(&args[2..5], config)?;
-        self.check_memory(config, windowing, args[4].1)?;
         let field = self.string_arg(&args[5], "the JSONL field")?;
         let folder = self.graph.config_folder(w)?.to_path_buf();
         let resolved = self.resolve_path(path);
@@ -78,6 +77,7 @@ impl Lowerer<'_> {
             return Some((kind, *index));
         }
         let task = TextTask::new(resolved, documents, windowing);
+        self.check_memory(config, &task, args[4].1)?;
         if task.scored_tokens() == 0 {
             let diag = Diagnostic::new("tv::dataset", "the text has nothing to score")
                 .at(args[1].1, "fewer than two tokens in every document")
@@ -120,7 +120,13 @@ impl Lowerer<'_> {
 
     /// Refuses text settings whose forward pass cannot fit in memory, which
     /// would otherwise abort the run when it allocates.
-    fn check_memory(&mut self, config: &LmConfig, windowing: Windowing, span: Span) -> Option<()> {
+    fn check_memory(&mut self, config: &LmConfig, task: &TextTask, span: Span) -> Option<()> {
+        // The largest batch the text really makes.
+        let windowing = Windowing {
+            context: task.windows.iter().map(|w| w.end - w.begin).max().unwrap_or(0),
+            batch: task.windowing.batch.min(task.windows.len()),
+            ..task.windowing
+        };
         let needed = config.activation_bytes(windowing);
         let Some(available) = crate::report::memory::available().map(|a| a as f64) else {
             return Some(());

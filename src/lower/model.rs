@@ -82,6 +82,7 @@ impl Lowerer<'_> {
             return None;
         };
         let index = self.read_config(&folder.join("config.json"), span)?;
+        self.same_model_everywhere(w, &folder, index, span)?;
         let mismatches = self.config_mismatches(w, index);
         if !mismatches.is_empty() {
             let diag = Diagnostic::new("tv::model_shape", "the weights do not fit their model config")
@@ -91,6 +92,30 @@ impl Lowerer<'_> {
             return None;
         }
         Some(index)
+    }
+
+    /// The config of `w` is that of its first folder; weights made from
+    /// folders of differently configured models have no one model.
+    fn same_model_everywhere(&mut self, w: NodeId, first: &Path, index: usize, span: Span) -> Option<()> {
+        for folder in self.graph.folders_under(w) {
+            if folder == first {
+                continue;
+            }
+            let other = self.read_config(&folder.join("config.json"), span)?;
+            if self.graph.configs[other] != self.graph.configs[index] {
+                let message = "these weights combine checkpoints of differently configured models";
+                let diag = Diagnostic::new("tv::model_config", message)
+                    .at(span, "these weights")
+                    .help(format!(
+                        "{} and {} have different config.json files; a measurement needs one model",
+                        first.display(),
+                        folder.display()
+                    ));
+                self.error(diag);
+                return None;
+            }
+        }
+        Some(())
     }
 
     fn read_config(&mut self, path: &Path, span: Span) -> Option<usize> {
@@ -121,12 +146,18 @@ impl Lowerer<'_> {
             }
         }
         if let ModelConfig::Causal(lm) = &*self.graph.configs[config] {
-            let expected: std::collections::HashSet<String> = lm.tensors().into_iter().map(|(n, _)| n).collect();
-            let extra = specs
-                .tensors
-                .iter()
-                .filter(|s| !expected.contains(&s.name) && !lm.ignores(&s.name));
-            out.extend(extra.map(|s| format!("`{}` is not part of a {:?} model", s.name, lm.family)));
+            let expected: std::collections::HashMap<String, Vec<usize>> =
+                lm.tensors().into_iter().chain(lm.optional_tensors()).collect();
+            for s in specs.tensors.iter().filter(|s| !lm.ignores(&s.name)) {
+                match expected.get(&s.name) {
+                    None => out.push(format!("`{}` is not part of a {:?} model", s.name, lm.family)),
+                    Some(shape) if *shape != s.shape => out.push(format!(
+                        "`{}` has shape {:?}, the config says {shape:?}",
+                        s.name, s.shape
+                    )),
+                    Some(_) => {}
+                }
+            }
         }
         out.truncate(3);
         out

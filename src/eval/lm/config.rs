@@ -62,6 +62,9 @@ pub struct LmConfig {
 /// Mistral's window when its config names none, and the first sliding layer
 /// of a Qwen2 model: transformers' defaults.
 const DEFAULT_WINDOW: usize = 4096;
+/// Far beyond any real model; it bounds what a config alone can make tv
+/// allocate before the weights are compared with it.
+const MAX_LAYERS: usize = 1 << 16;
 const QWEN2_MAX_WINDOW_LAYERS: usize = 28;
 
 /// The keys tv knows: those it reads, and those that cannot change the
@@ -110,11 +113,11 @@ const KNOWN_KEYS: &[&str] = &[
 impl LmConfig {
     /// Parses a config whose `model_type` is one of the supported families.
     pub fn parse(json: &Map<String, Value>) -> Result<LmConfig, String> {
-        let family = match json.get("model_type").and_then(Value::as_str) {
-            Some("llama") => Family::Llama,
-            Some("mistral") => Family::Mistral,
-            Some("qwen2") => Family::Qwen2,
-            Some(other) => return Err(format!("model_type \"{other}\" is not supported")),
+        let family = match json.get("model_type") {
+            Some(Value::String(t)) if t == "llama" => Family::Llama,
+            Some(Value::String(t)) if t == "mistral" => Family::Mistral,
+            Some(Value::String(t)) if t == "qwen2" => Family::Qwen2,
+            Some(other) => return Err(format!("model_type {other} is not supported (llama, mistral, qwen2)")),
             None => return Err("the config has no `model_type`".into()),
         };
         if let Some(key) = json.keys().find(|k| !KNOWN_KEYS.contains(&k.as_str())) {
@@ -126,6 +129,11 @@ impl LmConfig {
         let heads = keys.count("num_attention_heads", None)?;
         let hidden_size = keys.count("hidden_size", None)?;
         let layers = keys.count("num_hidden_layers", None)?;
+        if layers > MAX_LAYERS {
+            return Err(format!(
+                "num_hidden_layers {layers} is more than any model tv can load ({MAX_LAYERS})"
+            ));
+        }
         let attention_bias = keys.flag("attention_bias", false)?;
         let config = LmConfig {
             family,
@@ -151,6 +159,9 @@ impl LmConfig {
                 config.heads, config.kv_heads
             ));
         }
+        if config.max_positions < 2 {
+            return Err("max_position_embeddings must be at least 2".into());
+        }
         if config.head_dim == 0 || !config.head_dim.is_multiple_of(2) {
             return Err(format!(
                 "head_dim {} is not a positive even number, as rotary embeddings need",
@@ -173,11 +184,19 @@ impl LmConfig {
         (batch * context * per_token as f64 + scores + mask + 256.0 * self.vocab_size as f64) * 4.0
     }
 
-    /// Tensors a checkpoint may hold that the forward pass does not read: a
-    /// tied model's saved copy of the embedding, and the rotary frequencies
-    /// older checkpoints stored.
+    /// Tensors a checkpoint may hold that the forward pass does not read:
+    /// the rotary frequencies older checkpoints stored.
     pub fn ignores(&self, name: &str) -> bool {
-        (self.tied && name == "lm_head.weight") || name.ends_with("rotary_emb.inv_freq")
+        name.ends_with("rotary_emb.inv_freq")
+    }
+
+    /// Tensors a checkpoint may hold or not: a tied model's head, which
+    /// transformers 5 uses instead of the embedding when it is saved.
+    pub fn optional_tensors(&self) -> Vec<(String, Vec<usize>)> {
+        match self.tied {
+            true => vec![("lm_head.weight".to_string(), vec![self.vocab_size, self.hidden_size])],
+            false => Vec::new(),
+        }
     }
 
     /// The tensors the weights must hold: names and shapes.
@@ -248,13 +267,35 @@ fn rope_theta(keys: &Keys) -> Result<f64, String> {
             return Err(format!("`{key}.{extra}` is not understood"));
         }
     }
-    let nested = parameters.and_then(|p| p.get("rope_theta"));
-    match (nested, keys.0.get("rope_theta")) {
-        (Some(value), _) => value
+    // The base may be given in three places; transformers' precedence among
+    // them has changed between versions, so they must agree.
+    let mut bases = Vec::new();
+    for (key, value) in [
+        (
+            "rope_parameters.rope_theta",
+            parameters.and_then(|p| p.get("rope_theta")),
+        ),
+        ("rope_scaling.rope_theta", scaling.and_then(|p| p.get("rope_theta"))),
+        ("rope_theta", keys.0.get("rope_theta")),
+    ] {
+        let Some(value) = value.filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let base = value
             .as_f64()
             .filter(|t| *t > 0.0)
-            .ok_or_else(|| "`rope_parameters.rope_theta` must be a positive number".to_string()),
-        (None, _) => keys.number("rope_theta", Some(DEFAULT_ROPE_THETA)),
+            .ok_or_else(|| format!("`{key}` must be a positive number, not {value}"))?;
+        bases.push((key, base));
+    }
+    match bases[..] {
+        [] => Ok(DEFAULT_ROPE_THETA),
+        [(_, base), ref rest @ ..] => match rest.iter().find(|(_, b)| *b != base) {
+            Some((other, b)) => Err(format!(
+                "`{}` ({base}) and `{other}` ({b}) disagree on the RoPE base",
+                bases[0].0
+            )),
+            None => Ok(base),
+        },
     }
 }
 

@@ -69,10 +69,12 @@ impl CausalLm {
             });
         }
         let embed = get("model.embed_tokens.weight")?;
-        let head = if config.tied {
-            embed.clone()
-        } else {
-            get("lm_head.weight")?
+        // A tied model saved with its head anyway uses that head, as
+        // transformers 5 does (it declines to tie them then).
+        let head = match tensors.get("lm_head.weight") {
+            Some(head) => head.clone(),
+            None if config.tied => embed.clone(),
+            None => get("lm_head.weight")?,
         };
         Ok(CausalLm {
             config: config.clone(),
