@@ -16,7 +16,6 @@ use super::data::Dataset;
 use candle_core::{DType, Device, Module, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::Path;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -35,14 +34,7 @@ pub struct MlpConfig {
 }
 
 impl MlpConfig {
-    /// Reads and checks a `config.json`.
-    pub fn read(path: &Path) -> Result<MlpConfig, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let json = serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
-        MlpConfig::from_json(json).map_err(|e| format!("{}: {e}", path.display()))
-    }
-
-    /// Checks a parsed config.
+    /// Checks a parsed `config.json`.
     pub fn from_json(json: serde_json::Value) -> Result<MlpConfig, String> {
         let config: MlpConfig = serde_json::from_value(json).map_err(|e| format!("not an MLP config: {e}"))?;
         if config.architecture != "mlp" {

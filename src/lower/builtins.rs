@@ -131,7 +131,9 @@ impl Lowerer<'_> {
         self.apply_builtin(function, &args, span).unwrap_or(Value::Error)
     }
 
-    fn is_known_nan(&self, value: &Value) -> bool {
+    /// Whether `value` is a number known to be NaN: for the parameters
+    /// whose default is NaN, an argument that was not given.
+    pub(super) fn is_known_nan(&self, value: &Value) -> bool {
         matches!(value, Value::Num(n) if self.graph.scalars.known(*n).is_some_and(f64::is_nan))
     }
 

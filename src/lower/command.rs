@@ -14,30 +14,14 @@ impl Lowerer<'_> {
     /// the weights interpolated.
     pub(super) fn command(&mut self, args: &[(Value, Span)]) -> Option<Value> {
         let template = self.string_arg(&args[0], "the command")?;
-        let w = match &args[1].0 {
-            // No `model` argument (its default is NaN).
-            Value::Num(n) if self.graph.scalars.known(*n).is_some_and(f64::is_nan) => {
-                self.interpolated_weights(args[0].1)?
-            }
-            _ => self.weights_arg(&args[1], "command")?,
+        let w = match self.is_known_nan(&args[1].0) {
+            true => self.interpolated_weights(args[0].1)?,
+            false => self.weights_arg(&args[1], "command")?,
         };
         if !template.contains(PLACEHOLDER) {
             let diag = Diagnostic::new("tv::command", "the command never mentions `{model}`")
                 .at(args[0].1, "cannot see the weights")
                 .help("`{model}` in the command is replaced by the folder the weights are saved to");
-            self.error(diag);
-            return None;
-        }
-        if !self.training.allow_commands {
-            let diag = Diagnostic::new(
-                "tv::command_refused",
-                format!(
-                    "this program runs a command: `{}`",
-                    template.replace(PLACEHOLDER, "{model}")
-                ),
-            )
-            .at(args[0].1, "refused")
-            .help("tv runs commands only when told to: pass --allow-commands if you trust this program");
             self.error(diag);
             return None;
         }
@@ -49,6 +33,14 @@ impl Lowerer<'_> {
             },
             span: args[0].1,
         };
+        if !self.training.allow_commands {
+            let message = format!("this program runs a command: `{}`", spec.shown());
+            let diag = Diagnostic::new("tv::command_refused", message)
+                .at(args[0].1, "refused")
+                .help("tv runs commands only when told to: pass --allow-commands if you trust this program");
+            self.error(diag);
+            return None;
+        }
         let index = match self.graph.commands.iter().position(|c| **c == spec) {
             Some(index) => index,
             None => {

@@ -37,7 +37,7 @@ pub(super) type Documents = Arc<Vec<Vec<u32>>>;
 pub(super) type TextKey = (PathBuf, String, PathBuf);
 
 /// A text task: its text, and how it is cut and batched.
-pub(super) type TaskKey = (PathBuf, String, PathBuf, Windowing);
+pub(super) type TaskKey = (TextKey, Windowing);
 
 impl Lowerer<'_> {
     /// The measurement kind and `TextTask` of `perplexity`/`loss` on a
@@ -66,13 +66,9 @@ impl Lowerer<'_> {
         let folder = self.graph.config_folder(w)?.to_path_buf();
         let resolved = self.resolve_path(path);
         let tokenizer = self.tokenizer(&folder, args[0].1)?;
-        let documents = self.documents(
-            (resolved.clone(), field.clone(), folder.clone()),
-            &tokenizer,
-            args[1].1,
-            config,
-        )?;
-        let key = (resolved.clone(), field.clone(), folder.clone(), windowing);
+        let text = (resolved.clone(), field, folder);
+        let documents = self.documents(text.clone(), &tokenizer, args[1].1, config)?;
+        let key = (text, windowing);
         if let Some(index) = self.text_tasks.get(&key) {
             return Some((kind, *index));
         }

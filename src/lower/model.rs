@@ -50,9 +50,8 @@ impl Lowerer<'_> {
         }
         for (arg, param) in args.iter().skip(2).zip(super::lm::TEXT_PARAMS) {
             let given = match &arg.0 {
-                Value::Num(n) => self.graph.scalars.known(*n).is_none_or(|v| !v.is_nan()),
                 Value::Str(s) => s != super::lm::DEFAULT_FIELD,
-                _ => true,
+                other => !self.is_known_nan(other),
             };
             if given {
                 let diag = Diagnostic::new("tv::argument", format!("`{param}` applies to language models only"))
@@ -133,29 +132,28 @@ impl Lowerer<'_> {
 
     /// The first few ways the weights' tensors differ from the config's.
     fn config_mismatches(&self, w: NodeId, config: usize) -> Vec<String> {
-        let specs = self.graph.specs(w);
+        let (specs, config) = (self.graph.specs(w), &*self.graph.configs[config]);
+        let required = config.tensors();
         let mut out = Vec::new();
-        for (name, shape) in self.graph.configs[config].tensors() {
-            match specs.find(&name) {
+        for (name, shape) in &required {
+            match specs.find(name) {
                 None => out.push(format!("`{name}` is missing")),
-                Some(s) if s.shape != shape => {
-                    out.push(format!("`{name}` has shape {:?}, the config says {shape:?}", s.shape))
-                }
-                Some(s) if !s.float => out.push(format!("`{name}` is not floating point")),
-                Some(_) => {}
+                Some(spec) => out.extend(spec_problem(spec, shape)),
             }
         }
-        if let ModelConfig::Causal(lm) = &*self.graph.configs[config] {
-            let expected: std::collections::HashMap<String, Vec<usize>> =
-                lm.tensors().into_iter().chain(lm.optional_tensors()).collect();
-            for s in specs.tensors.iter().filter(|s| !lm.ignores(&s.name)) {
-                match expected.get(&s.name) {
-                    None => out.push(format!("`{}` is not part of a {:?} model", s.name, lm.family)),
-                    Some(shape) if *shape != s.shape => out.push(format!(
-                        "`{}` has shape {:?}, the config says {shape:?}",
-                        s.name, s.shape
-                    )),
-                    Some(_) => {}
+        // A language model's checkpoint holds nothing else, but for the
+        // tensors it may hold or not.
+        if let ModelConfig::Causal(lm) = config {
+            let known: std::collections::HashSet<&str> = required.iter().map(|(n, _)| n.as_str()).collect();
+            let optional: std::collections::HashMap<String, Vec<usize>> = lm.optional_tensors().into_iter().collect();
+            let others = specs
+                .tensors
+                .iter()
+                .filter(|s| !known.contains(s.name.as_str()) && !lm.ignores(&s.name));
+            for spec in others {
+                match optional.get(&spec.name) {
+                    Some(shape) => out.extend(spec_problem(spec, shape)),
+                    None => out.push(format!("`{}` is not part of a {:?} model", spec.name, lm.family)),
                 }
             }
         }
@@ -353,6 +351,21 @@ impl Lowerer<'_> {
                 None
             }
         }
+    }
+}
+
+/// How a tensor the config calls for differs from what it says.
+fn spec_problem(spec: &crate::graph::Spec, shape: &[usize]) -> Option<String> {
+    let name = &spec.name;
+    if spec.shape != shape {
+        Some(format!(
+            "`{name}` has shape {:?}, the config says {shape:?}",
+            spec.shape
+        ))
+    } else if !spec.float {
+        Some(format!("`{name}` is not floating point"))
+    } else {
+        None
     }
 }
 
