@@ -239,13 +239,21 @@ fn jsonl_documents_come_from_the_named_field() {
         })
         .collect();
     std::fs::write(dir.path().join("docs.jsonl"), renamed.join("\n") + "\n\n").unwrap();
-    let program = format!(
-        "eval p = perplexity(load(\"{}\"), \"docs.jsonl\", field = \"body\", context = {}, stride = {})\n",
-        fixtures().join("qwen2-untied").display(),
-        case["context"],
-        case["stride"]
+    let model = fixtures().join("qwen2-untied");
+    assert_perplexity(
+        dir.path(),
+        &format!("load(\"{}\")", model.display()),
+        "\"docs.jsonl\", field = \"body\"",
+        case,
     );
-    let csv = common::run_program(dir.path(), "jsonl.tv", &program, &tv::Overrides::default());
+}
+
+/// Runs `perplexity(WEIGHTS, TEXT_AND_ARGUMENTS, ...)` with the windowing of
+/// a reference case and compares it with the case's perplexity.
+fn assert_perplexity(dir: &Path, weights: &str, text: &str, case: &Value) {
+    let (context, stride) = (&case["context"], &case["stride"]);
+    let program = format!("eval p = perplexity({weights}, {text}, context = {context}, stride = {stride})\n");
+    let csv = common::run_program(dir, "perplexity.tv", &program, &tv::Overrides::default());
     let got: f64 = csv.lines().nth(1).unwrap().parse().unwrap();
     let want = case["perplexity"].as_f64().unwrap();
     assert!(relative_difference(got, want) < 1e-4, "{got} vs {want}");
@@ -323,14 +331,6 @@ fn a_sharded_folder_saved_by_tv_scores_like_the_original() {
     common::run_program(dir.path(), "save.tv", &save, &tv::Overrides::default());
     let sharded = dir.path().join("sharded");
     assert!(sharded.join("model.safetensors.index.json").is_file() && sharded.join("tokenizer.json").is_file());
-    let program = format!(
-        "eval p = perplexity(load(\"sharded\"), \"{}\", context = {}, stride = {})\n",
-        fixtures().join("text.txt").display(),
-        case["context"],
-        case["stride"]
-    );
-    let csv = common::run_program(dir.path(), "score.tv", &program, &tv::Overrides::default());
-    let got: f64 = csv.lines().nth(1).unwrap().parse().unwrap();
-    let want = case["perplexity"].as_f64().unwrap();
-    assert!(relative_difference(got, want) < 1e-4, "{got} vs {want}");
+    let text = format!("\"{}\"", fixtures().join("text.txt").display());
+    assert_perplexity(dir.path(), "load(\"sharded\")", &text, case);
 }
