@@ -3,9 +3,11 @@
 
 mod render;
 mod suggest;
+mod warning;
 
 pub use render::{render_all, render_plain, to_report};
 pub use suggest::closest;
+pub use warning::warn;
 
 use std::path::PathBuf;
 use std::sync::Arc;
