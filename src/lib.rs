@@ -16,6 +16,7 @@ pub mod report;
 pub mod stdlib;
 pub mod syntax;
 pub mod synth;
+pub mod targets;
 
 use diag::{Diagnostic, Diagnostics, Sources};
 use eval::cache::Cache;
@@ -39,15 +40,25 @@ pub struct Overrides {
     pub no_cache: bool,
     /// `--allow-commands`: let `command(...)` run programs.
     pub allow_commands: bool,
+    /// `-o FILE`: where the report goes (checked like a save target).
+    pub report: Option<std::path::PathBuf>,
+    /// `--overwrite`: existing save targets and report files may be
+    /// replaced whatever they hold (never the run's own inputs).
+    pub overwrite: bool,
 }
 
 /// Reads, checks and lowers the program at `path` without reading any
 /// tensor data (and without training).
 pub fn check(sources: &mut Sources, path: &Path, overrides: &Overrides) -> Result<Plan, Diagnostics> {
-    load(sources, path, overrides, false)
+    read_and_check(sources, path, overrides, false).map(|(plan, _)| plan)
 }
 
-fn load(sources: &mut Sources, path: &Path, overrides: &Overrides, train: bool) -> Result<Plan, Diagnostics> {
+fn read_and_check(
+    sources: &mut Sources,
+    path: &Path,
+    overrides: &Overrides,
+    train: bool,
+) -> Result<(Plan, Option<StagedReport>), Diagnostics> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         let (code, reason) = match e.kind() {
             std::io::ErrorKind::InvalidData => ("tv::not_text", "it is not UTF-8 text".to_string()),
@@ -61,10 +72,17 @@ fn load(sources: &mut Sources, path: &Path, overrides: &Overrides, train: bool) 
     // end of a file costs no training time; a program that trains nothing
     // needs no second pass.
     let checked = plan(sources, root, overrides, false)?;
-    if !train || !checked.trains {
-        return Ok(checked);
+    if !train {
+        return Ok((checked, None));
     }
-    plan(sources, root, overrides, train)
+    // Staged once the targets are known to be safe, and before any work: a
+    // report that cannot be written fails the run at once.
+    let report = overrides.report.as_deref().map(StagedReport::new).transpose()?;
+    let plan = match checked.trains {
+        true => plan(sources, root, overrides, train)?,
+        false => checked,
+    };
+    Ok((plan, report))
 }
 
 /// Checks program text that has no file (relative paths resolve against
@@ -83,6 +101,13 @@ fn plan(sources: &mut Sources, root: diag::FileId, overrides: &Overrides, train:
     };
     let (mut plan, mut diags) = lower::lower(sources, root, training);
     apply(&mut plan.settings, overrides);
+    let cache = plan.trains.then(|| cache_dir(sources, root, overrides)).flatten();
+    let request = targets::Request {
+        report: overrides.report.as_deref(),
+        cache: cache.as_deref(),
+        overwrite: overrides.overwrite,
+    };
+    diags.extend(targets::check(&plan, sources, &request));
     if plan.settings.device != "cpu" && !cfg!(feature = "cuda") {
         let message = format!("device \"{}\" is not available", plan.settings.device);
         let help = "this build of tv computes on the CPU only; use `set device = \"cpu\"` or `--device cpu`";
@@ -112,12 +137,21 @@ fn cache(sources: &Sources, root: diag::FileId, overrides: &Overrides, train: bo
             )]
         });
     }
+    let dir = cache_dir(sources, root, overrides).unwrap_or_default();
+    Ok(Cache::at(dir))
+}
+
+/// Where a run keeps trained models; `None` with `--no-cache`.
+fn cache_dir(sources: &Sources, root: diag::FileId, overrides: &Overrides) -> Option<std::path::PathBuf> {
+    if overrides.no_cache {
+        return None;
+    }
     let beside = || {
         let root_path = sources.get(root).path.as_deref();
         let dir = root_path.and_then(Path::parent).unwrap_or(Path::new(""));
         dir.join(".tv-cache")
     };
-    Ok(Cache::at(overrides.cache.clone().unwrap_or_else(beside)))
+    Some(overrides.cache.clone().unwrap_or_else(beside))
 }
 
 fn apply(settings: &mut lower::Settings, overrides: &Overrides) {
@@ -146,21 +180,90 @@ pub struct RunOutput {
     /// Models `init`/`finetune` made during the run, and those found in the cache.
     pub trained: usize,
     pub cache_hits: usize,
+    /// Saves not yet in place (empty once committed): see `commit`.
+    pub outputs: io::commit::Outputs,
 }
 
-/// Checks and runs the program at `path`.
+impl RunOutput {
+    /// Moves the saves into place and calls `publish` to deliver the
+    /// report; if either fails, no save remains (earlier outputs at the
+    /// targets are restored).
+    pub fn commit(&mut self, publish: impl FnOnce(&str) -> std::io::Result<()>) -> Result<(), Diagnostics> {
+        let outputs = std::mem::take(&mut self.outputs);
+        let csv = &self.csv;
+        outputs.commit(|| publish(csv)).map_err(|e| {
+            let diag = match e.target {
+                Some(target) => Diagnostic::new("tv::save", format!("cannot save {}: {}", target.display(), e.source)),
+                None => Diagnostic::new("tv::report", format!("cannot write the report: {}", e.source)),
+            };
+            vec![diag.help(NOTHING_SAVED)]
+        })
+    }
+}
+
+/// Checks and runs the program at `path`, and puts its saves in place.
 pub fn run(
     sources: &mut Sources,
     path: &Path,
     overrides: &Overrides,
     progress: bool,
 ) -> Result<RunOutput, Diagnostics> {
-    let plan = load(sources, path, overrides, true)?;
-    execute(&plan, progress)
+    let mut output = run_staged(sources, path, overrides, progress)?;
+    output.commit(|_| Ok(()))?;
+    Ok(output)
 }
 
-/// Executes a checked plan and renders its report.
+/// Checks and runs the program at `path`, leaving its saves staged for
+/// `RunOutput::commit` (dropped uncommitted, they leave nothing).
+pub fn run_staged(
+    sources: &mut Sources,
+    path: &Path,
+    overrides: &Overrides,
+    progress: bool,
+) -> Result<RunOutput, Diagnostics> {
+    let (plan, report) = read_and_check(sources, path, overrides, true)?;
+    let mut output = execute_staged(&plan, progress)?;
+    if let Some(report) = report {
+        let sealed = report.write(output.csv.as_bytes())?;
+        output.outputs.push(sealed);
+    }
+    Ok(output)
+}
+
+/// The `-o` file, staged beside its target.
+struct StagedReport {
+    file: report::StagedFile,
+    path: std::path::PathBuf,
+}
+
+impl StagedReport {
+    fn new(path: &Path) -> Result<StagedReport, Diagnostics> {
+        let file = report::StagedFile::new(path).map_err(|e| report_error(path, e))?;
+        let path = path.to_path_buf();
+        Ok(StagedReport { file, path })
+    }
+
+    fn write(self, csv: &[u8]) -> Result<io::commit::Sealed, Diagnostics> {
+        self.file.write(csv).map_err(|e| report_error(&self.path, e))
+    }
+}
+
+fn report_error(path: &Path, e: std::io::Error) -> Diagnostics {
+    let message = format!("cannot write the report {}: {e}", path.display());
+    vec![Diagnostic::new("tv::report", message).help(NOTHING_SAVED)]
+}
+
+const NOTHING_SAVED: &str = "nothing was saved: the run's outputs are written all together or not at all";
+
+/// Executes a checked plan, renders its report and puts its saves in place.
 pub fn execute(plan: &Plan, progress: bool) -> Result<RunOutput, Diagnostics> {
+    let mut output = execute_staged(plan, progress)?;
+    output.commit(|_| Ok(()))?;
+    Ok(output)
+}
+
+/// Executes a checked plan and renders its report; the saves stay staged.
+pub fn execute_staged(plan: &Plan, progress: bool) -> Result<RunOutput, Diagnostics> {
     let backend = exec::Backend::for_device(&plan.settings.device).map_err(|e| {
         let message = format!("device \"{}\" is not available: {e}", plan.settings.device);
         vec![Diagnostic::new("tv::device", message)]
@@ -182,5 +285,6 @@ pub fn execute(plan: &Plan, progress: bool) -> Result<RunOutput, Diagnostics> {
         stats: outcome.stats,
         trained: plan.cache.trained,
         cache_hits: plan.cache.hits,
+        outputs: outcome.outputs,
     })
 }

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use tv::diag::{Diagnostic, Sources};
 use tv::lower::SaveDtype;
 
+mod interrupts;
+
 const EXAMPLES: &str = "\
 Examples:
   tv run experiments/analogy.tv                 print the report as CSV
@@ -40,6 +42,10 @@ enum Command {
         /// Print what the run did (passes, bytes read and written, time) to stderr.
         #[arg(long)]
         stats: bool,
+        /// Replace existing save targets and report files even when they are not
+        /// tv's earlier outputs (inputs of the run are never replaced).
+        #[arg(long)]
+        overwrite: bool,
     },
     /// Show what a run would do: sweep points, passes over the data, bytes read and written,
     /// which evals take the Gram path, estimated peak memory. Reads no tensor data.
@@ -117,6 +123,7 @@ impl SettingFlags {
             cache: self.cache.clone(),
             no_cache: self.no_cache,
             allow_commands: self.allow_commands,
+            ..tv::Overrides::default()
         }
     }
 }
@@ -130,7 +137,14 @@ fn main() -> ExitCode {
             output,
             settings,
             stats,
-        } => run(&mut sources, file, output.as_deref(), settings, *stats),
+            overwrite,
+        } => {
+            interrupts::install();
+            let mut overrides = settings.overrides();
+            overrides.report = output.clone();
+            overrides.overwrite = *overwrite;
+            run(&mut sources, file, &overrides, *stats)
+        }
         Command::Plan { file, settings } => plan(&mut sources, file, settings),
         Command::Check { file } => {
             // Checking runs nothing, so it need not be allowed to.
@@ -138,7 +152,7 @@ fn main() -> ExitCode {
                 allow_commands: true,
                 ..tv::Overrides::default()
             };
-            tv::check(&mut sources, file, &overrides).map(|_| ())
+            tv::check(&mut sources, file, &overrides).and_then(|plan| say(&check_summary(file, &plan)))
         }
         Command::Inspect { checkpoint } => inspect(checkpoint),
     };
@@ -151,50 +165,66 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(
-    sources: &mut Sources,
-    file: &Path,
-    output: Option<&Path>,
-    settings: &SettingFlags,
-    stats: bool,
-) -> Result<(), Vec<Diagnostic>> {
-    let report_error = |e: std::io::Error| vec![Diagnostic::new("tv::report", format!("cannot write the report: {e}"))];
-    // Prepared first: an unwritable report fails the run before any save.
-    let staged = output
-        .map(tv::report::StagedFile::new)
-        .transpose()
-        .map_err(report_error)?;
+fn run(sources: &mut Sources, file: &Path, overrides: &tv::Overrides, stats: bool) -> Result<(), Vec<Diagnostic>> {
     let sampler = stats.then(tv::report::memory::PeakSampler::start);
-    let result = tv::run(sources, file, &settings.overrides(), true)?;
+    let mut result = tv::run_staged(sources, file, overrides, true)?;
     let peak = sampler.and_then(|s| s.stop());
-    let written = match staged {
-        Some(staged) => staged.commit(result.csv.as_bytes()),
-        None => std::io::stdout().write_all(result.csv.as_bytes()),
-    };
-    written.map_err(report_error)?;
+    let to_stdout = overrides.report.is_none();
+    result.commit(|csv| match to_stdout {
+        true => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(csv.as_bytes())?;
+            stdout.flush()
+        }
+        false => Ok(()),
+    })?;
     if stats {
-        eprintln!(
-            "{}",
-            tv::report::text::stats_text(&result.stats, (result.trained, result.cache_hits), peak)
-        );
+        let text = tv::report::text::stats_text(&result.stats, (result.trained, result.cache_hits), peak);
+        tell(&text);
     }
     Ok(())
+}
+
+/// The line `tv check` prints when the program is fine.
+fn check_summary(file: &Path, plan: &tv::lower::Plan) -> String {
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let columns = plan.table.header_line().map_or(0, |h| h.split(',').count());
+    let mut parts = vec![count(plan.graph.leaves().len(), "checkpoint")];
+    if plan.table.sweep_points() > 0 {
+        parts.push(count(plan.table.sweep_points(), "sweep point"));
+    }
+    parts.push(count(columns, "report column"));
+    parts.push(count(plan.saves.len(), "save"));
+    format!("{}: no errors ({})\n", file.display(), parts.join(", "))
+}
+
+/// Prints to stdout; a closed stdout is an error, not a panic.
+fn say(text: &str) -> Result<(), Vec<Diagnostic>> {
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush());
+    written.map_err(|e| {
+        vec![Diagnostic::new(
+            "tv::output",
+            format!("cannot write to standard output: {e}"),
+        )]
+    })
+}
+
+/// Prints to stderr; a closed stderr is ignored (there is nowhere left to say it).
+fn tell(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{text}");
 }
 
 fn plan(sources: &mut Sources, file: &Path, settings: &SettingFlags) -> Result<(), Vec<Diagnostic>> {
     let plan = tv::check(sources, file, &settings.overrides())?;
     let threads = plan.settings.threads.unwrap_or_else(rayon::current_num_threads);
     let summary = tv::exec::summarize(&plan, threads);
-    print!("{}", tv::report::text::plan_text(&file.display().to_string(), &summary));
-    Ok(())
+    say(&tv::report::text::plan_text(&file.display().to_string(), &summary))
 }
 
 fn inspect(path: &Path) -> Result<(), Vec<Diagnostic>> {
     match tv::io::Checkpoint::open(path) {
-        Ok(checkpoint) => {
-            print!("{}", tv::io::describe(&checkpoint));
-            Ok(())
-        }
+        Ok(checkpoint) => say(&tv::io::describe(&checkpoint)),
         Err(e) => {
             let diag = Diagnostic::new("tv::checkpoint", e.to_string());
             Err(vec![match e.help() {
@@ -212,7 +242,9 @@ fn report(diags: &[Diagnostic], sources: &Sources) {
     } else {
         tv::diag::render_plain(diags, sources, 100)
     };
-    eprintln!("{text}");
     let count = diags.len();
-    eprintln!("tv: {count} error{}", if count == 1 { "" } else { "s" });
+    tell(&format!(
+        "{text}\ntv: {count} error{}",
+        if count == 1 { "" } else { "s" }
+    ));
 }

@@ -252,7 +252,8 @@ fn candle_backend_saves_what_the_native_kernels_save() {
             backend,
             ..Default::default()
         };
-        tv::exec::execute(&plan, &options).expect("execute");
+        let outcome = tv::exec::execute(&plan, &options).expect("execute");
+        outcome.outputs.commit(|| Ok(())).expect("commit");
         let bytes = std::fs::read(checkpoints().join(out)).expect("read save");
         let file = safetensors::SafeTensors::deserialize(&bytes).expect("parse save");
         let mut values = Vec::new();
@@ -311,7 +312,9 @@ fn execute_on(plan: &tv::lower::Plan, backend: tv::exec::Backend) -> tv::exec::O
         backend,
         ..Default::default()
     };
-    tv::exec::execute(plan, &options).expect("execute")
+    let mut outcome = tv::exec::execute(plan, &options).expect("execute");
+    std::mem::take(&mut outcome.outputs).commit(|| Ok(())).expect("commit");
+    outcome
 }
 
 /// The report's value in column `name`, from `measured`.

@@ -118,6 +118,11 @@ impl Sources {
         found.map(|i| FileId(i as u32))
     }
 
+    /// The files read from disk (the program and what it `use`s), as written.
+    pub fn paths(&self) -> impl Iterator<Item = &std::path::Path> {
+        self.files.iter().filter_map(|f| f.path.as_deref())
+    }
+
     pub fn find_name(&self, name: &str) -> Option<FileId> {
         let found = self.files.iter().position(|f| f.name == name);
         found.map(|i| FileId(i as u32))

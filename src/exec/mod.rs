@@ -42,11 +42,14 @@ pub struct ExecOptions {
 }
 
 /// What execution measured, with counters for `--stats`.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Outcome {
     /// Indexed by `MeasureId`; `None` for measurements nobody needed.
     pub measured: Vec<Option<f64>>,
     pub stats: Stats,
+    /// The saves, complete but not yet in place: commit them, or drop them
+    /// and nothing is left.
+    pub outputs: crate::io::commit::Outputs,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -67,7 +70,7 @@ pub struct Stats {
 }
 
 /// Executes a lowered plan: every measurement the report needs and every
-/// save. Saved files appear only if the whole run succeeds.
+/// save, staged for the caller to commit.
 pub fn execute(plan: &Plan, options: &ExecOptions) -> Result<Outcome, Diagnostics> {
     let mut builder = rayon::ThreadPoolBuilder::new();
     if let Some(threads) = options.threads {
@@ -121,12 +124,14 @@ impl<'a> Executor<'a> {
             }
             self.score_models(&models)?;
         }
-        self.stats.bytes_written = save::finish_savers(self.plan, savers)?;
+        let (outputs, bytes_written) = save::seal_savers(self.plan, savers)?;
+        self.stats.bytes_written = bytes_written;
         self.stats.bytes_read = self.bytes_read() - read_before;
         self.stats.seconds = started.elapsed().as_secs_f64();
         Ok(Outcome {
             measured: self.measured,
             stats: self.stats,
+            outputs,
         })
     }
 

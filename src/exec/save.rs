@@ -3,6 +3,7 @@
 
 use crate::diag::{Diagnostic, Span};
 use crate::graph::{Graph, NodeId, Op};
+use crate::io::commit::Outputs;
 use crate::io::{SaveOptions, TensorInfo, Writer};
 use crate::lower::Plan;
 
@@ -65,35 +66,18 @@ pub(super) fn output_infos(plan: &Plan, node: NodeId) -> Vec<TensorInfo> {
         .collect()
 }
 
-/// Moves every save into place; returns the bytes written. Every save is
-/// checked complete before any replaces an older output; if a move itself
-/// fails, the saves already moved into place are removed again, so a failed
-/// run leaves no partial set of outputs behind.
-pub(super) fn finish_savers(plan: &Plan, savers: Vec<Saver>) -> Result<u64, Diagnostic> {
-    for (job, saver) in plan.saves.iter().zip(&savers) {
-        let complete = saver.writer.check_complete();
-        complete.map_err(|e| write_error(job.span, &job.path, &e))?;
-    }
+/// Seals every save, complete, for the run's commit; returns them with the
+/// bytes written. Nothing is in place yet: the caller commits them together
+/// with the report, or drops them and nothing remains.
+pub(super) fn seal_savers(plan: &Plan, savers: Vec<Saver>) -> Result<(Outputs, u64), Diagnostic> {
+    let mut outputs = Outputs::default();
     let mut bytes = 0;
-    for (done, (job, saver)) in plan.saves.iter().zip(savers).enumerate() {
+    for (job, saver) in plan.saves.iter().zip(savers) {
         bytes += saver.infos.iter().map(|t| t.byte_len() as u64).sum::<u64>();
-        if let Err(e) = saver.writer.finish() {
-            for finished in &plan.saves[..done] {
-                remove_output(&finished.path);
-            }
-            return Err(write_error(job.span, &job.path, &e));
-        }
+        let sealed = saver.writer.seal().map_err(|e| write_error(job.span, &job.path, &e))?;
+        outputs.push(sealed);
     }
-    Ok(bytes)
-}
-
-/// Best effort: the run is failing already, and this only tidies up.
-fn remove_output(path: &std::path::Path) {
-    let _ = if path.is_dir() {
-        std::fs::remove_dir_all(path)
-    } else {
-        std::fs::remove_file(path)
-    };
+    Ok((outputs, bytes))
 }
 
 pub(super) fn write_error(span: Span, path: &std::path::Path, error: &crate::io::IoError) -> Diagnostic {
@@ -110,7 +94,7 @@ mod tests {
     use safetensors::tensor::TensorView;
 
     /// An incomplete second save fails the run before the first one
-    /// replaces the older file at its target.
+    /// replaces the older file at its target, and leaves no staging.
     #[test]
     fn an_incomplete_save_replaces_no_older_output() {
         let dir = tempfile::tempdir().expect("temporary folder");
@@ -126,8 +110,14 @@ mod tests {
         std::fs::write(&first, "older output").expect("write older output");
         let savers = open_savers(&plan).expect("open");
         savers[0].writer.write(0, &bytes).expect("write first");
-        assert!(finish_savers(&plan, savers).is_err());
+        assert!(seal_savers(&plan, savers).is_err());
         assert_eq!(std::fs::read_to_string(&first).expect("read"), "older output");
         assert!(!dir.path().join("second.safetensors").exists());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left.len(), 3, "{left:?}");
     }
 }

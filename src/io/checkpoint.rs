@@ -51,6 +51,10 @@ impl Checkpoint {
     /// Validates every header fully (so a truncated download fails here, before
     /// any data is read) and checks the index against the shards' headers.
     pub fn open(path: &Path) -> Result<Checkpoint, IoError> {
+        if let Some(staged) = super::staging::staging_component(path) {
+            let path = path.to_path_buf();
+            return Err(IoError::Unfinished { path, staged });
+        }
         let meta = fs::metadata(path).map_err(|source| match source.kind() {
             ErrorKind::NotFound => IoError::NotFound {
                 path: path.to_path_buf(),

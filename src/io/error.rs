@@ -11,6 +11,8 @@ pub enum IoError {
     NotFound { path: PathBuf },
     /// The path exists but is not a safetensors file or a Hugging Face folder.
     NotACheckpoint { path: PathBuf, reason: String },
+    /// The path is (inside) the staging of a tv run that did not finish.
+    Unfinished { path: PathBuf, staged: String },
     /// A safetensors header or index file is malformed.
     Corrupt { path: PathBuf, reason: String },
     /// The file is shorter than its header says (typically an interrupted download or copy).
@@ -52,6 +54,9 @@ impl IoError {
     pub fn help(&self) -> Option<String> {
         let text = match self {
             IoError::NotFound { .. } => "check the path; tv opens a .safetensors file or a Hugging Face model folder",
+            IoError::Unfinished { .. } => {
+                "its run was interrupted before it finished; the next run saving to the same target removes it"
+            }
             IoError::NotACheckpoint { path, .. } if path.is_dir() => {
                 "a folder needs model.safetensors or model.safetensors.index.json; other formats (.bin, .pt, .gguf) must be converted to safetensors first"
             }
@@ -78,6 +83,13 @@ impl fmt::Display for IoError {
             IoError::NotFound { path } => write!(f, "{} does not exist", path.display()),
             IoError::NotACheckpoint { path, reason } => {
                 write!(f, "{} is not a checkpoint: {reason}", path.display())
+            }
+            IoError::Unfinished { path, staged } => {
+                write!(
+                    f,
+                    "{} is not a checkpoint: {staged} is an unfinished output of tv",
+                    path.display()
+                )
             }
             IoError::Corrupt { path, reason } => {
                 write!(f, "{} is corrupt: {reason}", path.display())

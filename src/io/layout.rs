@@ -120,7 +120,10 @@ pub(super) fn plan(tensors: &[TensorInfo], shards: &[Vec<usize>], names: &[Strin
 
 fn plan_file(tensors: &[TensorInfo], members: &[usize], file: usize, name: &str, slots: &mut [Slot]) -> PlannedFile {
     let mut entries = Map::new();
-    entries.insert("__metadata__".to_string(), json!({"format": "pt"}));
+    entries.insert(
+        "__metadata__".to_string(),
+        json!({"format": "pt", super::manifest::STAMP_KEY: super::manifest::STAMP_VALUE}),
+    );
     let mut data_offset = 0usize;
     for &i in members {
         let tensor = &tensors[i];

@@ -8,11 +8,14 @@
 
 mod checkpoint;
 mod codec;
+pub mod commit;
 mod describe;
 mod error;
 mod header;
 mod index;
 mod layout;
+pub mod manifest;
+pub mod staging;
 mod writer;
 
 #[cfg(test)]

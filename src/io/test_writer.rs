@@ -96,7 +96,13 @@ fn sharded_folder_has_index_shards_and_companions() {
     writer.finish().unwrap();
     let shard = |k: usize| format!("model-0000{k}-of-00003.safetensors");
     let mut expected_files = vec![shard(1), shard(2), shard(3)];
-    expected_files.extend(["config.json", "model.safetensors.index.json", "tokenizer.json"].map(String::from));
+    let others = [
+        ".tv-save.json",
+        "config.json",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+    ];
+    expected_files.extend(others.map(String::from));
     expected_files.sort();
     assert_eq!(listing(&out), expected_files);
     for k in 1..=3 {
@@ -162,7 +168,8 @@ fn small_folder_is_one_model_file_and_replaces_the_old_folder() {
     assert_eq!(fs::read(source.join("model.safetensors")).unwrap(), b"old weights");
     write_scrambled(&writer, &tensors, 16);
     writer.finish().unwrap();
-    assert_eq!(listing(&source), ["config.json", "model.safetensors", "tokenizer.json"]);
+    let expected = [".tv-save.json", "config.json", "model.safetensors", "tokenizer.json"];
+    assert_eq!(listing(&source), expected);
     assert_file_holds(&source.join("model.safetensors"), &tensors.iter().collect::<Vec<_>>());
     assert_eq!(listing(dir.path()), ["source"]);
 }

@@ -8,11 +8,11 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use std::os::unix::fs::PermissionsExt;
-use tempfile::{Builder, NamedTempFile, TempDir};
-
 use super::checkpoint::INDEX_FILE_NAME;
+use super::commit::{Outputs, Sealed};
 use super::layout::{self, Layout, Slot};
+use super::manifest;
+use super::staging::{self, CreatedDirs, StagedPath};
 use super::{IoError, TensorInfo};
 
 /// Files that make a Hugging Face folder loadable besides its weights.
@@ -52,59 +52,20 @@ impl Default for SaveOptions {
 }
 
 /// Writes a checkpoint whose tensor list is known in advance. Everything goes
-/// into a temporary beside the target, renamed into place by `finish`;
-/// dropping an unfinished Writer deletes the temporary.
+/// into a staged file or folder beside the target (see `staging`), moved into
+/// place by the run's commit; dropping an unfinished Writer deletes it.
 pub struct Writer {
     target: PathBuf,
-    staging: Staging,
+    staging: StagedPath,
+    folder: bool,
     files: Vec<File>,
     file_paths: Vec<PathBuf>,
     slots: Vec<Slot>,
     names: Vec<String>,
     /// Bytes written so far, per tensor.
     written: Vec<AtomicU64>,
-    /// Last, so it is dropped after the staging folder inside it.
+    /// Last, so it is dropped after the staging inside it.
     created: CreatedDirs,
-}
-
-/// Folders a save created for itself, removed again (when still empty) if
-/// the save is dropped unfinished: a failed run leaves no trace.
-struct CreatedDirs {
-    dirs: Vec<PathBuf>,
-    keep: bool,
-}
-
-impl CreatedDirs {
-    fn create(parent: &Path) -> Result<CreatedDirs, IoError> {
-        // Deepest first, which is the order to remove them in.
-        let missing = parent
-            .ancestors()
-            .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
-            .map(Path::to_path_buf)
-            .collect();
-        fs::create_dir_all(parent).map_err(|e| write_error(parent, e))?;
-        Ok(CreatedDirs {
-            dirs: missing,
-            keep: false,
-        })
-    }
-}
-
-impl Drop for CreatedDirs {
-    fn drop(&mut self) {
-        if !self.keep {
-            for dir in &self.dirs {
-                // Only empty folders go; anything else stays as it is.
-                let _ = fs::remove_dir(dir);
-            }
-        }
-    }
-}
-
-/// The temporary being filled; removed automatically when dropped.
-enum Staging {
-    File(NamedTempFile),
-    Folder(TempDir),
 }
 
 impl Writer {
@@ -115,9 +76,10 @@ impl Writer {
     pub fn create(path: &Path, tensors: &[TensorInfo], options: &SaveOptions) -> Result<Writer, IoError> {
         layout::validate(tensors)?;
         let parent = parent_dir(path)?;
-        let created = CreatedDirs::create(&parent)?;
         let single = path.extension().is_some_and(|e| e == "safetensors");
         check_target_kind(path, single)?;
+        let created = CreatedDirs::create(&parent).map_err(|e| write_error(&parent, e))?;
+        staging::remove_stale(path);
         let shards = match single {
             true => vec![(0..tensors.len()).collect()],
             false => layout::assign_shards(tensors, options.max_shard_bytes),
@@ -125,25 +87,27 @@ impl Writer {
         let names = layout::shard_names(shards.len());
         let plan = layout::plan(tensors, &shards, &names);
         let (staging, file_paths) = match single {
-            true => stage_file(path, &parent)?,
-            false => stage_folder(path, &parent, &plan)?,
+            true => stage_file(path)?,
+            false => stage_folder(path, &plan)?,
         };
         let files = write_headers(&file_paths, &plan)?;
-        if let Staging::Folder(dir) = &staging {
+        if !single {
+            let dir = staging.path();
             if shards.len() > 1 {
-                let index = dir.path().join(INDEX_FILE_NAME);
+                let index = dir.join(INDEX_FILE_NAME);
                 let text = layout::index_json(tensors, &shards, &names);
                 fs::write(&index, text).map_err(|e| write_error(&index, e))?;
             }
-            copy_companions(options.copy_from.as_deref(), dir.path())?;
+            copy_companions(options.copy_from.as_deref(), dir)?;
             if let Some(config) = &options.config_json {
-                let path = dir.path().join("config.json");
+                let path = dir.join("config.json");
                 fs::write(&path, config).map_err(|e| write_error(&path, e))?;
             }
         }
         Ok(Writer {
             target: path.to_path_buf(),
             staging,
+            folder: !single,
             files,
             file_paths,
             slots: plan.slots,
@@ -207,22 +171,27 @@ impl Writer {
         }
     }
 
-    /// Check every tensor was written, flush to disk, and move the output
-    /// into place (replacing any previous file or folder at the target).
-    pub fn finish(mut self) -> Result<(), IoError> {
+    /// Check every tensor was written and close the files: the output is
+    /// complete, waiting for the run's commit. A folder gets its manifest,
+    /// which marks it as tv's for later runs that save over it.
+    pub fn seal(self) -> Result<Sealed, IoError> {
         self.check_complete()?;
         // No fsync: like `cp` and the usual model savers, the output is left
         // to the page cache; the rename still makes it appear only whole.
         drop(self.files);
-        let result = match self.staging {
-            Staging::File(temp) => temp
-                .persist(&self.target)
-                .map(|_| ())
-                .map_err(|e| write_error(&self.target, e.error)),
-            Staging::Folder(dir) => replace_folder(dir, &self.target),
-        };
-        self.created.keep = result.is_ok();
-        result
+        if self.folder {
+            manifest::write(self.staging.path()).map_err(|e| write_error(&self.target, e))?;
+        }
+        Ok(Sealed::new(self.staging, self.target, self.created))
+    }
+
+    /// Seal and commit this output alone (replacing any earlier one at the
+    /// target).
+    pub fn finish(self) -> Result<(), IoError> {
+        let target = self.target.clone();
+        let mut outputs = Outputs::default();
+        outputs.push(self.seal()?);
+        outputs.commit(|| Ok(())).map_err(|e| write_error(&target, e.source))
     }
 
     fn bad_write(&self, reason: String) -> IoError {
@@ -259,32 +228,17 @@ fn check_target_kind(path: &Path, single: bool) -> Result<(), IoError> {
     Err(write_error(path, io::Error::new(io::ErrorKind::AlreadyExists, message)))
 }
 
-/// A hidden name beside the target, so the final rename stays on one filesystem.
-fn temp_prefix(path: &Path) -> String {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    format!(".{name}.tv-")
+/// Staged beside the target, so the final rename stays on one filesystem.
+fn stage_file(path: &Path) -> Result<(StagedPath, Vec<PathBuf>), IoError> {
+    let (staged, _) = StagedPath::file(path).map_err(|e| write_error(path, e))?;
+    let file_path = staged.path().to_path_buf();
+    Ok((staged, vec![file_path]))
 }
 
-fn stage_file(path: &Path, parent: &Path) -> Result<(Staging, Vec<PathBuf>), IoError> {
-    let temp = Builder::new()
-        .prefix(&temp_prefix(path))
-        .suffix(".tmp")
-        .permissions(std::fs::Permissions::from_mode(0o644))
-        .tempfile_in(parent)
-        .map_err(|e| write_error(path, e))?;
-    let file_path = temp.path().to_path_buf();
-    Ok((Staging::File(temp), vec![file_path]))
-}
-
-fn stage_folder(path: &Path, parent: &Path, plan: &Layout) -> Result<(Staging, Vec<PathBuf>), IoError> {
-    let dir = Builder::new()
-        .prefix(&temp_prefix(path))
-        .suffix(".tmp")
-        .permissions(std::fs::Permissions::from_mode(0o755))
-        .tempdir_in(parent)
-        .map_err(|e| write_error(path, e))?;
-    let paths = plan.files.iter().map(|f| dir.path().join(&f.name)).collect();
-    Ok((Staging::Folder(dir), paths))
+fn stage_folder(path: &Path, plan: &Layout) -> Result<(StagedPath, Vec<PathBuf>), IoError> {
+    let staged = StagedPath::folder(path).map_err(|e| write_error(path, e))?;
+    let paths = plan.files.iter().map(|f| staged.path().join(&f.name)).collect();
+    Ok((staged, paths))
 }
 
 /// Create each file at its final length and write its header; tensor bytes
@@ -319,43 +273,6 @@ fn copy_companions(source: Option<&Path>, destination: &Path) -> Result<(), IoEr
         }
     }
     Ok(())
-}
-
-/// Rename the finished temporary folder to `target`. An existing target is
-/// first renamed into a second temporary (restored if the swap fails) and
-/// deleted only once the new folder is in place.
-fn replace_folder(staged: TempDir, target: &Path) -> Result<(), IoError> {
-    let parent = parent_dir(target)?;
-    let old = match fs::symlink_metadata(target) {
-        Ok(_) => Some(move_aside(target, &parent)?),
-        Err(_) => None,
-    };
-    if let Err(e) = fs::rename(staged.path(), target) {
-        if let Some(old) = old {
-            // Put the previous output back; if even that fails, keep it
-            // (under its temporary name) rather than delete it.
-            if fs::rename(old.path(), target).is_err() {
-                let _ = old.keep();
-            }
-        }
-        return Err(write_error(target, e));
-    }
-    // The staged folder now lives at `target`: disarm its cleanup.
-    let _ = staged.keep();
-    drop(old);
-    Ok(())
-}
-
-/// Move `target` into a fresh temporary folder's place (renaming onto an empty
-/// directory replaces it), so dropping that temporary deletes the old output.
-fn move_aside(target: &Path, parent: &Path) -> Result<TempDir, IoError> {
-    let graveyard = Builder::new()
-        .prefix(&temp_prefix(target))
-        .suffix(".old")
-        .tempdir_in(parent)
-        .map_err(|e| write_error(target, e))?;
-    fs::rename(target, graveyard.path()).map_err(|e| write_error(target, e))?;
-    Ok(graveyard)
 }
 
 fn write_error(path: &Path, source: io::Error) -> IoError {

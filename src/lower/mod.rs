@@ -201,32 +201,8 @@ impl Lowerer<'_> {
                 let mut env = Env::new(root);
                 self.modules.insert(root, Frame::default());
                 self.stmts(&mut env, &program.stmts);
-                self.check_saves_against_inputs();
             }
             Err(diag) => self.error(diag),
-        }
-    }
-
-    /// A save over a checkpoint the program loads, even one loaded after
-    /// the save statement, would destroy an input.
-    fn check_saves_against_inputs(&mut self) {
-        let clashes: Vec<SaveJob> = self
-            .saves
-            .iter()
-            .filter(|s| self.checkpoints.contains_key(&path_identity(&s.path)))
-            .cloned()
-            .collect();
-        for save in clashes {
-            let diag = Diagnostic::new(
-                "tv::save_target",
-                format!(
-                    "`save` would overwrite a checkpoint this program reads: {}",
-                    save.path.display()
-                ),
-            )
-            .at(save.span, "this path")
-            .help("tv never overwrites the checkpoints it reads; choose a new path");
-            self.error(diag);
         }
     }
 

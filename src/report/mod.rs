@@ -9,16 +9,19 @@ pub mod text;
 pub use number::format_number;
 pub use table::{RowKeyPart, Table};
 
+use crate::io::commit::Sealed;
+use crate::io::staging::{self, CreatedDirs, StagedPath};
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// An output file prepared before the run: a temporary beside the target,
-/// so a target that cannot be written fails the run before any work, and
-/// the file appears whole or not at all.
+/// The report file of `-o`, staged before the run: a target that cannot be
+/// written fails the run before any work, and the file becomes one of the
+/// run's outputs, committed with its saves.
 pub struct StagedFile {
-    temp: tempfile::NamedTempFile,
+    staged: StagedPath,
+    file: std::fs::File,
     target: PathBuf,
+    created: CreatedDirs,
 }
 
 impl StagedFile {
@@ -27,25 +30,22 @@ impl StagedFile {
             let message = format!("{} is a directory", target.display());
             return Err(std::io::Error::new(std::io::ErrorKind::IsADirectory, message));
         }
-        let dir = match target.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let temp = tempfile::Builder::new()
-            .prefix(".tv-report-")
-            .permissions(std::fs::Permissions::from_mode(0o644))
-            .tempfile_in(dir)?;
+        let created = CreatedDirs::create(&staging::parent_of(target))?;
+        staging::remove_stale(target);
+        let (staged, file) = StagedPath::file(target)?;
         Ok(StagedFile {
-            temp,
+            staged,
+            file,
             target: target.to_path_buf(),
+            created,
         })
     }
 
-    /// Writes `contents` and moves the file into place.
-    pub fn commit(mut self, contents: &[u8]) -> std::io::Result<()> {
-        self.temp.write_all(contents)?;
-        self.temp.as_file().sync_all()?;
-        self.temp.persist(&self.target).map_err(|e| e.error)?;
-        Ok(())
+    /// Writes `contents` (to disk, so a full disk fails here) and seals the
+    /// file for the run's commit.
+    pub fn write(mut self, contents: &[u8]) -> std::io::Result<Sealed> {
+        self.file.write_all(contents)?;
+        self.file.sync_all()?;
+        Ok(Sealed::new(self.staged, self.target, self.created))
     }
 }

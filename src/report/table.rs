@@ -98,6 +98,20 @@ impl Table {
         self.points
     }
 
+    /// The CSV's first line (without its newline); `None` when the program
+    /// measures nothing.
+    pub fn header_line(&self) -> Option<String> {
+        if self.evals.is_empty() {
+            return None;
+        }
+        let mut writer = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(Vec::new());
+        writer.write_record(self.vars.iter().chain(&self.evals)).ok()?;
+        let bytes = writer.into_inner().ok()?;
+        Some(String::from_utf8_lossy(&bytes).trim_end_matches('\n').to_string())
+    }
+
     /// The CSV text; `value` gives each measured number.
     pub fn to_csv(&self, value: &dyn Fn(ScalarId) -> Option<f64>) -> Result<String, csv::Error> {
         if self.evals.is_empty() {

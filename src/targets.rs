@@ -1,0 +1,291 @@
+//! Where a run may write. Checked with the rest of the program, before
+//! anything runs: no output may be, contain or lie inside anything the run
+//! reads (checkpoints, the program and the files it uses, texts, the
+//! training cache) or another output; and an existing target is replaced
+//! only when it is tv's own earlier output, or when the user says so with
+//! `--overwrite`.
+
+use crate::diag::{Diagnostic, Diagnostics, Sources, Span};
+use crate::io::manifest;
+use crate::lower::Plan;
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+
+/// Outputs other than the plan's saves, and how far replacing may go.
+#[derive(Clone, Debug, Default)]
+pub struct Request<'a> {
+    /// `-o FILE`.
+    pub report: Option<&'a Path>,
+    /// The training cache, when the run trains.
+    pub cache: Option<&'a Path>,
+    /// `--overwrite`: existing targets may be replaced whatever they hold.
+    pub overwrite: bool,
+}
+
+/// A path the run reads.
+struct Input {
+    resolved: PathBuf,
+    what: String,
+}
+
+/// A path the run writes.
+struct Output {
+    written: PathBuf,
+    resolved: PathBuf,
+    span: Option<Span>,
+    kind: Kind,
+}
+
+#[derive(Copy, Clone, PartialEq)]
+enum Kind {
+    File,
+    Folder,
+    Report,
+}
+
+/// Every problem with the run's outputs.
+pub fn check(plan: &Plan, sources: &Sources, request: &Request) -> Diagnostics {
+    let inputs = inputs(plan, sources, request.cache);
+    let outputs = outputs(plan, request.report);
+    let mut diags = Vec::new();
+    for (k, output) in outputs.iter().enumerate() {
+        if let Some(d) = names_nothing(output) {
+            diags.push(d);
+            continue;
+        }
+        // The closest relation first: "is" an input before "contains" one.
+        let exact = inputs.iter().find(|input| input.resolved == output.resolved);
+        let clash = exact
+            .into_iter()
+            .chain(&inputs)
+            .find_map(|input| clash(output, &input.resolved, &input.what))
+            .or_else(|| {
+                let mut earlier = outputs[..k].iter();
+                earlier.find_map(|o| clash(output, &o.resolved, &format!("another output, {}", o.written.display())))
+            });
+        match clash {
+            Some(d) => diags.push(d),
+            None => diags.extend(existing(output, plan, request.overwrite)),
+        }
+    }
+    diags
+}
+
+fn inputs(plan: &Plan, sources: &Sources, cache: Option<&Path>) -> Vec<Input> {
+    let mut inputs = Vec::new();
+    let mut add = |path: &Path, what: String| {
+        inputs.push(Input {
+            resolved: resolve(path),
+            what,
+        })
+    };
+    for leaf in plan.graph.leaves() {
+        let what = format!("the input checkpoint {}", leaf.path().display());
+        add(leaf.path(), what.clone());
+        if let Some(folder) = leaf.folder() {
+            add(folder, what.clone());
+        }
+        for file in leaf.files() {
+            add(file, what.clone());
+        }
+    }
+    for path in sources.paths() {
+        add(path, format!("the program file {}", path.display()));
+    }
+    for data in &plan.graph.datasets {
+        if let crate::eval::EvalData::Text(task) = data.as_ref() {
+            add(&task.path, format!("the text {}", task.path.display()));
+        }
+    }
+    if let Some(cache) = cache {
+        add(cache, format!("the training cache {}", cache.display()));
+    }
+    inputs
+}
+
+fn outputs(plan: &Plan, report: Option<&Path>) -> Vec<Output> {
+    let mut outputs: Vec<Output> = plan
+        .saves
+        .iter()
+        .map(|job| {
+            let single = job.path.extension().is_some_and(|e| e == "safetensors");
+            Output {
+                written: job.path.clone(),
+                resolved: resolve(&job.path),
+                span: Some(job.span),
+                kind: if single { Kind::File } else { Kind::Folder },
+            }
+        })
+        .collect();
+    if let Some(path) = report {
+        outputs.push(Output {
+            written: path.to_path_buf(),
+            resolved: resolve(path),
+            span: None,
+            kind: Kind::Report,
+        });
+    }
+    outputs
+}
+
+/// `save x to "."`, `".."` or `"/"`: no name of its own to stage beside.
+fn names_nothing(output: &Output) -> Option<Diagnostic> {
+    let last = output.written.components().next_back();
+    if matches!(last, Some(Component::Normal(_))) {
+        return None;
+    }
+    let message = match output.kind {
+        Kind::Report => format!("the output {} names a folder, not a report file", shown(&output.written)),
+        _ => format!(
+            "{} names an existing folder, not a new output: a save replaces its target whole, so it would replace that folder and everything in it",
+            shown(&output.written)
+        ),
+    };
+    let help = "save to a new name inside it, e.g. \"out/model\" (a folder) or \"out/model.safetensors\" (one file)";
+    Some(diagnostic(output, message).help(help))
+}
+
+/// The diagnostic if `output` is, contains or lies inside `other`.
+fn clash(output: &Output, other: &Path, what: &str) -> Option<Diagnostic> {
+    let target = &output.resolved;
+    let relation = if target == other {
+        "is"
+    } else if other.starts_with(target) {
+        "contains"
+    } else if target.starts_with(other) {
+        "lies inside"
+    } else {
+        return None;
+    };
+    let message = format!("the output {} {relation} {what}", shown(&output.written));
+    let help = "tv never writes over what a run reads or another output of the same run; choose another output path";
+    Some(diagnostic(output, message).help(help))
+}
+
+/// An existing target: replaced only when it is tv's earlier output of the
+/// same kind, or with `--overwrite`.
+fn existing(output: &Output, plan: &Plan, overwrite: bool) -> Option<Diagnostic> {
+    let meta = fs::symlink_metadata(&output.written).ok()?;
+    let kind = meta.file_type();
+    let problem = if kind.is_symlink() {
+        symlink_problem(&output.written, overwrite)
+    } else if kind.is_dir() {
+        match output.kind {
+            Kind::Folder => folder_problem(&output.written, overwrite),
+            _ => Some("is an existing folder, where a file would go".to_string()),
+        }
+    } else if !kind.is_file() {
+        Some("is a special file (a device, pipe or socket), not a place for an output".to_string())
+    } else {
+        match output.kind {
+            Kind::Folder => Some(
+                "is an existing file, where a folder would go (name a .safetensors file to save a single file)".into(),
+            ),
+            _ if overwrite => None,
+            Kind::File => (!manifest::is_stamped_file(&output.written))
+                .then(|| "exists and is not a checkpoint saved by tv".to_string()),
+            Kind::Report => report_problem(&output.written, plan),
+        }
+    };
+    let problem = problem?;
+    let mut diag = diagnostic(output, format!("the output {} {problem}", shown(&output.written)));
+    if !problem.contains("special file") && !problem.contains("where a") {
+        diag = diag.help("choose a new path, or pass --overwrite to replace it");
+    }
+    Some(diag)
+}
+
+fn symlink_problem(path: &Path, overwrite: bool) -> Option<String> {
+    let pointee = fs::metadata(path).ok();
+    let plain = pointee.is_none_or(|m| m.is_file() || m.is_dir());
+    if !plain {
+        return Some("is a link to a special file, not a place for an output".into());
+    }
+    (!overwrite).then(|| "is a symbolic link; saving would replace the link".into())
+}
+
+fn folder_problem(dir: &Path, overwrite: bool) -> Option<String> {
+    if overwrite {
+        return None;
+    }
+    let foreign = match manifest::foreign_entries(dir) {
+        Ok(foreign) if foreign.is_empty() => return None,
+        Ok(foreign) => foreign,
+        Err(e) => return Some(format!("cannot be listed ({e})")),
+    };
+    let shown: Vec<String> = foreign.iter().take(8).cloned().collect();
+    let more = match foreign.len() > shown.len() {
+        true => format!(" and {} more", foreign.len() - shown.len()),
+        false => String::new(),
+    };
+    Some(format!(
+        "is an existing folder that tv did not save; it holds {}{more}",
+        shown.join(", ")
+    ))
+}
+
+/// A report file may be replaced when it is empty or an earlier report of
+/// this program (its first line is the same header).
+fn report_problem(path: &Path, plan: &Plan) -> Option<String> {
+    let text = read_start(path, 1 << 16)?;
+    if text.is_empty() {
+        return None;
+    }
+    let first = text.split('\n').next().unwrap_or_default().trim_end_matches('\r');
+    if plan.table.header_line().as_deref() == Some(first) && text.contains('\n') {
+        return None;
+    }
+    Some("exists and is not an earlier report of this program (its first line differs)".into())
+}
+
+fn read_start(path: &Path, limit: u64) -> Option<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let file = fs::File::open(path).ok()?;
+    file.take(limit).read_to_end(&mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn diagnostic(output: &Output, message: String) -> Diagnostic {
+    let diag = Diagnostic::new("tv::output", message);
+    match output.span {
+        Some(span) => diag.at(span, "saving here"),
+        None => diag,
+    }
+}
+
+fn shown(path: &Path) -> String {
+    format!("\"{}\"", path.display())
+}
+
+/// The canonical form of `path`, for paths that may not exist yet: the
+/// longest existing ancestor is canonicalised (following symlinks), the
+/// rest is appended with `.` and `..` applied.
+pub fn resolve(path: &Path) -> PathBuf {
+    if let Ok(canonical) = fs::canonicalize(path) {
+        return canonical;
+    }
+    let absolute = match path.is_absolute() {
+        true => path.to_path_buf(),
+        false => std::env::current_dir().unwrap_or_default().join(path),
+    };
+    let mut parts = absolute.components().collect::<Vec<_>>();
+    let mut rest = Vec::new();
+    while let Some(last) = parts.pop() {
+        rest.push(last);
+        let prefix: PathBuf = parts.iter().collect();
+        if let Ok(base) = fs::canonicalize(&prefix) {
+            return rest.iter().rev().fold(base, |mut acc, c| {
+                match c {
+                    Component::ParentDir => {
+                        acc.pop();
+                    }
+                    Component::Normal(name) => acc.push(name),
+                    _ => {}
+                }
+                acc
+            });
+        }
+    }
+    absolute
+}
