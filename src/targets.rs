@@ -8,6 +8,7 @@
 use crate::diag::{Diagnostic, Diagnostics, Sources, Span};
 use crate::io::manifest;
 use crate::lower::Plan;
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
@@ -47,28 +48,75 @@ enum Kind {
 pub fn check(plan: &Plan, sources: &Sources, request: &Request) -> Diagnostics {
     let inputs = inputs(plan, sources, request.cache);
     let outputs = outputs(plan, request.report);
-    let mut diags = Vec::new();
-    for (k, output) in outputs.iter().enumerate() {
-        if let Some(d) = names_nothing(output) {
-            diags.push(d);
-            continue;
-        }
-        // The closest relation first: "is" an input before "contains" one.
-        let exact = inputs.iter().find(|input| input.resolved == output.resolved);
-        let clash = exact
-            .into_iter()
-            .chain(&inputs)
-            .find_map(|input| clash(output, &input.resolved, &input.what))
-            .or_else(|| {
-                let mut earlier = outputs[..k].iter();
-                earlier.find_map(|o| clash(output, &o.resolved, &format!("another output, {}", o.written.display())))
-            });
-        match clash {
-            Some(d) => diags.push(d),
-            None => diags.extend(existing(output, plan, request.overwrite)),
+    let mut first_at: HashMap<&Path, usize> = HashMap::new();
+    for (k, output) in outputs.iter().enumerate().rev() {
+        if names_nothing(output).is_none() {
+            first_at.insert(&output.resolved, k);
         }
     }
-    diags
+    let mut diags = PerStatement::default();
+    for (k, output) in outputs.iter().enumerate() {
+        if let Some(d) = names_nothing(output) {
+            diags.push(output, d);
+            continue;
+        }
+        let clash = input_clash(output, &inputs).or_else(|| output_clash(k, &outputs, &first_at));
+        if let Some(d) = clash.or_else(|| existing(output, plan, request.overwrite)) {
+            diags.push(output, d);
+        }
+    }
+    diags.finish()
+}
+
+/// One diagnostic per `save` statement: a save in a sweep has a target per
+/// point, and a thousand errors would bury the first.
+#[derive(Default)]
+struct PerStatement {
+    diags: Vec<Diagnostic>,
+    more: HashMap<Option<Span>, usize>,
+}
+
+impl PerStatement {
+    fn push(&mut self, output: &Output, diag: Diagnostic) {
+        let count = self.more.entry(output.span).or_insert(0);
+        if *count == 0 {
+            self.diags.push(diag);
+        }
+        *count += 1;
+    }
+
+    fn finish(mut self) -> Diagnostics {
+        for diag in &mut self.diags {
+            let count = self.more.get(&diag.span()).copied().unwrap_or(1);
+            if count > 1 && diag.span().is_some() {
+                let note = format!(" (and {} more targets of this statement)", count - 1);
+                diag.message.push_str(&note);
+            }
+        }
+        self.diags
+    }
+}
+
+/// The closest relation first: "is" an input before "contains" one.
+fn input_clash(output: &Output, inputs: &[Input]) -> Option<Diagnostic> {
+    let exact = inputs.iter().find(|input| input.resolved == output.resolved);
+    exact
+        .into_iter()
+        .chain(inputs)
+        .find_map(|input| clash(output, &input.resolved, &input.what))
+}
+
+/// Output `k` is an earlier output, or lies inside another one (each pair
+/// is reported once, at the inner or later output). Looked up by path, so
+/// a sweep of many saves costs no quadratic comparison.
+fn output_clash(k: usize, outputs: &[Output], first_at: &HashMap<&Path, usize>) -> Option<Diagnostic> {
+    let output = &outputs[k];
+    let found = output.resolved.ancestors().find_map(|a| match first_at.get(a) {
+        Some(&j) if j != k => Some(j),
+        _ => None,
+    })?;
+    let other = &outputs[found];
+    clash(output, &other.resolved, &format!("another output, {}", shown(other)))
 }
 
 fn inputs(plan: &Plan, sources: &Sources, cache: Option<&Path>) -> Vec<Input> {
@@ -135,13 +183,16 @@ fn names_nothing(output: &Output) -> Option<Diagnostic> {
         return None;
     }
     let message = match output.kind {
-        Kind::Report => format!("the output {} names a folder, not a report file", shown(&output.written)),
+        Kind::Report => format!("the {} names a folder, not a file", shown(output)),
         _ => format!(
             "{} names an existing folder, not a new output: a save replaces its target whole, so it would replace that folder and everything in it",
-            shown(&output.written)
+            shown(output)
         ),
     };
-    let help = "save to a new name inside it, e.g. \"out/model\" (a folder) or \"out/model.safetensors\" (one file)";
+    let help = match output.kind {
+        Kind::Report => "name a file for the report, e.g. -o report.csv",
+        _ => "save to a new name inside it, e.g. \"out/model\" (a folder) or \"out/model.safetensors\" (one file)",
+    };
     Some(diagnostic(output, message).help(help))
 }
 
@@ -157,7 +208,7 @@ fn clash(output: &Output, other: &Path, what: &str) -> Option<Diagnostic> {
     } else {
         return None;
     };
-    let message = format!("the output {} {relation} {what}", shown(&output.written));
+    let message = format!("the output {} {relation} {what}", shown(output));
     let help = "tv never writes over what a run reads or another output of the same run; choose another output path";
     Some(diagnostic(output, message).help(help))
 }
@@ -188,7 +239,7 @@ fn existing(output: &Output, plan: &Plan, overwrite: bool) -> Option<Diagnostic>
         }
     };
     let problem = problem?;
-    let mut diag = diagnostic(output, format!("the output {} {problem}", shown(&output.written)));
+    let mut diag = diagnostic(output, format!("the output {} {problem}", shown(output)));
     if !problem.contains("special file") && !problem.contains("where a") {
         diag = diag.help("choose a new path, or pass --overwrite to replace it");
     }
@@ -254,8 +305,11 @@ fn diagnostic(output: &Output, message: String) -> Diagnostic {
     }
 }
 
-fn shown(path: &Path) -> String {
-    format!("\"{}\"", path.display())
+fn shown(output: &Output) -> String {
+    match output.kind {
+        Kind::Report => format!("report file \"{}\" (-o)", output.written.display()),
+        _ => format!("\"{}\"", output.written.display()),
+    }
 }
 
 /// The canonical form of `path`, for paths that may not exist yet: the

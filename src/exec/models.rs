@@ -152,10 +152,17 @@ fn to_tensors(tensors: Vec<(TensorInfo, Vec<u8>)>, device: &Device) -> candle_co
 }
 
 /// The weights saved to a temporary Hugging Face folder, with the config
-/// and tokenizer files of their source; removed when dropped.
+/// and tokenizer files of their source; removed when dropped, or by the
+/// interrupt handler if the run is interrupted (it is registered as staging).
 struct SavedModel {
-    _temporary: tempfile::TempDir,
+    temporary: tempfile::TempDir,
     folder: std::path::PathBuf,
+}
+
+impl Drop for SavedModel {
+    fn drop(&mut self) {
+        crate::io::staging::lock().forget(self.temporary.path());
+    }
 }
 
 fn save_for_commands(graph: &Graph, node: NodeId, tensors: &[(TensorInfo, Vec<u8>)]) -> Result<SavedModel, Diagnostic> {
@@ -163,24 +170,26 @@ fn save_for_commands(graph: &Graph, node: NodeId, tensors: &[(TensorInfo, Vec<u8
         .prefix("tv-model-")
         .tempdir_in(crate::eval::command::temporary_root())
         .map_err(|e| failed(format!("cannot make a temporary folder: {e}")))?;
-    let folder = temporary.path().join("model");
+    crate::io::staging::lock().add(temporary.path());
+    let saved = SavedModel {
+        folder: temporary.path().join("model"),
+        temporary,
+    };
+    let folder = &saved.folder;
     let options = SaveOptions {
         copy_from: graph.config_folder(node).map(|p| p.to_path_buf()),
         ..SaveOptions::default()
     };
     let infos: Vec<TensorInfo> = tensors.iter().map(|(info, _)| info.clone()).collect();
     let write = || -> Result<(), crate::io::IoError> {
-        let writer = Writer::create(&folder, &infos, &options)?;
+        let writer = Writer::create(folder, &infos, &options)?;
         for (i, (_, bytes)) in tensors.iter().enumerate() {
             writer.write(i, bytes)?;
         }
         writer.finish()
     };
     write().map_err(|e| failed(format!("cannot save the weights for the command: {e}")))?;
-    Ok(SavedModel {
-        _temporary: temporary,
-        folder,
-    })
+    Ok(saved)
 }
 
 /// Runs a command on saved weights.

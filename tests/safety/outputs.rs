@@ -146,11 +146,11 @@ fn an_earlier_save_is_replaced_and_a_foreign_file_is_not() {
 fn the_report_never_replaces_the_program_an_input_or_a_save() {
     let dir = setup("let b = load(\"base.safetensors\")\nsave b to \"out.safetensors\"\neval n = norm(b)\n");
     for target in ["exp.tv", "base.safetensors", "out.safetensors", "."] {
-        assert_refused(dir.path(), &["run", "exp.tv", "-o", target], "the output");
+        assert_refused(dir.path(), &["run", "exp.tv", "-o", target], "report file");
         assert_refused(
             dir.path(),
             &["run", "exp.tv", "-o", target, "--overwrite"],
-            "the output",
+            "report file",
         );
     }
     std::fs::write(dir.path().join("notes.csv"), "a,b\n1,2\n").unwrap();
@@ -336,4 +336,24 @@ fn staging_left_by_a_killed_run_is_refused_and_then_removed() {
     assert_eq!(staged_names(dir.path()), Vec::<String>::new());
     let single = common::read_file(&dir.path().join("single.safetensors"));
     assert!(single["w"].values().unwrap().iter().all(|v| *v == 3.0));
+}
+
+#[test]
+fn a_clash_in_a_sweep_is_one_diagnostic_and_a_special_file_is_never_a_target() {
+    let program = "let b = load(\"base.safetensors\")\nsweep a in 0..500 {\n save a * b to \"many/{a}.safetensors\"\n}\nsave b to \"many\"\n";
+    let dir = setup(program);
+    let before = snapshot(dir.path());
+    let output = tv_command(dir.path(), &["run", "exp.tv"]);
+    assert_eq!(output.status.code(), Some(1));
+    let said = stderr(&output);
+    assert_eq!(said.matches("tv::output").count(), 1, "{said}");
+    assert!(said.contains("and 499 more targets"), "{said}");
+    assert_eq!(snapshot(dir.path()), before);
+    let program = "let b = load(\"base.safetensors\")\neval n = norm(b)\n";
+    std::fs::write(dir.path().join("exp.tv"), program).unwrap();
+    for special in ["/dev/null", "/dev/stdout"] {
+        let output = tv_command(dir.path(), &["run", "exp.tv", "-o", special, "--overwrite"]);
+        assert_eq!(output.status.code(), Some(1), "{special}: {}", stderr(&output));
+        assert!(Path::new(special).exists());
+    }
 }
