@@ -357,3 +357,39 @@ fn a_clash_in_a_sweep_is_one_diagnostic_and_a_special_file_is_never_a_target() {
         assert!(Path::new(special).exists());
     }
 }
+
+/// Runs tv with stdout or stderr a pipe whose reading end was closed
+/// before tv started; returns the exit code.
+fn run_with_closed(dir: &Path, args: &[&str], close_stdout: bool) -> Option<i32> {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tv"));
+    command.args(args).current_dir(dir).stdin(Stdio::null());
+    match close_stdout {
+        true => command.stdout(writer).stderr(Stdio::null()),
+        false => command.stdout(Stdio::null()).stderr(writer),
+    };
+    command.status().unwrap().code()
+}
+
+#[test]
+fn a_closed_stdout_or_stderr_is_an_error_not_a_panic() {
+    let dir = setup("let b = load(\"base.safetensors\")\nsave b to \"out\"\neval n = norm(b)\n");
+    let before = snapshot(dir.path());
+    for args in [
+        &["run", "exp.tv"][..],
+        &["check", "exp.tv"],
+        &["plan", "exp.tv"],
+        &["inspect", "base.safetensors"],
+    ] {
+        assert_eq!(run_with_closed(dir.path(), args, true), Some(1), "{args:?}");
+    }
+    assert_eq!(
+        snapshot(dir.path()),
+        before,
+        "a run whose report was lost saved nothing"
+    );
+    std::fs::write(dir.path().join("bad.tv"), "let b = load(\"missing.safetensors\")\n").unwrap();
+    assert_eq!(run_with_closed(dir.path(), &["check", "bad.tv"], false), Some(1));
+    assert_eq!(run_with_closed(dir.path(), &["run", "exp.tv"], false), Some(0));
+}
