@@ -18,7 +18,18 @@ pub fn install() {
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             tv::io::staging::lock().remove_all();
+            restore_cursor();
             std::process::exit(128 + signal);
         }
     });
+}
+
+/// Progress bars hide the cursor while they draw; an exit in the middle of
+/// one must give it back.
+fn restore_cursor() {
+    use std::io::{IsTerminal, Write};
+    let mut stderr = std::io::stderr();
+    if stderr.is_terminal() {
+        let _ = stderr.write_all(b"\x1b[?25h\n");
+    }
 }

@@ -276,6 +276,7 @@ pub fn execute_staged(plan: &Plan, progress: bool) -> Result<RunOutput, Diagnost
     let outcome = exec::execute(plan, &options)?;
     let measured = |m: graph::MeasureId| outcome.measured.get(m.0 as usize).copied().flatten();
     let value = |s: graph::ScalarId| plan.graph.scalars.value(s, &measured);
+    warn_divisions_by_zero(plan, &value);
     let csv = plan
         .table
         .to_csv(&value)
@@ -287,4 +288,15 @@ pub fn execute_staged(plan: &Plan, progress: bool) -> Result<RunOutput, Diagnost
         cache_hits: plan.cache.hits,
         outputs: outcome.outputs,
     })
+}
+
+/// One warning per place where a measured divisor came out zero.
+fn warn_divisions_by_zero(plan: &Plan, value: &dyn Fn(graph::ScalarId) -> Option<f64>) {
+    for (divisor, place) in &plan.graph.divisions {
+        if value(*divisor) == Some(0.0) {
+            diag::warn(format!(
+                "{place}: division by a measured zero; the result is inf or NaN"
+            ));
+        }
+    }
 }

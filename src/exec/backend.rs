@@ -69,15 +69,11 @@ fn on_device(work: &TensorWork, numel: usize, device: &Device) -> candle_core::R
     for source in &work.sources {
         rows.push(upload(source, numel, device)?);
     }
-    if work.differences {
-        let reference = rows[0].clone();
-        for row in rows.iter_mut().skip(1) {
-            *row = (&*row - &reference)?;
-        }
-    }
     let basis = Tensor::stack(&rows, 0)?;
-    let gram_matrix = basis.matmul(&basis.t()?)?.to_vec2::<f64>()?;
-    let gram = work.pairs.iter().map(|&(p, q)| gram_matrix[p][q]).collect();
+    let gram = match work.pairs.is_empty() {
+        true => Vec::new(),
+        false => gram_entries(work, &rows)?,
+    };
     let mut direct = Vec::with_capacity(work.direct.len());
     for (a, b) in &work.direct {
         let (va, vb) = (combine(&basis, a)?, combine(&basis, b)?);
@@ -99,8 +95,29 @@ fn upload(source: &Source, numel: usize, device: &Device) -> candle_core::Result
     Tensor::from_vec(values, numel, device)
 }
 
-/// `sum_k coefs_k basis_k` as a vector of length n.
-fn combine(basis: &Tensor, coefs: &[f64]) -> candle_core::Result<Tensor> {
-    let row = Tensor::from_vec(coefs.to_vec(), (1, coefs.len()), basis.device())?;
-    row.matmul(basis)?.squeeze(0)
+/// The Gram entries of `work.pairs`, on the difference basis when asked.
+fn gram_entries(work: &TensorWork, atoms: &[Tensor]) -> candle_core::Result<Vec<f64>> {
+    let mut rows = atoms.to_vec();
+    if work.differences {
+        let reference = rows[0].clone();
+        for row in rows.iter_mut().skip(1) {
+            *row = (&*row - &reference)?;
+        }
+    }
+    let basis = Tensor::stack(&rows, 0)?;
+    let matrix = basis.matmul(&basis.t()?)?.to_vec2::<f64>()?;
+    Ok(work.pairs.iter().map(|&(p, q)| matrix[p][q]).collect())
+}
+
+/// `sum_k coefs_k atoms_k` as a vector of length n, over the atoms with a
+/// non-zero coefficient only (a product would turn 0 * inf into NaN).
+fn combine(atoms: &Tensor, coefs: &[f64]) -> candle_core::Result<Tensor> {
+    let used: Vec<u32> = (0..coefs.len() as u32).filter(|&k| coefs[k as usize] != 0.0).collect();
+    if used.is_empty() {
+        return atoms.get(0)?.zeros_like();
+    }
+    let weights: Vec<f64> = used.iter().map(|&k| coefs[k as usize]).collect();
+    let index = Tensor::from_vec(used.clone(), used.len(), atoms.device())?;
+    let row = Tensor::from_vec(weights, (1, used.len()), atoms.device())?;
+    row.matmul(&atoms.index_select(&index, 0)?)?.squeeze(0)
 }

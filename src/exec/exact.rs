@@ -40,14 +40,32 @@ impl Accurate {
         self.error += product_error + sum_error;
     }
 
+    /// The sum; an infinite or NaN sum as IEEE arithmetic gives it (the
+    /// error terms of inf are NaN and mean nothing).
     pub fn value(self) -> f64 {
-        self.sum + self.error
+        match self.sum.is_finite() {
+            true => self.sum + self.error,
+            false => self.sum,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_finite_terms_sum_as_in_ieee_arithmetic() {
+        let sum = |terms: &[(f64, f64)]| {
+            let mut acc = Accurate::default();
+            terms.iter().for_each(|(c, x)| acc.add(*c, *x));
+            acc.value()
+        };
+        assert_eq!(sum(&[(1.0, f64::INFINITY), (2.0, 3.0)]), f64::INFINITY);
+        assert_eq!(sum(&[(-1.0, f64::INFINITY)]), f64::NEG_INFINITY);
+        assert!(sum(&[(1.0, f64::INFINITY), (-1.0, f64::INFINITY)]).is_nan());
+        assert!(sum(&[(1.0, f64::NAN), (2.0, 3.0)]).is_nan());
+    }
 
     /// `c * (x - y)` where `x - y` is exact in f64 (Sterbenz), against the
     /// accurate and the naive `c * x - c * y`.

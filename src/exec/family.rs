@@ -32,8 +32,9 @@ pub struct SaveSum {
 pub struct Family {
     /// Atom nodes, sorted; atom 0 is the reference of the difference basis.
     pub atoms: Vec<NodeId>,
-    /// Whether the basis is `x_0, x_k - x_0` (when Gram products are
-    /// computed) or the atoms themselves.
+    /// Whether Gram entries are on the basis `x_0, x_k - x_0` (when Gram
+    /// products are computed); direct products and saves are always on the
+    /// atoms themselves.
     pub differences: bool,
     /// Gram entries computed per tensor, `(p, q)` with `p <= q`.
     pub pairs: Vec<(usize, usize)>,
@@ -158,8 +159,8 @@ impl Members {
     }
 }
 
-/// Gram products where they are cheaper than direct ones; the basis is
-/// differences whenever any Gram product is computed.
+/// Gram products where they are cheaper than direct ones, on the basis of
+/// differences; direct products and saves on the atoms.
 fn choose_paths(
     atoms: Vec<NodeId>,
     products: Vec<(MeasureId, Vec<f64>, Vec<f64>)>,
@@ -180,11 +181,13 @@ fn choose_paths(
     // term of each side of each direct product.
     let direct_cost: usize = candidates.iter().map(|(_, a, b)| nonzero(a) + nonzero(b) + 1).sum();
     let use_gram = !candidates.is_empty() && pairs.len() <= direct_cost;
-    let basis = |v: &[f64]| if use_gram { to_differences(v) } else { v.to_vec() };
+    // Direct products and saves stay on the atoms: a term with coefficient
+    // 0 is then skipped, not multiplied, so an atom holding inf or NaN
+    // cannot reach a result that does not use it.
     let direct = |(measure, a, b): &(MeasureId, Vec<f64>, Vec<f64>)| Product {
         measure: *measure,
-        a: basis(a),
-        b: basis(b),
+        a: a.clone(),
+        b: b.clone(),
     };
     let mut family = Family {
         atoms,
@@ -202,7 +205,7 @@ fn choose_paths(
         .iter()
         .map(|(save, c)| SaveSum {
             save: *save,
-            coefs: basis(c),
+            coefs: c.clone(),
         })
         .collect();
     family
@@ -293,6 +296,15 @@ pub fn evaluate(product: &Product, gram: &Gram) -> (f64, f64) {
 /// equal models, whose differences are tiny beside the models themselves.
 pub fn cancels(value: f64, scale: f64) -> bool {
     scale > 0.0 && scale > 1e4 * value.abs()
+}
+
+/// Whether a Gram result must be measured again directly: it cancels, or
+/// it is not finite. In the basis of differences every entry involves the
+/// reference atom, so one checkpoint's inf or NaN reaches every result of
+/// its family; measured directly on the atoms, only results that use it
+/// stay non-finite.
+pub fn untrusted(value: f64, scale: f64) -> bool {
+    !value.is_finite() || !scale.is_finite() || cancels(value, scale)
 }
 
 #[cfg(test)]

@@ -99,10 +99,12 @@ pub struct SaveOut<'a> {
 pub struct TensorWork<'a> {
     /// One per atom of the family.
     pub sources: Vec<Source<'a>>,
-    /// Basis `x_0, x_k - x_0` rather than the atoms themselves.
+    /// Gram entries on the basis `x_0, x_k - x_0` rather than on the atoms
+    /// themselves. Direct products and saves are always on the atoms, so a
+    /// non-finite atom never reaches a result that does not use it.
     pub differences: bool,
     pub pairs: &'a [(usize, usize)],
-    /// Coefficient pairs of the products measured directly.
+    /// Coefficient pairs of the products measured directly, on the atoms.
     pub direct: Vec<(&'a [f64], &'a [f64])>,
     pub saves: Vec<SaveOut<'a>>,
 }
@@ -131,14 +133,20 @@ fn chunk(work: &TensorWork, start: usize, len: usize) -> Result<Vec<f64>, IoErro
     SCRATCH.with(|scratch| {
         let scratch = &mut *scratch.borrow_mut();
         let inputs = work.sources.len();
-        // The basis vectors, then two vectors for combinations.
-        scratch.values.resize((inputs + 2) * CHUNK, 0.0);
-        let (basis, spare) = scratch.values.split_at_mut(inputs * CHUNK);
+        // The atoms, their differences, then two vectors for combinations.
+        scratch.values.resize((2 * inputs + 2) * CHUNK, 0.0);
+        let (atoms, rest) = scratch.values.split_at_mut(inputs * CHUNK);
+        let (differences, spare) = rest.split_at_mut(inputs * CHUNK);
         let (left, right) = spare.split_at_mut(CHUNK);
         let (left, right) = (&mut left[..len], &mut right[..len]);
-        let basis: Vec<&mut [f64]> = basis.chunks_mut(CHUNK).map(|b| &mut b[..len]).collect();
-        let basis = fill_basis(work, basis, start);
-        let mut sums: Vec<f64> = work.pairs.iter().map(|&(p, q)| dot_f64(basis[p], basis[q])).collect();
+        let atoms: Vec<&mut [f64]> = atoms.chunks_mut(CHUNK).map(|b| &mut b[..len]).collect();
+        let basis = fill_atoms(work, atoms, start);
+        let gram_basis = match work.differences && !work.pairs.is_empty() {
+            true => fill_differences(&basis, differences, len),
+            false => basis.clone(),
+        };
+        let gram = work.pairs.iter().map(|&(p, q)| dot_f64(gram_basis[p], gram_basis[q]));
+        let mut sums: Vec<f64> = gram.collect();
         for (a, b) in &work.direct {
             combine_exact(&basis, a, left);
             combine_exact(&basis, b, right);
@@ -165,22 +173,25 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-/// Decodes the inputs' chunk into `basis`, as differences from the first
-/// input when the family asks for them.
-fn fill_basis<'b>(work: &TensorWork, mut basis: Vec<&'b mut [f64]>, start: usize) -> Vec<&'b [f64]> {
-    for (values, source) in basis.iter_mut().zip(&work.sources) {
+/// Decodes the inputs' chunk into `atoms`.
+fn fill_atoms<'b>(work: &TensorWork, mut atoms: Vec<&'b mut [f64]>, start: usize) -> Vec<&'b [f64]> {
+    for (values, source) in atoms.iter_mut().zip(&work.sources) {
         source.read_f64(start, values);
     }
-    if work.differences {
-        if let Some((reference, rest)) = basis.split_first_mut() {
-            for values in rest.iter_mut() {
-                for (v, r) in values.iter_mut().zip(reference.iter()) {
-                    *v -= r;
-                }
-            }
+    atoms.into_iter().map(|b| &*b).collect()
+}
+
+/// The difference basis `x_0, x_k - x_0` of the atoms' chunk, in `space`.
+fn fill_differences<'b>(atoms: &[&'b [f64]], space: &'b mut [f64], len: usize) -> Vec<&'b [f64]> {
+    let mut basis = vec![atoms[0]];
+    for (values, out) in atoms.iter().skip(1).zip(space.chunks_mut(CHUNK)) {
+        let out = &mut out[..len];
+        for ((o, v), r) in out.iter_mut().zip(values.iter()).zip(atoms[0]) {
+            *o = v - r;
         }
+        basis.push(&*out);
     }
-    basis.into_iter().map(|b| &*b).collect()
+    basis
 }
 
 /// `out = sum_k coefs_k basis_k` over one chunk.
@@ -263,9 +274,10 @@ mod tests {
             saved.lock().unwrap()[offset..offset + bytes.len()].copy_from_slice(bytes);
             Ok(())
         };
-        // Basis: x, y - x. The save is 2x - 0.5y = 1.5 x - 0.5 (y - x).
-        let coefs = [1.5, -0.5];
-        let (a, b) = ([0.0, 1.0], [1.0, 0.0]);
+        // Gram basis: x, y - x. Direct products and the save are on the
+        // atoms x, y: the direct product is <y - x, x>, the save 2x - 0.5y.
+        let coefs = [2.0, -0.5];
+        let (a, b) = ([-1.0, 1.0], [1.0, 0.0]);
         let work = TensorWork {
             sources: vec![Source::Raw(Dtype::F32, &bx), Source::Raw(Dtype::F32, &by)],
             differences: true,

@@ -14,6 +14,7 @@ mod family;
 mod kernel;
 pub mod materialize;
 mod models;
+mod nonfinite;
 mod pass;
 mod prims;
 pub mod reference;

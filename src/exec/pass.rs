@@ -5,17 +5,20 @@
 use super::atoms::{leaves_under, TensorInputs};
 use super::family::{self, Family};
 use super::kernel::{self, SaveOut, Source, TensorWork};
+use super::nonfinite;
 use super::save::{carried_bytes, write_error, Saver};
 use crate::diag::Diagnostic;
 use crate::graph::{Graph, MeasureId, ScalarId, Spec};
 use crate::lower::Plan;
 use indicatif::ProgressBar;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What a pass measured.
 #[derive(Default)]
 pub(super) struct PassOutput {
     pub values: Vec<(MeasureId, f64)>,
-    /// Gram results that cancelled too much to trust; to be measured directly.
+    /// Gram results that cancelled too much to trust, or are not finite; to
+    /// be measured directly.
     pub cancelled: Vec<MeasureId>,
     pub tensors: usize,
 }
@@ -73,7 +76,7 @@ impl Pass<'_> {
         let gram = family::Gram::new(family.atoms.len(), &family.pairs, &gram);
         for product in &family.gram {
             let (value, scale) = family::evaluate(product, &gram);
-            if family::cancels(value, scale) {
+            if family::untrusted(value, scale) {
                 output.cancelled.push(product.measure);
             } else {
                 output.values.push((product.measure, value));
@@ -90,12 +93,20 @@ impl Pass<'_> {
         inputs.prepare(&family.atoms);
         let sources: Vec<Source> = family.atoms.iter().map(|atom| inputs.source(*atom)).collect();
         let bytes = inputs.bytes_fetched();
+        let non_finite: Vec<AtomicBool> = family.saves.iter().map(|_| AtomicBool::new(false)).collect();
         let emits: Vec<_> = family
             .saves
             .iter()
-            .map(|s| {
+            .zip(&non_finite)
+            .map(|(s, flag)| {
                 let saver = &self.savers[s.save];
-                move |offset: usize, bytes: &[u8]| saver.writer.write_part(index, offset, bytes)
+                let dtype = saver.infos[index].dtype;
+                move |offset: usize, bytes: &[u8]| {
+                    if nonfinite::count_non_finite(dtype, bytes) > 0 {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                    saver.writer.write_part(index, offset, bytes)
+                }
             })
             .collect();
         let saves = family
@@ -119,7 +130,33 @@ impl Pass<'_> {
             .backend
             .run(&work, spec.numel())
             .map_err(|e| self.save_error(family, &e))?;
+        let flagged: Vec<bool> = non_finite.iter().map(|f| f.load(Ordering::Relaxed)).collect();
+        self.explain_non_finite(family, index, spec, &sums, &flagged);
         Ok((sums, bytes))
+    }
+
+    /// Warns about where inf or NaN in this tensor's sums or saves came
+    /// from: the inputs holding them, else each save that made them.
+    fn explain_non_finite(
+        &self,
+        family: &Family,
+        index: usize,
+        spec: &Spec,
+        sums: &kernel::TensorSums,
+        flagged: &[bool],
+    ) {
+        let in_sums = sums.gram.iter().chain(&sums.direct).any(|v| !v.is_finite());
+        if !in_sums && !flagged.contains(&true) {
+            return;
+        }
+        if nonfinite::warn_inputs(self.graph(), &family.atoms, &spec.name) {
+            return;
+        }
+        for (save, _) in family.saves.iter().zip(flagged).filter(|(_, f)| **f) {
+            let dtype = self.savers[save.save].infos[index].dtype;
+            let path = &self.plan.saves[save.save].path;
+            nonfinite::warn_save(path, &spec.name, dtype, &save.coefs);
+        }
     }
 
     /// A non-float tensor goes to every save unchanged, from the left-most

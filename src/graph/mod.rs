@@ -107,6 +107,8 @@ pub struct Graph {
     pub datasets: Vec<Arc<crate::eval::EvalData>>,
     /// The commands of `command(...)` measurements.
     pub commands: Vec<Arc<crate::eval::command::CommandSpec>>,
+    /// Divisions by measured numbers, with their place (`file:line:col`).
+    pub divisions: Vec<(ScalarId, String)>,
 }
 
 impl Graph {

@@ -127,11 +127,26 @@ impl Lowerer<'_> {
         }
     }
 
+    /// A division by a measured number, checked once it is measured: a
+    /// zero there makes inf or NaN, which the user hears of with the place.
+    fn note_division(&mut self, divisor: crate::graph::ScalarId, span: Span) {
+        if self.graph.scalars.known(divisor).is_none() {
+            let (line, col) = self.sources.line_col(span.file, span.start);
+            let place = format!("{}:{line}:{col}", self.sources.get(span.file).name);
+            self.graph.divisions.push((divisor, place));
+        }
+    }
+
     pub(super) fn binary(&mut self, op: BinOp, l: Value, r: Value, span: Span) -> Value {
         use Value::*;
         match (op, l, r) {
             (_, Error, _) | (_, _, Error) => Error,
-            (_, Num(a), Num(b)) => Value::Num(self.graph.scalars.binary(op, a, b)),
+            (_, Num(a), Num(b)) => {
+                if op == BinOp::Div {
+                    self.note_division(b, span);
+                }
+                Value::Num(self.graph.scalars.binary(op, a, b))
+            }
             (BinOp::Add, Weights(a), Weights(b)) => self.add_weights(a, b, 1.0, span),
             (BinOp::Sub, Weights(a), Weights(b)) => self.add_weights(a, b, -1.0, span),
             (BinOp::Mul, Num(c), Weights(w)) | (BinOp::Mul, Weights(w), Num(c)) => {
@@ -144,6 +159,7 @@ impl Lowerer<'_> {
                     self.error(diag);
                     return Error;
                 }
+                self.note_division(c, span);
                 let one = self.graph.scalars.constant(1.0);
                 let inverse = self.graph.scalars.binary(BinOp::Div, one, c);
                 Weights(self.graph.scale(inverse, w, span))
