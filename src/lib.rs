@@ -78,11 +78,25 @@ fn read_and_check(
     // Staged once the targets are known to be safe, and before any work: a
     // report that cannot be written fails the run at once.
     let report = overrides.report.as_deref().map(StagedReport::new).transpose()?;
-    let plan = match checked.trains {
-        true => plan(sources, root, overrides, train)?,
-        false => checked,
-    };
-    Ok((plan, report))
+    if !checked.trains {
+        return Ok((checked, report));
+    }
+    if let Some(dir) = cache_dir(sources, root, overrides) {
+        check_cache(&dir)?;
+    }
+    let started = std::time::Instant::now();
+    let mut trained = plan(sources, root, overrides, train)?;
+    trained.training_seconds = started.elapsed().as_secs_f64();
+    Ok((trained, report))
+}
+
+/// A cache that cannot store results fails the run before any training.
+fn check_cache(dir: &Path) -> Result<(), Diagnostics> {
+    Cache::at(dir.to_path_buf()).check_writable().map_err(|e| {
+        let message = format!("cannot write the training cache {}: {e}", dir.display());
+        let help = "trained models are kept there; choose another folder with --cache DIR, or train without it with --no-cache";
+        vec![Diagnostic::new("tv::cache", message).help(help)]
+    })
 }
 
 /// Checks program text that has no file (relative paths resolve against
@@ -273,7 +287,9 @@ pub fn execute_staged(plan: &Plan, progress: bool) -> Result<RunOutput, Diagnost
         progress,
         backend,
     };
-    let outcome = exec::execute(plan, &options)?;
+    let mut outcome = exec::execute(plan, &options)?;
+    outcome.stats.training_seconds = plan.training_seconds;
+    outcome.stats.seconds += plan.training_seconds;
     let measured = |m: graph::MeasureId| outcome.measured.get(m.0 as usize).copied().flatten();
     let value = |s: graph::ScalarId| plan.graph.scalars.value(s, &measured);
     warn_divisions_by_zero(plan, &value);

@@ -2,7 +2,14 @@
 //! folder named by a hash of everything that determines it — the input
 //! weights' content, the data's content, the config and the arguments — so
 //! a rerun trains nothing and any change trains again.
+//!
+//! An entry is trusted only if it proves itself: beside its files it holds
+//! `tv-entry.json`, the full key and a SHA-256 of every file, written last.
+//! A missing, corrupt or mismatching entry (flipped bytes, a truncated or
+//! swapped file, an edited config, a crash before the checksums) is named
+//! in a warning and trained again, never used.
 
+use crate::io::IoError;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -35,18 +42,109 @@ impl Cache {
         })
     }
 
-    /// The folder for `key`, made by `make` unless it is there already.
-    /// `make` must create the folder atomically (as `io::Writer` does).
-    pub fn entry<E>(&mut self, kind: &str, key: &Key, make: impl FnOnce(&Path) -> Result<(), E>) -> Result<PathBuf, E> {
+    /// The folder for `key`, made by `make` unless a verified entry is
+    /// there already. `make` must create the folder atomically (as
+    /// `io::Writer` does); its checksums are added once it is complete.
+    pub fn entry(
+        &mut self,
+        kind: &str,
+        key: &Key,
+        make: impl FnOnce(&Path) -> Result<(), IoError>,
+    ) -> Result<PathBuf, IoError> {
         let folder = self.dir.join(format!("{kind}-{}", key.hex()));
-        if folder.join("model.safetensors").is_file() {
-            self.hits += 1;
-            return Ok(folder);
+        match verify(&folder, key) {
+            Ok(()) => {
+                self.hits += 1;
+                return Ok(folder);
+            }
+            Err(Problem::Absent) => {}
+            Err(Problem::Invalid(reason)) => {
+                crate::diag::warn(format!(
+                    "training cache entry {}: {reason}; training it again",
+                    folder.display()
+                ));
+                crate::io::staging::remove_path(&folder);
+            }
         }
         make(&folder)?;
+        seal(&folder, key).map_err(|source| IoError::Write {
+            path: folder.join(CHECKSUMS),
+            source,
+        })?;
         self.trained += 1;
         Ok(folder)
     }
+
+    /// Fails unless results can be stored: checked before any training, so
+    /// an unwritable cache costs no training time.
+    pub fn check_writable(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        tempfile::Builder::new().prefix(".tv-probe-").tempfile_in(&self.dir)?;
+        Ok(())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// The checksum file of an entry.
+const CHECKSUMS: &str = "tv-entry.json";
+
+enum Problem {
+    /// No entry: train it.
+    Absent,
+    /// An entry that cannot be trusted, and why.
+    Invalid(String),
+}
+
+/// Whether the entry at `folder` is complete and unchanged.
+fn verify(folder: &Path, key: &Key) -> Result<(), Problem> {
+    if std::fs::symlink_metadata(folder).is_err() {
+        return Err(Problem::Absent);
+    }
+    let invalid = |reason: &str| Problem::Invalid(reason.to_string());
+    let text = std::fs::read(folder.join(CHECKSUMS)).map_err(|_| invalid("its checksums are missing"))?;
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|_| invalid("its checksums are unreadable"))?;
+    if recorded.get("key").and_then(|k| k.as_str()) != Some(key.full_hex().as_str()) {
+        return Err(invalid("it was made from other inputs"));
+    }
+    let actual = checksums(folder).map_err(|e| Problem::Invalid(format!("it cannot be read ({e})")))?;
+    match recorded.get("files") == Some(&actual) {
+        true => Ok(()),
+        false => Err(invalid(
+            "its files differ from their checksums (changed, truncated or replaced)",
+        )),
+    }
+}
+
+/// Writes the checksums of a finished entry.
+fn seal(folder: &Path, key: &Key) -> std::io::Result<()> {
+    let record = serde_json::json!({ "key": key.full_hex(), "files": checksums(folder)? });
+    let staged = folder.join(format!(".{CHECKSUMS}.tmp"));
+    std::fs::write(&staged, record.to_string())?;
+    std::fs::rename(&staged, folder.join(CHECKSUMS))
+}
+
+/// SHA-256 of every file in `folder` but the checksum file, by name.
+fn checksums(folder: &Path) -> std::io::Result<serde_json::Value> {
+    let mut files = serde_json::Map::new();
+    for entry in std::fs::read_dir(folder)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == CHECKSUMS {
+            continue;
+        }
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut std::fs::File::open(entry.path())?, &mut hasher)?;
+        let digest = hasher.finalize();
+        files.insert(
+            name,
+            digest.iter().map(|b| format!("{b:02x}")).collect::<String>().into(),
+        );
+    }
+    Ok(serde_json::Value::Object(files))
 }
 
 /// A hash of a cache entry's inputs.
@@ -70,8 +168,12 @@ impl Key {
     }
 
     fn hex(&self) -> String {
+        self.full_hex()[..32].to_string()
+    }
+
+    fn full_hex(&self) -> String {
         let digest = self.0.clone().finalize();
-        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+        digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
@@ -97,15 +199,40 @@ mod tests {
     fn an_existing_entry_is_a_hit() {
         let mut cache = Cache::temporary().unwrap();
         let key = Key::new("k");
-        let make = |folder: &Path| -> std::io::Result<()> {
-            std::fs::create_dir_all(folder)?;
-            std::fs::write(folder.join("model.safetensors"), b"x")
+        let make = |folder: &Path| -> Result<(), IoError> {
+            std::fs::create_dir_all(folder)
+                .and_then(|_| std::fs::write(folder.join("model.safetensors"), b"x"))
+                .map_err(|source| IoError::Write {
+                    path: folder.to_path_buf(),
+                    source,
+                })
         };
         let first = cache.entry("init", &key, make).unwrap();
         let second = cache
-            .entry("init", &key, |_| -> std::io::Result<()> { panic!("made twice") })
+            .entry("init", &key, |_| -> Result<(), IoError> { panic!("made twice") })
             .unwrap();
         assert_eq!(first, second);
         assert_eq!((cache.trained, cache.hits), (1, 1));
+    }
+
+    #[test]
+    fn a_changed_or_unsealed_entry_is_made_again() {
+        let mut cache = Cache::temporary().unwrap();
+        let key = Key::new("k");
+        let make = |folder: &Path| -> Result<(), IoError> {
+            std::fs::create_dir_all(folder)
+                .and_then(|_| std::fs::write(folder.join("model.safetensors"), b"weights"))
+                .map_err(|source| IoError::Write {
+                    path: folder.to_path_buf(),
+                    source,
+                })
+        };
+        let folder = cache.entry("init", &key, make).unwrap();
+        std::fs::write(folder.join("model.safetensors"), b"weighTs").unwrap();
+        cache.entry("init", &key, make).unwrap();
+        std::fs::remove_file(folder.join(CHECKSUMS)).unwrap();
+        cache.entry("init", &key, make).unwrap();
+        assert_eq!((cache.trained, cache.hits), (3, 0));
+        assert_eq!(std::fs::read(folder.join("model.safetensors")).unwrap(), b"weights");
     }
 }

@@ -67,7 +67,10 @@ pub struct Stats {
     pub remeasured: usize,
     /// Models scored on datasets (accuracy, loss, perplexity) and commands run.
     pub model_measures: usize,
+    /// The whole run: training and execution.
     pub seconds: f64,
+    /// Of which training (`init`, `finetune`, cache checks).
+    pub training_seconds: f64,
 }
 
 /// Executes a lowered plan: every measurement the report needs and every

@@ -44,6 +44,8 @@ pub struct Plan {
     pub cache: Cache,
     /// The program calls `init` or `finetune`.
     pub trains: bool,
+    /// Time spent training (and checking) while lowering, for `--stats`.
+    pub training_seconds: f64,
 }
 
 /// How `init` and `finetune` behave while lowering.
@@ -112,6 +114,7 @@ pub fn lower(sources: &mut Sources, root: FileId, training: Training) -> (Plan, 
         settings: lowerer.settings,
         cache: lowerer.training.cache,
         trains: lowerer.trains,
+        training_seconds: 0.0,
     };
     (plan, crate::diag::dedup(lowerer.diags))
 }

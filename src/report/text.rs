@@ -87,5 +87,8 @@ pub fn stats_text(s: &Stats, training: (usize, usize), peak_memory: Option<u64>)
         let _ = writeln!(out, "peak memory        {} anonymous (sampled)", human_bytes(peak));
     }
     let _ = write!(out, "time               {:.3} s", s.seconds);
+    if s.training_seconds > 0.0 {
+        let _ = write!(out, " ({:.3} s training)", s.training_seconds);
+    }
     out
 }
