@@ -59,7 +59,7 @@ fn read_and_check(
     overrides: &Overrides,
     train: bool,
 ) -> Result<(Plan, Option<StagedReport>), Diagnostics> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = io::bounded::read_text(path, io::bounded::PROGRAM_LIMIT).map_err(|e| {
         let (code, reason) = match e.kind() {
             std::io::ErrorKind::InvalidData => ("tv::not_text", "it is not UTF-8 text".to_string()),
             _ => ("tv::missing_file", e.to_string()),

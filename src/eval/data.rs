@@ -22,7 +22,8 @@ impl Dataset {
 
     /// Reads and checks a dataset file; the error names the line.
     pub fn read(path: &Path) -> Result<Dataset, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = crate::io::bounded::read_text(path, crate::io::bounded::DATA_LIMIT)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
         let (_, header) = lines.next().ok_or_else(|| format!("{} is empty", path.display()))?;
         let width = header.split(',').count().saturating_sub(1);

@@ -24,8 +24,8 @@ impl ModelConfig {
     /// suited to the kind of config it is.
     pub fn read(path: &Path) -> Result<ModelConfig, (String, &'static str)> {
         let at = |e: String| format!("{}: {e}", path.display());
-        let text =
-            std::fs::read_to_string(path).map_err(|e| (format!("cannot read {}: {e}", path.display()), CONFIG_HELP))?;
+        let text = crate::io::bounded::read_text(path, crate::io::bounded::CONFIG_LIMIT)
+            .map_err(|e| (format!("cannot read {}: {e}", path.display()), CONFIG_HELP))?;
         let json: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| (at(format!("not JSON: {e}")), CONFIG_HELP))?;
         let Some(object) = json.as_object() else {

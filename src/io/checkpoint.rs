@@ -234,6 +234,7 @@ fn map_shard(path: &Path) -> Result<(Shard, Vec<StoredTensor>), IoError> {
         path: path.to_path_buf(),
         source,
     };
+    super::bounded::check_regular(path).map_err(read_error)?;
     let file = File::open(path).map_err(read_error)?;
     let len = file.metadata().map_err(read_error)?.len();
     if len == 0 {

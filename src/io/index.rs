@@ -42,7 +42,7 @@ fn read_small_file(path: &Path) -> Result<Vec<u8>, IoError> {
         path: path.to_path_buf(),
         source,
     };
-    let len = fs::metadata(path).map_err(read_error)?.len();
+    let len = super::bounded::check_regular(path).map_err(read_error)?.len();
     if len > MAX_INDEX_BYTES {
         return Err(IoError::Corrupt {
             path: path.to_path_buf(),

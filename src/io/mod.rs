@@ -6,6 +6,7 @@
 //! precomputed offset, from any thread, into a temporary that is renamed into
 //! place only when complete.
 
+pub mod bounded;
 mod checkpoint;
 mod codec;
 pub mod commit;

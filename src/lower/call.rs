@@ -129,14 +129,20 @@ impl Lowerer<'_> {
         };
         let def_file = def.name.span.file;
         let mut frame = Frame::default();
+        let mut arguments = Vec::with_capacity(def.params.len());
         for (param, slot) in def.params.iter().zip(slots) {
             let value = match (slot, &param.default) {
                 (Some(arg), _) => self.expr(env, arg),
                 (None, Some(default)) => self.default_value(def_file, default),
                 (None, None) => Value::Error,
             };
+            arguments.push(value.clone());
             let binding = Binding::new(Bound::Value(value), param.name.span);
             frame.names.insert(param.name.node.clone(), binding);
+        }
+        let key = (def.name.span, arguments, self.dry > 0, self.in_default);
+        if let Some(value) = self.call_results.get(&key) {
+            return value.clone();
         }
         let mut body_env = Env {
             file: def_file,
@@ -149,6 +155,7 @@ impl Lowerer<'_> {
         });
         let value = self.expr(&mut body_env, &def.body);
         self.calls.pop();
+        self.call_results.insert(key, value.clone());
         value
     }
 }

@@ -25,9 +25,11 @@ pub enum RangeError {
     TooLarge(f64),
 }
 
-/// Points above this are surely a mistake (and would not fit in memory),
-/// for one range and for a whole sweep.
-pub const MAX_POINTS: f64 = 1e8;
+/// The most points one range, and all nested sweeps together, may have.
+/// Each point is lowered (checked and built) on its own, which takes some
+/// hundred bytes and a few microseconds per statement, so ten million
+/// points stay within a few GiB; more are surely a mistake.
+pub const MAX_POINTS: f64 = 1e7;
 
 /// The values `start + i*step` in `[start, end]` (or `[start, end)`), each
 /// rounded to the decimals of `start` and `step`, so that they are the
@@ -158,7 +160,7 @@ fn range_error(error: RangeError, span: crate::diag::Span, var: &str) -> Diagnos
         RangeError::TooLarge(n) => (
             "tv::bad_range",
             format!("the range of `{var}` has {n} points"),
-            "use a larger step".to_string(),
+            "at most 10 million: use a larger step".to_string(),
         ),
     };
     Diagnostic::new(code, message).at(span, "this range").help(help)

@@ -67,6 +67,10 @@ pub struct SaveJob {
     pub span: Span,
 }
 
+/// A user function call: where the function is defined, its arguments,
+/// and whether it is only being checked (dry) or evaluated for a default.
+type CallKey = (Span, Vec<Value>, bool, bool);
+
 /// Lowers the program whose root file is `root` (already in `sources`).
 pub fn lower(sources: &mut Sources, root: FileId, training: Training) -> (Plan, Diagnostics) {
     let base_dir = sources
@@ -94,6 +98,9 @@ pub fn lower(sources: &mut Sources, root: FileId, training: Training) -> (Plan, 
         row: Vec::new(),
         dry: 0,
         calls: Vec::new(),
+        call_results: HashMap::new(),
+        too_many_points: false,
+        enclosing_points: 1.0,
         in_default: false,
         save_targets: Default::default(),
         trains: false,
@@ -154,6 +161,14 @@ struct Lowerer<'s> {
     dry: usize,
     /// The user functions being called and where, innermost last.
     calls: Vec<Call>,
+    /// Results of user function calls by definition and arguments: a body
+    /// depends on nothing else, so each distinct call is lowered once, and
+    /// `f(x) = g(x) + g(x)` nested deep costs linear, not exponential, time.
+    call_results: HashMap<CallKey, Value>,
+    /// A sweep went over the point limit: stop elaborating sweep points.
+    too_many_points: bool,
+    /// Points of the sweeps being elaborated, multiplied (1 outside any).
+    enclosing_points: f64,
     /// True while a parameter's default value is evaluated.
     in_default: bool,
     /// Set by `init` and `finetune`.

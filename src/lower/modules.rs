@@ -74,7 +74,7 @@ impl Lowerer<'_> {
         if let Some(id) = self.sources.find_path(&on_disk) {
             return Some(id);
         }
-        match std::fs::read_to_string(&on_disk) {
+        match crate::io::bounded::read_text(&on_disk, crate::io::bounded::PROGRAM_LIMIT) {
             Ok(text) => Some(self.sources.add(on_disk.display().to_string(), Some(on_disk), text)),
             Err(e) => {
                 let diag = Diagnostic::new(

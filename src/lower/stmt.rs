@@ -113,24 +113,35 @@ impl Lowerer<'_> {
             }
         }
         let domains: Option<Vec<Vec<Value>>> = domains.into_iter().collect();
+        // Nested sweeps multiply: the limit holds for the product, checked
+        // before any point is elaborated.
         let points = domains
             .as_ref()
-            .map(|d| d.iter().try_fold(1usize, |n, values| n.checked_mul(values.len())));
+            .map(|d| d.iter().map(|values| values.len() as f64).product::<f64>() * self.enclosing_points);
         let (domains, dry) = match (domains, points) {
-            (Some(d), Some(Some(n))) if n as f64 <= super::domain::MAX_POINTS => (d, self.dry > 0),
+            (Some(d), Some(n)) if n <= super::domain::MAX_POINTS => (d, self.dry > 0),
             (d, points) => {
-                if d.is_some() {
-                    self.error(too_many_points(points.flatten(), span));
+                if let (Some(_), Some(n)) = (d, points) {
+                    self.error(too_many_points(n, self.enclosing_points > 1.0, span));
+                    self.too_many_points = true;
                 }
                 (bindings.iter().map(|_| vec![Value::Error]).collect(), true)
             }
         };
         self.dry += usize::from(dry);
         let total: usize = if dry { 1 } else { domains.iter().map(Vec::len).product() };
+        let enclosing = self.enclosing_points;
+        self.enclosing_points *= total as f64;
         for point in 0..total {
+            // Past the limit, a sweep checked once (dry) is still checked;
+            // the points of the sweeps around it are not elaborated.
+            if self.too_many_points && !dry {
+                break;
+            }
             let values = point_values(&domains, point);
             self.sweep_point(env, bindings, values, body, span);
         }
+        self.enclosing_points = enclosing;
         self.dry -= usize::from(dry);
     }
 
@@ -280,11 +291,11 @@ fn point_values(domains: &[Vec<Value>], mut index: usize) -> Vec<(usize, Value)>
     values
 }
 
-fn too_many_points(points: Option<usize>, span: Span) -> Diagnostic {
-    let count = points.map_or("more than 2^64".to_string(), |n| n.to_string());
-    Diagnostic::new("tv::bad_range", format!("the sweep has {count} points"))
+fn too_many_points(points: f64, nested: bool, span: Span) -> Diagnostic {
+    let with = if nested { " with the sweeps around it" } else { "" };
+    Diagnostic::new("tv::bad_range", format!("the sweep has {points:.0} points{with}"))
         .at(Span::new(span.file, span.start, span.start + 5), "this sweep")
-        .help("at most 100 million points: use larger steps or fewer values")
+        .help("at most 10 million points in all: use larger steps or fewer values")
 }
 
 fn eval_hint(value: &Value) -> &'static str {

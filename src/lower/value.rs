@@ -2,7 +2,7 @@
 
 use crate::graph::{NodeId, ScalarId};
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Value {
     /// A number, known now or once measurements are made.
     Num(ScalarId),

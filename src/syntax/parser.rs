@@ -22,11 +22,17 @@ pub fn parse(file: FileId, text: &str) -> Result<Program, Diagnostic> {
     let builder = Builder {
         file,
         too_deep: Cell::new(None),
+        overflow: Cell::new(None),
     };
     let stmts = program
         .filter(|p| p.as_rule() != Rule::EOI)
         .map(|p| builder.stmt(p))
         .collect();
+    if let Some(span) = builder.overflow.get() {
+        let literal = &text[span.start..span.end];
+        let message = format!("the number {literal} is too large: the largest is about 1.8e308");
+        return Err(Diagnostic::new("tv::number", message).at(span, "beyond f64"));
+    }
     match builder.too_deep.get() {
         Some(span) => Err(too_deep(span, "more than 200 levels of operators, calls or lists")),
         None => Ok(Program { stmts }),
@@ -62,6 +68,8 @@ struct Builder {
     file: FileId,
     /// Set when an expression passes `MAX_DEPTH`; the parse then fails.
     too_deep: Cell<Option<Span>>,
+    /// The first number literal beyond f64's range; the parse then fails.
+    overflow: Cell<Option<Span>>,
 }
 
 /// An expression with the depth of its tree.
@@ -230,7 +238,7 @@ impl Builder {
     fn primary(&self, pair: Pair<Rule>) -> Built {
         let span = self.span(&pair);
         let kind = match pair.as_rule() {
-            Rule::number => ExprKind::Num(pair.as_str().parse().unwrap_or(f64::NAN)),
+            Rule::number => ExprKind::Num(self.number(&pair, span)),
             Rule::string => ExprKind::Str(self.string_parts(pair)),
             Rule::ident => ExprKind::Var(pair.as_str().to_string()),
             Rule::list => {
@@ -245,6 +253,16 @@ impl Builder {
             other => unreachable!("not an operand: {other:?}"),
         };
         (Spanned::new(kind, span), 1)
+    }
+
+    /// A number literal; one that overflows f64 is recorded as an error
+    /// (Rust would read it as inf).
+    fn number(&self, pair: &Pair<Rule>, span: Span) -> f64 {
+        let value: f64 = pair.as_str().parse().unwrap_or(f64::NAN);
+        if !value.is_finite() && self.overflow.get().is_none() {
+            self.overflow.set(Some(span));
+        }
+        value
     }
 
     fn call(&self, span: Span, pair: Pair<Rule>) -> Built {

@@ -7,7 +7,7 @@ use tokenizers::Tokenizer;
 
 /// The documents of `path`.
 pub fn read_documents(path: &Path, field: &str) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+    let text = crate::io::bounded::read_text(path, crate::io::bounded::DATA_LIMIT).map_err(|e| match e.kind() {
         std::io::ErrorKind::InvalidData => format!("{} is not UTF-8 text", path.display()),
         _ => format!("cannot read {}: {e}", path.display()),
     })?;
