@@ -99,6 +99,17 @@ fn check_cache(dir: &Path) -> Result<(), Diagnostics> {
     })
 }
 
+/// Checks program text as if it were the file at `path` (which need not
+/// exist): its relative paths resolve against that file's folder.
+pub fn check_text_at(sources: &mut Sources, path: &Path, text: &str) -> Result<Plan, Diagnostics> {
+    let root = sources.add(path.display().to_string(), Some(path.to_path_buf()), text.to_string());
+    let overrides = Overrides {
+        allow_commands: true,
+        ..Overrides::default()
+    };
+    plan(sources, root, &overrides, false)
+}
+
 /// Checks program text that has no file (relative paths resolve against
 /// the current directory).
 pub fn check_text(sources: &mut Sources, name: &str, text: &str) -> Result<Plan, Diagnostics> {

@@ -168,3 +168,111 @@ fn pathological_depth_is_a_diagnostic() {
         assert!(tv::check_text(&mut sources, "ok.tv", text).is_ok(), "{}", &text[..40]);
     }
 }
+
+/// Every `.tv` file the project ships: experiments, the stdlib, the golden
+/// cases.
+fn bundled_programs() -> Vec<(std::path::PathBuf, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    let mut folders = vec![root.join("experiments"), root.join("stdlib"), root.join("tests/golden")];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|e| e == "tv") {
+                // Some golden cases are deliberately not UTF-8.
+                let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+                found.push((path, text));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// One edit of a program's text.
+#[derive(Clone, Debug)]
+enum Mutation {
+    Delete(prop::sample::Index, usize),
+    Insert(prop::sample::Index, &'static str),
+    Duplicate(prop::sample::Index, usize),
+    Swap(prop::sample::Index, prop::sample::Index, usize),
+    Truncate(prop::sample::Index),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let at = any::<prop::sample::Index>;
+    prop_oneof![
+        (at(), 1..12usize).prop_map(|(i, n)| Mutation::Delete(i, n)),
+        (at(), prop::sample::select(TOKENS)).prop_map(|(i, t)| Mutation::Insert(i, t)),
+        (at(), 1..5usize).prop_map(|(i, n)| Mutation::Duplicate(i, n)),
+        (at(), at(), 1..12usize).prop_map(|(i, j, n)| Mutation::Swap(i, j, n)),
+        at().prop_map(Mutation::Truncate),
+    ]
+}
+
+/// `bytes[from..from + len]`, clamped to the text.
+fn range(bytes: &[u8], from: usize, len: usize) -> std::ops::Range<usize> {
+    from..(from + len).min(bytes.len())
+}
+
+fn mutate(text: &str, mutation: &Mutation) -> String {
+    let mut bytes = text.as_bytes().to_vec();
+    let at = |i: &prop::sample::Index, bytes: &[u8]| i.index(bytes.len() + 1);
+    match mutation {
+        Mutation::Delete(i, n) => {
+            let r = range(&bytes, at(i, &bytes), *n);
+            bytes.drain(r);
+        }
+        Mutation::Insert(i, token) => {
+            let p = at(i, &bytes);
+            bytes.splice(p..p, format!(" {token} ").into_bytes());
+        }
+        Mutation::Duplicate(i, n) => {
+            let r = range(&bytes, at(i, &bytes), *n);
+            let copy = bytes[r.clone()].to_vec();
+            bytes.splice(r.end..r.end, copy);
+        }
+        Mutation::Swap(i, j, n) => {
+            let (a, b) = (range(&bytes, at(i, &bytes), *n), range(&bytes, at(j, &bytes), *n));
+            if a.end <= b.start || b.end <= a.start {
+                let (first, second) = if a.start < b.start { (a, b) } else { (b, a) };
+                let (x, y) = (bytes[first.clone()].to_vec(), bytes[second.clone()].to_vec());
+                bytes.splice(second, x);
+                bytes.splice(first, y);
+            }
+        }
+        Mutation::Truncate(i) => bytes.truncate(at(i, &bytes)),
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Mutants of the bundled programs, checked where the originals live
+    /// (so their loads, configs and texts are found), never panic, and
+    /// their diagnostics render.
+    #[test]
+    fn mutants_of_bundled_programs(
+        file in any::<prop::sample::Index>(),
+        mutations in prop::collection::vec(mutation(), 1..4),
+    ) {
+        let programs = bundled_programs();
+        let (path, text) = &programs[file.index(programs.len())];
+        let mutant = mutations.iter().fold(text.clone(), |t, m| mutate(&t, m));
+        let at = path.with_file_name(".mutant.tv");
+        let mut sources = Sources::default();
+        if let Err(diags) = tv::check_text_at(&mut sources, &at, &mutant) {
+            let _ = tv::diag::render_plain(&diags, &sources, 80);
+        }
+    }
+}
+
+#[test]
+fn the_bundled_programs_are_found() {
+    let programs = bundled_programs();
+    assert!(programs.len() > 100, "{}", programs.len());
+    assert!(programs.iter().any(|(p, _)| p.ends_with("stdlib/merge.tv")));
+}

@@ -43,14 +43,53 @@ impl miette::Diagnostic for Report {
 
 /// A miette report for one diagnostic, with its source attached.
 pub fn to_report(diag: &Diagnostic, sources: &Sources) -> miette::Report {
-    let source = diag.span().map(|span| {
+    let mut diag = diag.clone();
+    let source = diag.label.as_mut().map(|(span, _)| {
         let file = sources.get(span.file);
-        NamedSource::new(file.name.clone(), file.text.to_string())
+        match excerpt(&file.text, span) {
+            Some((name_suffix, text)) => NamedSource::new(format!("{}{name_suffix}", file.name), text),
+            None => NamedSource::new(file.name.clone(), file.text.to_string()),
+        }
     });
-    miette::Report::new(Report {
-        diag: diag.clone(),
-        source,
-    })
+    miette::Report::new(Report { diag, source })
+}
+
+/// Lines longer than this are shown as an excerpt around the span: miette
+/// cannot draw columns past 65535, and nobody can read them.
+const LONG_LINE: usize = 400;
+/// Characters kept on each side of the span in an excerpt.
+const CONTEXT: usize = 120;
+
+/// For a span on a very long line: a name suffix saying where the excerpt
+/// lies, the excerpt, and the span moved into it (shortened if it is long).
+fn excerpt(text: &str, span: &mut super::Span) -> Option<(String, String)> {
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    if line_end - line_start <= LONG_LINE {
+        return None;
+    }
+    let end = span.end.clamp(start, (start + CONTEXT).min(line_end));
+    let from = floor_char(text, start.saturating_sub(CONTEXT).max(line_start));
+    let to = floor_char(text, (end + CONTEXT).min(line_end));
+    let line = text[..start].matches('\n').count() + 1;
+    let column = text[line_start..start].chars().count() + 1;
+    let marker = "...";
+    let excerpt = format!("{marker}{}{marker}", &text[from..to]);
+    span.start = start - from + marker.len();
+    span.end = end - from + marker.len();
+    Some((
+        format!(" (line {line}, column {column}; an excerpt of the line)"),
+        excerpt,
+    ))
+}
+
+/// The largest char boundary at or before `at`.
+fn floor_char(text: &str, mut at: usize) -> usize {
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }
 
 /// Renders with the terminal's default miette handler (colour when the

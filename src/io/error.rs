@@ -68,7 +68,9 @@ impl IoError {
             IoError::TensorNotInShard { .. } | IoError::DuplicateTensor { .. } => {
                 "the index and the shards disagree; re-download the model or regenerate the index"
             }
-            IoError::Unsupported { .. } => "convert this tensor to a supported dtype, or use a newer tv",
+            IoError::Unsupported { .. } => {
+                "tv computes on f64, f32, f16 and bf16 tensors and carries integer and bool ones; convert FP8/FP6/FP4 (and unknown) tensors to one of those first"
+            }
             IoError::Write { .. } => "check that the destination is writable and has enough free space",
             IoError::Incomplete { .. } => "this is a bug in tv: please report it",
             _ => return None,

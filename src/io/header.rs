@@ -97,28 +97,67 @@ fn header_json<'a>(path: &Path, file: &'a [u8]) -> Result<&'a [u8], IoError> {
     Ok(&file[LENGTH_PREFIX..end as usize])
 }
 
-/// The tensor entries of the header JSON, metadata left out.
+/// The tensor entries of the header JSON, metadata left out. A name given
+/// twice is an error (a JSON map would silently keep the last), and so is
+/// an empty name.
 fn parse_entries(path: &Path, header: &[u8]) -> Result<BTreeMap<String, RawEntry>, IoError> {
-    let mut json: BTreeMap<String, Value> = serde_json::from_slice(header)
+    let Entries(entries) = serde_json::from_slice(header)
         .map_err(|e| corrupt(path, format!("its header is not a valid JSON object ({e})")))?;
-    json.remove(METADATA_KEY);
-    json.into_iter()
-        .map(|(name, value)| {
-            let raw = RawEntry::deserialize(value)
-                .map_err(|e| corrupt(path, format!("the header entry for tensor {name:?} is malformed ({e})")))?;
-            Ok((name, raw))
-        })
-        .collect()
+    let mut out = BTreeMap::new();
+    for (name, value) in entries {
+        if name == METADATA_KEY {
+            continue;
+        }
+        if name.is_empty() {
+            return Err(corrupt(path, "its header has a tensor with an empty name".into()));
+        }
+        let raw = RawEntry::deserialize(value)
+            .map_err(|e| corrupt(path, format!("the header entry for tensor {name:?} is malformed ({e})")))?;
+        if out.insert(name.clone(), raw).is_some() {
+            return Err(corrupt(path, format!("its header names tensor {name:?} twice")));
+        }
+    }
+    Ok(out)
+}
+
+/// A JSON object's entries in order, repeats kept.
+struct Entries(Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Entries, M::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Value>()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
 }
 
 /// Check one entry's dtype and extent and turn it into a `StoredTensor`
 /// (range still relative to the data area).
 fn to_stored(path: &Path, name: String, raw: RawEntry) -> Result<StoredTensor, IoError> {
-    let dtype = parse_dtype(&raw.dtype).ok_or_else(|| IoError::Unsupported {
+    let unsupported = || IoError::Unsupported {
         path: path.to_path_buf(),
         tensor: name.clone(),
         dtype: raw.dtype.clone(),
-    })?;
+    };
+    let dtype = parse_dtype(&raw.dtype).ok_or_else(unsupported)?;
+    if is_narrow_float(dtype) {
+        // Scaled 8-, 6- and 4-bit floats are not plain numbers tv could
+        // carry through arithmetic; treating them as opaque bytes would
+        // measure them as zero.
+        return Err(unsupported());
+    }
     let (begin, end) = raw.data_offsets;
     if end < begin {
         return Err(corrupt(
@@ -155,6 +194,14 @@ pub(super) fn exact_byte_len(dtype: Dtype, shape: &[usize]) -> Option<usize> {
     let numel = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?;
     let bits = numel.checked_mul(dtype.bitsize())?;
     (bits % 8 == 0).then_some(bits / 8)
+}
+
+/// FP8, FP6 and FP4 formats.
+fn is_narrow_float(dtype: Dtype) -> bool {
+    matches!(
+        dtype,
+        Dtype::F8_E4M3 | Dtype::F8_E5M2 | Dtype::F8_E8M0 | Dtype::F6_E2M3 | Dtype::F6_E3M2 | Dtype::F4
+    )
 }
 
 /// The dtype named by a header's `"dtype"` string, if this safetensors version knows it.
