@@ -2,16 +2,29 @@
 
 /// The candidate closest to `name` by edit distance, if close enough to be a
 /// plausible typo: at most a third of the name's length, and at least 1
-/// for names of three or more characters (shorter names are not guessed).
+/// for names of four or more characters. A name of three is only matched
+/// with its letters swapped (`nrom`-like slips, not `max` for `mix`: a
+/// changed letter there is most often another word); shorter names are
+/// not guessed.
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let length = name.chars().count();
     let limit = if length < 3 { 0 } else { (length / 3).max(1) };
+    let plausible = |c: &str| length > 3 || same_letters(name, c);
     candidates
         .into_iter()
         .map(|c| (edit_distance(name, c), c))
-        .filter(|(d, c)| *d <= limit && *c != name)
+        .filter(|(d, c)| *d <= limit && *c != name && plausible(c))
         .min_by_key(|(d, c)| (*d, c.to_string()))
         .map(|(_, c)| c)
+}
+
+fn same_letters(a: &str, b: &str) -> bool {
+    let sorted = |s: &str| {
+        let mut chars: Vec<char> = s.chars().collect();
+        chars.sort_unstable();
+        chars
+    };
+    sorted(a) == sorted(b)
 }
 
 /// Edit distance over chars where swapping two neighbours counts as one
@@ -55,6 +68,9 @@ mod tests {
         assert_eq!(closest("cosin", names), Some("cosine"));
         assert_eq!(closest("nrom", names), Some("norm"));
         assert_eq!(closest("xyzzy", names), None);
+        assert_eq!(closest("max", ["mix", "norm"]), None);
+        assert_eq!(closest("min", ["mix", "norm"]), None);
+        assert_eq!(closest("dto", ["dot", "norm"]), Some("dot"));
         assert_eq!(closest("q", ["a", "b"]), None);
     }
 }

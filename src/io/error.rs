@@ -82,7 +82,16 @@ impl IoError {
 impl fmt::Display for IoError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            IoError::NotFound { path } => write!(f, "{} does not exist", path.display()),
+            IoError::NotFound { path } => {
+                write!(f, "{} does not exist", path.display())?;
+                // A bare name was looked for in the working folder: say which.
+                let bare = path.parent().is_none_or(|p| p.as_os_str().is_empty());
+                let folder = std::env::current_dir().ok().filter(|_| bare);
+                match folder {
+                    Some(folder) => write!(f, " (looked for in {})", folder.display()),
+                    None => Ok(()),
+                }
+            }
             IoError::NotACheckpoint { path, reason } => {
                 write!(f, "{} is not a checkpoint: {reason}", path.display())
             }

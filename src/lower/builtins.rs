@@ -128,7 +128,22 @@ impl Lowerer<'_> {
         if args.iter().any(|(v, _)| v.is_error()) {
             return Value::Error;
         }
-        self.apply_builtin(function, &args, span).unwrap_or(Value::Error)
+        // Argument errors name the parameter: found by the argument's span.
+        let names = args.iter().zip(defaults).map(|((_, s), (p, _))| (*s, p.to_string()));
+        let outer = std::mem::replace(&mut self.argument_names, names.collect());
+        let value = self.apply_builtin(function, &args, span).unwrap_or(Value::Error);
+        self.argument_names = outer;
+        value
+    }
+
+    /// "argument `t` of `mix`" for the argument at `span` of the builtin
+    /// being applied; "the argument of `mix`" when it has no name.
+    pub(super) fn argument_of(&self, span: Span, function: &str) -> String {
+        let found = self.argument_names.iter().find(|(s, _)| *s == span);
+        match found {
+            Some((_, name)) => format!("argument `{name}` of `{function}`"),
+            None => format!("the argument of `{function}`"),
+        }
     }
 
     /// Whether `value` is a number known to be NaN: for the parameters
@@ -326,7 +341,7 @@ impl Lowerer<'_> {
             Value::Weights(w) => Some(*w),
             Value::Error => None,
             other => {
-                self.wrong_type(*span, &format!("the argument of `{function}`"), "weights", other);
+                self.wrong_type(*span, &self.argument_of(*span, function), "weights", other);
                 None
             }
         }

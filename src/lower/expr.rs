@@ -49,6 +49,13 @@ impl Lowerer<'_> {
         let builtins = super::builtins::names().map(String::from);
         let candidates: Vec<String> = visible.into_iter().chain(builtins).collect();
         let mut diag = Diagnostic::new("tv::unknown_name", format!("unknown {what} `{name}`")).at(span, "not defined");
+        if self.table.has_eval(name) {
+            let help = format!(
+                "`{name}` is an eval: a column of the report, not a value; to use the number, bind it with `let {name}_value = ...` and eval that"
+            );
+            self.error(diag.help(help));
+            return;
+        }
         diag = match closest(name, candidates.iter().map(String::as_str)) {
             Some(near) => diag.help(format!("did you mean `{near}`?")),
             None if self.in_default => diag.help("a default value cannot refer to the function's parameters"),

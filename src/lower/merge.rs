@@ -86,6 +86,9 @@ impl Lowerer<'_> {
             }
             "mix" => {
                 let (a, b) = self.weight_pair(args, function, span)?;
+                if let Value::Num(t) = args[2].0 {
+                    return Some(self.mix_by_number(a, b, t, span));
+                }
                 let t = self.weights_arg(&args[2], function)?;
                 self.same_tensors(a, t, span).then_some(())?;
                 Some(Value::Weights(self.graph.map(Prim::Mix, vec![a, b, t], span)))
@@ -94,6 +97,16 @@ impl Lowerer<'_> {
             "setting" => self.setting(&args[0]),
             other => unreachable!("`{other}` is not a merge builtin"),
         }
+    }
+
+    /// `(1 - t) * a + t * b` for a number `t`: plain weights arithmetic.
+    fn mix_by_number(&mut self, a: NodeId, b: NodeId, t: crate::graph::ScalarId, span: Span) -> Value {
+        use crate::syntax::ast::BinOp;
+        let one = Value::Num(self.graph.scalars.constant(1.0));
+        let keep = self.binary(BinOp::Sub, one, Value::Num(t), span);
+        let from_a = self.binary(BinOp::Mul, keep, Value::Weights(a), span);
+        let from_b = self.binary(BinOp::Mul, Value::Num(t), Value::Weights(b), span);
+        self.binary(BinOp::Add, from_a, from_b, span)
     }
 
     /// `trim`, `trim_outliers`, `drop`, `drop_ranked` of weights or of each

@@ -100,6 +100,7 @@ pub fn lower(sources: &mut Sources, root: FileId, training: Training) -> (Plan, 
         calls: Vec::new(),
         call_results: HashMap::new(),
         too_many_points: false,
+        argument_names: Vec::new(),
         enclosing_points: 1.0,
         in_default: false,
         save_targets: Default::default(),
@@ -165,6 +166,8 @@ struct Lowerer<'s> {
     /// depends on nothing else, so each distinct call is lowered once, and
     /// `f(x) = g(x) + g(x)` nested deep costs linear, not exponential, time.
     call_results: HashMap<CallKey, Value>,
+    /// The parameter names of the builtin being applied, by argument span.
+    argument_names: Vec<(Span, String)>,
     /// A sweep went over the point limit: stop elaborating sweep points.
     too_many_points: bool,
     /// Points of the sweeps being elaborated, multiplied (1 outside any).
@@ -199,9 +202,19 @@ impl Lowerer<'_> {
     fn error(&mut self, mut diag: Diagnostic) {
         if self.dry == 0 {
             if let Some(Call { name, site, .. }) = self.calls.first() {
-                let (line, col) = self.sources.line_col(site.file, site.start);
-                let file = &self.sources.get(site.file).name;
-                let note = format!("in the call of `{name}` at {file}:{line}:{col}");
+                let in_stdlib = diag.span().is_some_and(|s| self.is_stdlib(s.file));
+                let note = match (in_stdlib, diag.label.take()) {
+                    // The user cannot edit the stdlib: point at their call,
+                    // and say where in the stdlib it went wrong.
+                    (true, Some((span, label))) if !self.is_stdlib(site.file) => {
+                        diag.label = Some((*site, format!("in this call of `{name}`")));
+                        format!("raised at {} ({label})", self.place(span))
+                    }
+                    (_, label) => {
+                        diag.label = label;
+                        format!("in the call of `{name}` at {}", self.place(*site))
+                    }
+                };
                 diag.help = Some(match diag.help {
                     Some(help) => format!("{help}\n{note}"),
                     None => note,
@@ -209,6 +222,17 @@ impl Lowerer<'_> {
             }
         }
         self.diags.push(diag);
+    }
+
+    fn is_stdlib(&self, file: FileId) -> bool {
+        let source = self.sources.get(file);
+        source.path.is_none() && source.name.starts_with("std/")
+    }
+
+    /// `file:line:col` of a span's start.
+    fn place(&self, span: Span) -> String {
+        let (line, col) = self.sources.line_col(span.file, span.start);
+        format!("{}:{line}:{col}", self.sources.get(span.file).name)
     }
 
     /// Lowers the root file.

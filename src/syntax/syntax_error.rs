@@ -28,7 +28,11 @@ pub(super) fn from_pest(file: FileId, text: &str, error: pest::error::Error<Rule
     } else {
         (furthest, closers)
     };
-    let expected = join(expected);
+    let mut expected = join(expected);
+    if expected == "something else" && at_line_start(text, at) {
+        // Nothing pest could name fits where a statement begins.
+        expected = "a statement".to_string();
+    }
     let (found, len) = found_at(text, at);
     let span = underline(file, text, at, len);
     let message = format!("syntax error: expected {expected}, found {found}");
@@ -110,6 +114,12 @@ fn location(error: &pest::error::Error<Rule>) -> usize {
         InputLocation::Pos(p) => p,
         InputLocation::Span((s, _)) => s,
     }
+}
+
+/// Whether only blanks stand before `at` on its line.
+fn at_line_start(text: &str, at: usize) -> bool {
+    let before = text.get(..at).unwrap_or("");
+    before.rsplit('\n').next().is_none_or(|line| line.trim().is_empty())
 }
 
 /// Distinct names in a stable order, as "a, b or c".

@@ -82,3 +82,70 @@ fn narrow_float_tensors_are_refused_not_carried() {
         );
     }
 }
+
+/// A folder with `m.safetensors` (one tensor `w`) for the wording tests.
+fn with_model() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = super::common::Raw {
+        name: "w".into(),
+        dtype: safetensors::Dtype::F32,
+        shape: vec![3],
+        bytes: super::common::encode(safetensors::Dtype::F32, &[1.0, -2.0, 0.5]),
+    };
+    super::common::write_file(&dir.path().join("m.safetensors"), &[raw]);
+    dir
+}
+
+#[test]
+fn newcomers_are_told_what_went_wrong_in_their_own_terms() {
+    let dir = with_model();
+    let load = "let m = load(\"m.safetensors\")\n";
+    let cases = [
+        // An error inside the stdlib points at the user's call.
+        (
+            format!("use \"std/merge\"\n{load}save ties([m, m], m, density = 2) to \"o.safetensors\"\n"),
+            vec!["exp.tv:3:6", "in this call of `ties`", "raised at std/merge:"],
+        ),
+        (
+            format!("{load}x = 1\n"),
+            vec!["expected a statement", "every statement starts with a keyword"],
+        ),
+        (
+            format!("{load}eval n = max(norm(m), 1)\n"),
+            vec!["unknown function `max`"],
+        ),
+        (
+            format!("{load}eval n = norm(m)\neval k = n * 2\n"),
+            vec!["`n` is an eval: a column of the report"],
+        ),
+        (
+            format!("{load}eval n = norm(mix(m, 2, m))\n"),
+            vec!["argument `b` of `mix` must be weights"],
+        ),
+        (
+            "let m = load(\"gone.safetensors\")\n".to_string(),
+            vec!["gone.safetensors does not exist (looked for in"],
+        ),
+    ];
+    for (program, expected) in cases {
+        let (code, stderr) = check(dir.path(), &program);
+        assert_eq!(code, Some(1), "{program}: {stderr}");
+        for text in expected {
+            assert!(stderr.contains(text), "{program}: wanted {text:?} in\n{stderr}");
+        }
+        assert!(!stderr.contains("did you mean `mix`"), "{stderr}");
+    }
+}
+
+#[test]
+fn mix_takes_a_number() {
+    let dir = with_model();
+    let program = "let m = load(\"m.safetensors\")\nlet z = 0 * m\neval n = norm(mix(m, z, 0.25))\n";
+    std::fs::write(dir.path().join("exp.tv"), program).unwrap();
+    let output = tv_command(dir.path(), &["run", "exp.tv"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let expected = 0.75 * (1.0f64 + 4.0 + 0.25).sqrt();
+    let csv = String::from_utf8(output.stdout).unwrap();
+    let got: f64 = csv.lines().nth(1).unwrap().parse().unwrap();
+    assert!((got - expected).abs() < 1e-12, "{csv}");
+}
