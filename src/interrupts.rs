@@ -17,7 +17,10 @@ pub fn install() {
     };
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
-            tv::io::staging::lock().remove_all();
+            // Held until the process ends: nothing can be staged, nor a
+            // commit begun, after the clean-up.
+            let mut registry = tv::io::staging::lock();
+            registry.remove_all();
             restore_cursor();
             std::process::exit(128 + signal);
         }

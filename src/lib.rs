@@ -248,6 +248,7 @@ pub fn run_staged(
 ) -> Result<RunOutput, Diagnostics> {
     let (plan, report) = read_and_check(sources, path, overrides, true)?;
     let mut output = execute_staged(&plan, progress)?;
+    output.outputs.allow_overwrite(overrides.overwrite);
     if let Some(report) = report {
         let sealed = report.write(output.csv.as_bytes())?;
         output.outputs.push(sealed);

@@ -156,6 +156,9 @@ fn main() -> ExitCode {
         }
         Command::Inspect { checkpoint } => inspect(checkpoint),
     };
+    // An interrupt being handled holds the staging registry and ends the
+    // process itself; an error its clean-up caused here must not win.
+    drop(tv::io::staging::lock());
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(diags) => {

@@ -26,6 +26,9 @@ pub struct Request<'a> {
 /// A path the run reads.
 struct Input {
     resolved: PathBuf,
+    /// Device and inode, when it exists: one file reached by another path
+    /// (a bind mount, a second mount of the same disk) is still the same.
+    identity: Option<(u64, u64)>,
     what: String,
 }
 
@@ -50,17 +53,19 @@ pub fn check(plan: &Plan, sources: &Sources, request: &Request) -> Diagnostics {
     let outputs = outputs(plan, request.report);
     let mut first_at: HashMap<&Path, usize> = HashMap::new();
     for (k, output) in outputs.iter().enumerate().rev() {
-        if names_nothing(output).is_none() {
+        if names_nothing(output).is_none() && bad_shape(output).is_none() {
             first_at.insert(&output.resolved, k);
         }
     }
     let mut diags = PerStatement::default();
     for (k, output) in outputs.iter().enumerate() {
-        if let Some(d) = names_nothing(output) {
+        if let Some(d) = names_nothing(output).or_else(|| bad_shape(output)) {
             diags.push(output, d);
             continue;
         }
-        let clash = input_clash(output, &inputs).or_else(|| output_clash(k, &outputs, &first_at));
+        let clash = input_clash(output, &inputs)
+            .or_else(|| identity_clash(output, &inputs))
+            .or_else(|| output_clash(k, &outputs, &first_at));
         if let Some(d) = clash.or_else(|| existing(output, plan, request.overwrite)) {
             diags.push(output, d);
         }
@@ -106,6 +111,75 @@ fn input_clash(output: &Output, inputs: &[Input]) -> Option<Diagnostic> {
         .find_map(|input| clash(output, &input.resolved, &input.what))
 }
 
+/// The output is, contains or lies inside an input reached by another
+/// path: compared by device and inode along both paths' ancestors.
+fn identity_clash(output: &Output, inputs: &[Input]) -> Option<Diagnostic> {
+    let mine: Vec<(u64, u64)> = output.resolved.ancestors().filter_map(identity).collect();
+    let own = identity(&output.resolved);
+    inputs.iter().find_map(|input| {
+        let theirs = input.identity?;
+        let same = own == Some(theirs);
+        let contains = own.is_some_and(|o| input.resolved.ancestors().skip(1).filter_map(identity).any(|a| a == o));
+        let inside = mine.iter().skip(usize::from(own.is_some())).any(|a| *a == theirs);
+        let relation = match (same, contains, inside) {
+            (true, _, _) => "is",
+            (_, true, _) => "contains",
+            (_, _, true) => "lies inside",
+            _ => return None,
+        };
+        let message = format!(
+            "the output {} {relation} {} (by another path)",
+            shown(output),
+            input.what
+        );
+        Some(diagnostic(output, message).help(CLASH_HELP))
+    })
+}
+
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// A target that `..` reaches through a folder that does not exist yet
+/// (the check could not follow the links the run would), that bears a
+/// staged name, or whose text ends like a folder where a file goes.
+fn bad_shape(output: &Output) -> Option<Diagnostic> {
+    let problem = if let Some(missing) = detour(&output.written) {
+        format!(
+            "goes through {}, which does not exist, and back out with `..`",
+            missing.display()
+        )
+    } else if let Some(name) = crate::io::staging::staging_component(&output.written) {
+        format!("has a name tv uses for unfinished outputs ({name})")
+    } else if output.kind != Kind::Folder && output.written.as_os_str().to_string_lossy().ends_with('/') {
+        "ends with `/`, so it names a folder, not a file".to_string()
+    } else {
+        return None;
+    };
+    let message = format!("the output {} {problem}", shown(output));
+    Some(diagnostic(output, message).help("write the output path without it"))
+}
+
+/// The first folder of `path` that does not exist, if a `..` follows it.
+fn detour(path: &Path) -> Option<PathBuf> {
+    let mut prefix = PathBuf::new();
+    let mut missing: Option<PathBuf> = None;
+    for component in path.components() {
+        if component == Component::ParentDir && missing.is_some() {
+            return missing;
+        }
+        prefix.push(component);
+        if missing.is_none() && fs::symlink_metadata(&prefix).is_err() {
+            missing = Some(prefix.clone());
+        }
+    }
+    None
+}
+
+const CLASH_HELP: &str =
+    "tv never writes over what a run reads or another output of the same run; choose another output path";
+
 /// Output `k` is an earlier output, or lies inside another one (each pair
 /// is reported once, at the inner or later output). Looked up by path, so
 /// a sweep of many saves costs no quadratic comparison.
@@ -124,6 +198,7 @@ fn inputs(plan: &Plan, sources: &Sources, cache: Option<&Path>) -> Vec<Input> {
     let mut add = |path: &Path, what: String| {
         inputs.push(Input {
             resolved: resolve(path),
+            identity: identity(path),
             what,
         })
     };
@@ -144,6 +219,9 @@ fn inputs(plan: &Plan, sources: &Sources, cache: Option<&Path>) -> Vec<Input> {
         if let crate::eval::EvalData::Text(task) = data.as_ref() {
             add(&task.path, format!("the text {}", task.path.display()));
         }
+    }
+    for path in &plan.read_files {
+        add(path, format!("the file {}, which the program reads", path.display()));
     }
     if let Some(cache) = cache {
         add(cache, format!("the training cache {}", cache.display()));
@@ -179,7 +257,9 @@ fn outputs(plan: &Plan, report: Option<&Path>) -> Vec<Output> {
 /// `save x to "."`, `".."` or `"/"`: no name of its own to stage beside.
 fn names_nothing(output: &Output) -> Option<Diagnostic> {
     let last = output.written.components().next_back();
-    if matches!(last, Some(Component::Normal(_))) {
+    let text = output.written.as_os_str().to_string_lossy();
+    let dotted = text.ends_with("/.") || text.ends_with("/./");
+    if matches!(last, Some(Component::Normal(_))) && !dotted {
         return None;
     }
     let message = match output.kind {
@@ -209,8 +289,7 @@ fn clash(output: &Output, other: &Path, what: &str) -> Option<Diagnostic> {
         return None;
     };
     let message = format!("the output {} {relation} {what}", shown(output));
-    let help = "tv never writes over what a run reads or another output of the same run; choose another output path";
-    Some(diagnostic(output, message).help(help))
+    Some(diagnostic(output, message).help(CLASH_HELP))
 }
 
 /// An existing target: replaced only when it is tv's earlier output of the

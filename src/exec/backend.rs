@@ -82,7 +82,9 @@ fn on_device(work: &TensorWork, numel: usize, device: &Device) -> candle_core::R
     let mut bytes = Vec::new();
     for save in &work.saves {
         let values = combine(&basis, save.coefs)?.to_vec1::<f64>()?;
-        kernel::encode(save.dtype, &values, &mut bytes);
+        if !kernel::encode(save.dtype, &values, &mut bytes) {
+            save.non_finite.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         (save.emit)(0, &bytes).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
     }
     Ok(TensorSums { gram, direct })

@@ -87,12 +87,14 @@ fn sum_in_order(partials: Vec<Vec<f64>>, width: usize) -> Vec<f64> {
 /// Receives a finished chunk of a save: its byte offset and bytes.
 pub type Emit<'a> = dyn Fn(usize, &[u8]) -> Result<(), IoError> + Sync + 'a;
 
-/// A save's share of a tensor: its coefficients on the family basis, the
-/// dtype to write, and where each finished chunk goes (byte offset, bytes).
+/// A save's share of a tensor: its coefficients on the atoms, the dtype to
+/// write, where each finished chunk goes (byte offset, bytes), and a flag
+/// raised when a written value is inf or NaN.
 pub struct SaveOut<'a> {
     pub coefs: &'a [f64],
     pub dtype: Dtype,
     pub emit: &'a Emit<'a>,
+    pub non_finite: &'a std::sync::atomic::AtomicBool,
 }
 
 /// Everything one pass computes on one tensor of a family.
@@ -133,16 +135,20 @@ fn chunk(work: &TensorWork, start: usize, len: usize) -> Result<Vec<f64>, IoErro
     SCRATCH.with(|scratch| {
         let scratch = &mut *scratch.borrow_mut();
         let inputs = work.sources.len();
-        // The atoms, their differences, then two vectors for combinations.
-        scratch.values.resize((2 * inputs + 2) * CHUNK, 0.0);
+        // The atoms, two vectors for combinations, then the differences
+        // (only when Gram entries need them: buffers that fit in cache
+        // matter).
+        let differences = work.differences && !work.pairs.is_empty();
+        let buffers = inputs + 2 + if differences { inputs } else { 0 };
+        scratch.values.resize(buffers * CHUNK, 0.0);
         let (atoms, rest) = scratch.values.split_at_mut(inputs * CHUNK);
-        let (differences, spare) = rest.split_at_mut(inputs * CHUNK);
+        let (spare, space) = rest.split_at_mut(2 * CHUNK);
         let (left, right) = spare.split_at_mut(CHUNK);
         let (left, right) = (&mut left[..len], &mut right[..len]);
         let atoms: Vec<&mut [f64]> = atoms.chunks_mut(CHUNK).map(|b| &mut b[..len]).collect();
         let basis = fill_atoms(work, atoms, start);
-        let gram_basis = match work.differences && !work.pairs.is_empty() {
-            true => fill_differences(&basis, differences, len),
+        let gram_basis = match differences {
+            true => fill_differences(&basis, space, len),
             false => basis.clone(),
         };
         let gram = work.pairs.iter().map(|&(p, q)| dot_f64(gram_basis[p], gram_basis[q]));
@@ -154,7 +160,9 @@ fn chunk(work: &TensorWork, start: usize, len: usize) -> Result<Vec<f64>, IoErro
         }
         for save in &work.saves {
             combine(&basis, save.coefs, left);
-            encode(save.dtype, left, &mut scratch.bytes);
+            if !encode(save.dtype, left, &mut scratch.bytes) {
+                save.non_finite.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             (save.emit)(start * save.dtype.bitsize() / 8, &scratch.bytes)?;
         }
         Ok(sums)
@@ -224,21 +232,33 @@ fn combine_exact(basis: &[&[f64]], coefs: &[f64], out: &mut [f64]) {
 
 /// Values as stored bytes, into `out`. Float tensors are computed in f64:
 /// f64 outputs keep them, others are rounded to f32 once, and half-precision
-/// ones from that.
-pub(super) fn encode(dtype: Dtype, values: &[f64], out: &mut Vec<u8>) {
+/// ones from that. Returns whether every stored value is finite (checked in
+/// the same loop, so it costs next to nothing).
+pub(super) fn encode(dtype: Dtype, values: &[f64], out: &mut Vec<u8>) -> bool {
     out.clear();
+    let mut finite = true;
     match dtype {
-        Dtype::F64 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        Dtype::F16 => values
-            .iter()
-            .for_each(|v| out.extend_from_slice(&half::f16::from_f32(*v as f32).to_le_bytes())),
-        Dtype::BF16 => values
-            .iter()
-            .for_each(|v| out.extend_from_slice(&half::bf16::from_f32(*v as f32).to_le_bytes())),
-        _ => values
-            .iter()
-            .for_each(|v| out.extend_from_slice(&(*v as f32).to_le_bytes())),
+        Dtype::F64 => values.iter().for_each(|v| {
+            finite &= v.is_finite();
+            out.extend_from_slice(&v.to_le_bytes())
+        }),
+        Dtype::F16 => values.iter().for_each(|v| {
+            let h = half::f16::from_f32(*v as f32);
+            finite &= h.is_finite();
+            out.extend_from_slice(&h.to_le_bytes())
+        }),
+        Dtype::BF16 => values.iter().for_each(|v| {
+            let h = half::bf16::from_f32(*v as f32);
+            finite &= h.is_finite();
+            out.extend_from_slice(&h.to_le_bytes())
+        }),
+        _ => values.iter().for_each(|v| {
+            let x = *v as f32;
+            finite &= x.is_finite();
+            out.extend_from_slice(&x.to_le_bytes())
+        }),
     }
+    finite
 }
 
 /// A dot product in f64 with four independent accumulators (which lets the
@@ -278,6 +298,7 @@ mod tests {
         // atoms x, y: the direct product is <y - x, x>, the save 2x - 0.5y.
         let coefs = [2.0, -0.5];
         let (a, b) = ([-1.0, 1.0], [1.0, 0.0]);
+        let non_finite = std::sync::atomic::AtomicBool::new(false);
         let work = TensorWork {
             sources: vec![Source::Raw(Dtype::F32, &bx), Source::Raw(Dtype::F32, &by)],
             differences: true,
@@ -287,9 +308,11 @@ mod tests {
                 coefs: &coefs,
                 dtype: Dtype::F32,
                 emit: &emit,
+                non_finite: &non_finite,
             }],
         };
         let sums = run(&work, n).unwrap();
+        assert!(!non_finite.into_inner());
         let xx: f64 = x.iter().map(|v| (*v as f64).powi(2)).sum();
         let xd: f64 = x.iter().zip(&y).map(|(a, b)| *a as f64 * (*b as f64 - *a as f64)).sum();
         let dd: f64 = x.iter().zip(&y).map(|(a, b)| (*b as f64 - *a as f64).powi(2)).sum();

@@ -40,6 +40,8 @@ pub fn materialize(
         let mut inputs = TensorInputs::new(graph, coef, &spec.name);
         inputs.prepare(&family.atoms);
         let sources = family.atoms.iter().map(|a| inputs.source(*a)).collect();
+        // Models scored from these weights show inf or NaN as such.
+        let non_finite = std::sync::atomic::AtomicBool::new(false);
         let work = TensorWork {
             sources,
             differences: family.differences,
@@ -49,6 +51,7 @@ pub fn materialize(
                 coefs: &save.coefs,
                 dtype: Dtype::F32,
                 emit: &emit,
+                non_finite: &non_finite,
             }],
         };
         kernel::run(&work, spec.numel())?;

@@ -97,26 +97,21 @@ impl Pass<'_> {
         let emits: Vec<_> = family
             .saves
             .iter()
-            .zip(&non_finite)
-            .map(|(s, flag)| {
+            .map(|s| {
                 let saver = &self.savers[s.save];
-                let dtype = saver.infos[index].dtype;
-                move |offset: usize, bytes: &[u8]| {
-                    if nonfinite::count_non_finite(dtype, bytes) > 0 {
-                        flag.store(true, Ordering::Relaxed);
-                    }
-                    saver.writer.write_part(index, offset, bytes)
-                }
+                move |offset: usize, bytes: &[u8]| saver.writer.write_part(index, offset, bytes)
             })
             .collect();
         let saves = family
             .saves
             .iter()
             .zip(&emits)
-            .map(|(s, emit)| SaveOut {
+            .zip(&non_finite)
+            .map(|((s, emit), flag)| SaveOut {
                 coefs: &s.coefs,
                 dtype: self.savers[s.save].infos[index].dtype,
                 emit,
+                non_finite: flag,
             })
             .collect();
         let work = TensorWork {

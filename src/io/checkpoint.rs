@@ -51,7 +51,9 @@ impl Checkpoint {
     /// Validates every header fully (so a truncated download fails here, before
     /// any data is read) and checks the index against the shards' headers.
     pub fn open(path: &Path) -> Result<Checkpoint, IoError> {
-        if let Some(staged) = super::staging::staging_component(path) {
+        let canonical = fs::canonicalize(path).unwrap_or_default();
+        let staged = super::staging::staging_component(path).or_else(|| super::staging::staging_component(&canonical));
+        if let Some(staged) = staged {
             let path = path.to_path_buf();
             return Err(IoError::Unfinished { path, staged });
         }

@@ -7,6 +7,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::manifest::{self, OutputKind};
 use super::staging::{self, CreatedDirs, Registry, StagedPath};
 
 /// One finished output waiting for the commit.
@@ -14,14 +15,16 @@ pub struct Sealed {
     staged: StagedPath,
     target: PathBuf,
     created: CreatedDirs,
+    kind: OutputKind,
 }
 
 impl Sealed {
-    pub fn new(staged: StagedPath, target: PathBuf, created: CreatedDirs) -> Sealed {
+    pub fn new(staged: StagedPath, target: PathBuf, created: CreatedDirs, kind: OutputKind) -> Sealed {
         Sealed {
             staged,
             target,
             created,
+            kind,
         }
     }
 
@@ -34,6 +37,8 @@ impl Sealed {
 #[derive(Default)]
 pub struct Outputs {
     sealed: Vec<Sealed>,
+    /// `--overwrite`: a target may be replaced whatever it holds.
+    overwrite: bool,
 }
 
 impl std::fmt::Debug for Outputs {
@@ -62,6 +67,11 @@ impl Outputs {
         self.sealed.push(sealed);
     }
 
+    /// Lets the commit replace targets that are not tv's earlier outputs.
+    pub fn allow_overwrite(&mut self, overwrite: bool) {
+        self.overwrite = overwrite;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.sealed.is_empty()
     }
@@ -70,20 +80,10 @@ impl Outputs {
     /// the report where it cannot be staged, such as stdout). Any failure
     /// undoes the moves. Interruptions wait until this returns.
     pub fn commit(self, publish: impl FnOnce() -> io::Result<()>) -> Result<(), CommitError> {
+        let overwrite = self.overwrite;
         let parts: Vec<_> = self.sealed.into_iter().map(Sealed::into_parts).collect();
         let mut registry = staging::lock();
-        let mut placed = Vec::new();
-        let mut failure = None;
-        for (k, (staged, target, _)) in parts.iter().enumerate() {
-            match place(&mut registry, staged, target) {
-                Ok(p) => placed.push(p),
-                Err(source) => {
-                    let target = Some(target.clone());
-                    failure = Some((k, CommitError { target, source }));
-                    break;
-                }
-            }
-        }
+        let (placed, mut failure) = place_all(&mut registry, &parts, overwrite);
         if failure.is_none() {
             if let Err(source) = publish() {
                 failure = Some((parts.len(), CommitError { target: None, source }));
@@ -102,11 +102,44 @@ impl Outputs {
     }
 }
 
-type Parts = (PathBuf, PathBuf, Vec<PathBuf>);
+/// Places each output in turn; stops at the first that cannot be placed,
+/// returning its index and why.
+fn place_all(registry: &mut Registry, parts: &[Parts], overwrite: bool) -> (Vec<Placed>, Option<(usize, CommitError)>) {
+    let mut placed = Vec::new();
+    for (k, (staged, target, _, kind)) in parts.iter().enumerate() {
+        let result = match overwrite || is_replaceable(target, kind) {
+            true => place(registry, staged, target),
+            false => Err(io::Error::new(io::ErrorKind::AlreadyExists, APPEARED)),
+        };
+        match result {
+            Ok(p) => placed.push(p),
+            Err(source) => {
+                let target = Some(target.clone());
+                return (placed, Some((k, CommitError { target, source })));
+            }
+        }
+    }
+    (placed, None)
+}
+
+const APPEARED: &str = "something that is not an earlier output of tv appeared there while the run went on";
+
+/// Whether the target is free, or holds tv's earlier output of this kind:
+/// checked again at the commit, since the run may have taken hours.
+fn is_replaceable(target: &Path, kind: &OutputKind) -> bool {
+    fs::symlink_metadata(target).is_err() || manifest::is_earlier_output(target, kind)
+}
+
+type Parts = (PathBuf, PathBuf, Vec<PathBuf>, OutputKind);
 
 impl Sealed {
     fn into_parts(self) -> Parts {
-        (self.staged.into_path(), self.target, self.created.into_dirs())
+        (
+            self.staged.into_path(),
+            self.target,
+            self.created.into_dirs(),
+            self.kind,
+        )
     }
 }
 
@@ -153,7 +186,7 @@ fn finish(registry: &mut Registry, placed: Vec<Placed>, parts: &[Parts]) {
             registry.forget(&old);
         }
     }
-    for (_, _, created) in parts {
+    for (_, _, created, _) in parts {
         registry.forget_created_dirs(created);
     }
 }
@@ -168,11 +201,11 @@ fn undo(registry: &mut Registry, placed: Vec<Placed>, parts: &[Parts], unplaced_
             restore(registry, old, &p.target);
         }
     }
-    for (staged, _, _) in parts.iter().skip(unplaced_from) {
+    for (staged, _, _, _) in parts.iter().skip(unplaced_from) {
         staging::remove_path(staged);
         registry.forget(staged);
     }
-    for (_, _, created) in parts.iter().rev() {
+    for (_, _, created, _) in parts.iter().rev() {
         staging::remove_empty_dirs(created);
         registry.forget_created_dirs(created);
     }

@@ -49,6 +49,42 @@ fn listed_files(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// What an output is, for telling whether an existing target is tv's own
+/// earlier output of the same kind.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OutputKind {
+    /// A Hugging Face folder.
+    Folder,
+    /// One `.safetensors` file.
+    File,
+    /// A CSV report, with its first line.
+    Report(String),
+}
+
+/// Whether `path` holds tv's earlier output of `kind`: a folder whose
+/// manifest lists everything in it, a stamped file, or an empty file or a
+/// report with the same first line.
+pub fn is_earlier_output(path: &Path, kind: &OutputKind) -> bool {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return false;
+    };
+    match kind {
+        OutputKind::Folder => meta.is_dir() && foreign_entries(path).is_ok_and(|f| f.is_empty()),
+        OutputKind::File => meta.is_file() && is_stamped_file(path),
+        OutputKind::Report(header) => meta.is_file() && report_matches(path, header),
+    }
+}
+
+/// An empty file, or one whose first line is `header`.
+pub fn report_matches(path: &Path, header: &str) -> bool {
+    let Ok(start) = read_bounded(path, 1 << 16) else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&start);
+    let first = text.split('\n').next().unwrap_or_default().trim_end_matches('\r');
+    text.is_empty() || (first == header && text.contains('\n'))
+}
+
 /// Whether the `.safetensors` file at `path` was written by tv.
 pub fn is_stamped_file(path: &Path) -> bool {
     let Ok(mut file) = fs::File::open(path) else {

@@ -21,11 +21,15 @@ const MARK: &str = ".tv-";
 pub struct Registry {
     staged: Vec<PathBuf>,
     created_dirs: Vec<PathBuf>,
+    /// Folders of failed saves that still held another save's staging when
+    /// their save was dropped; removed once that staging goes too.
+    orphaned_dirs: Vec<PathBuf>,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     staged: Vec::new(),
     created_dirs: Vec::new(),
+    orphaned_dirs: Vec::new(),
 });
 
 /// The registry, locked: while it is held, an interrupted run waits before
@@ -50,6 +54,14 @@ impl Registry {
 
     pub fn forget_created_dirs(&mut self, dirs: &[PathBuf]) {
         self.created_dirs.retain(|d| !dirs.contains(d));
+    }
+
+    /// Removes the orphaned folders that are empty now, deepest first.
+    fn tidy_orphans(&mut self) {
+        self.orphaned_dirs
+            .sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        self.orphaned_dirs
+            .retain(|dir| fs::remove_dir(dir).is_err() && dir.exists());
     }
 
     /// Removes every staged path and every created folder left empty: what
@@ -187,6 +199,7 @@ impl Drop for StagedPath {
             let mut registry = lock();
             remove_path(&self.path);
             registry.forget(&self.path);
+            registry.tidy_orphans();
         }
     }
 }
@@ -250,6 +263,10 @@ impl Drop for CreatedDirs {
             let mut registry = lock();
             remove_empty_dirs(&self.dirs);
             registry.forget_created_dirs(&self.dirs);
+            // Still there: another failed save's staging is inside, and
+            // goes after this.
+            let left = self.dirs.iter().filter(|d| d.exists()).cloned();
+            registry.orphaned_dirs.extend(left);
         }
     }
 }

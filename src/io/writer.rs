@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::checkpoint::INDEX_FILE_NAME;
 use super::commit::{Outputs, Sealed};
 use super::layout::{self, Layout, Slot};
-use super::manifest;
+use super::manifest::{self, OutputKind};
 use super::staging::{self, CreatedDirs, StagedPath};
 use super::{IoError, TensorInfo};
 
@@ -182,14 +182,20 @@ impl Writer {
         if self.folder {
             manifest::write(self.staging.path()).map_err(|e| write_error(&self.target, e))?;
         }
-        Ok(Sealed::new(self.staging, self.target, self.created))
+        let kind = match self.folder {
+            true => OutputKind::Folder,
+            false => OutputKind::File,
+        };
+        Ok(Sealed::new(self.staging, self.target, self.created, kind))
     }
 
-    /// Seal and commit this output alone (replacing any earlier one at the
-    /// target).
+    /// Seal and commit this output alone, replacing whatever is at the
+    /// target: for callers that own it (the training cache, temporary
+    /// folders); a run's saves go through the checked commit instead.
     pub fn finish(self) -> Result<(), IoError> {
         let target = self.target.clone();
         let mut outputs = Outputs::default();
+        outputs.allow_overwrite(true);
         outputs.push(self.seal()?);
         outputs.commit(|| Ok(())).map_err(|e| write_error(&target, e.source))
     }

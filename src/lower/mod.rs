@@ -46,6 +46,9 @@ pub struct Plan {
     pub trains: bool,
     /// Time spent training (and checking) while lowering, for `--stats`.
     pub training_seconds: f64,
+    /// Configs, datasets and texts the program reads: no output may replace
+    /// them.
+    pub read_files: Vec<PathBuf>,
 }
 
 /// How `init` and `finetune` behave while lowering.
@@ -115,6 +118,8 @@ pub fn lower(sources: &mut Sources, root: FileId, training: Training) -> (Plan, 
         command_weights: Vec::new(),
     };
     lowerer.root_file(root);
+    let mut read_files: Vec<PathBuf> = lowerer.configs.keys().chain(lowerer.datasets.keys()).cloned().collect();
+    read_files.extend(lowerer.texts.keys().map(|key| key.0.clone()));
     let plan = Plan {
         graph: lowerer.graph,
         table: lowerer.table,
@@ -123,6 +128,7 @@ pub fn lower(sources: &mut Sources, root: FileId, training: Training) -> (Plan, 
         cache: lowerer.training.cache,
         trains: lowerer.trains,
         training_seconds: 0.0,
+        read_files,
     };
     (plan, crate::diag::dedup(lowerer.diags))
 }

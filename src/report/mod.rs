@@ -46,6 +46,12 @@ impl StagedFile {
     pub fn write(mut self, contents: &[u8]) -> std::io::Result<Sealed> {
         self.file.write_all(contents)?;
         self.file.sync_all()?;
-        Ok(Sealed::new(self.staged, self.target, self.created))
+        let header = String::from_utf8_lossy(contents)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let kind = crate::io::manifest::OutputKind::Report(header);
+        Ok(Sealed::new(self.staged, self.target, self.created, kind))
     }
 }

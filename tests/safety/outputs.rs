@@ -233,6 +233,15 @@ fn a_run_that_fails_while_running_leaves_nothing() {
     let output = tv_command(dir.path(), &["run", "exp.tv", "--allow-commands"]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert_eq!(snapshot(dir.path()), before);
+    // Many saves sharing the folders made for the first of them.
+    let program =
+        "let b = load(\"base.safetensors\")\nsweep a in 1..=5 { save a * b to \"new/deep/{a}.safetensors\" }\n\
+                   eval s = command(\"test -d {model} && exit 3\", b)\n";
+    std::fs::write(dir.path().join("exp.tv"), program).unwrap();
+    let before = snapshot(dir.path());
+    let output = tv_command(dir.path(), &["run", "exp.tv", "--allow-commands"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(snapshot(dir.path()), before);
 }
 
 /// A checkpoint of `bytes` bytes of f32 ones, written quickly.
@@ -392,4 +401,79 @@ fn a_closed_stdout_or_stderr_is_an_error_not_a_panic() {
     std::fs::write(dir.path().join("bad.tv"), "let b = load(\"missing.safetensors\")\n").unwrap();
     assert_eq!(run_with_closed(dir.path(), &["check", "bad.tv"], false), Some(1));
     assert_eq!(run_with_closed(dir.path(), &["run", "exp.tv"], false), Some(0));
+}
+
+#[test]
+fn paths_that_hide_their_target_are_refused() {
+    let dir = setup("");
+    std::fs::write(dir.path().join("precious.safetensors"), "a thesis").unwrap();
+    std::fs::write(dir.path().join("data.csv"), "label,x\n1,2\n").unwrap();
+    let cases = [
+        ("save b to \"zz/../precious.safetensors\"", "which does not exist"),
+        ("save b to \"zz/../../victim\"", "which does not exist"),
+        (
+            "save b to \".x.tv-99999-abc.tmp\"",
+            "a name tv uses for unfinished outputs",
+        ),
+        ("save b to \"x.safetensors/\"", "ends with `/`"),
+        ("save b to \"out/.\"", "names an existing folder"),
+    ];
+    for (save, expected) in cases {
+        let program = format!("let b = load(\"base.safetensors\")\n{save}\n");
+        std::fs::write(dir.path().join("exp.tv"), program).unwrap();
+        assert_refused(dir.path(), &["run", "exp.tv", "--overwrite"], expected);
+    }
+    let program = "let b = load(\"base.safetensors\")\neval n = norm(b)\n";
+    std::fs::write(dir.path().join("exp.tv"), program).unwrap();
+    assert_refused(
+        dir.path(),
+        &["run", "exp.tv", "-o", "zz/../data.csv", "--overwrite"],
+        "which does not exist",
+    );
+}
+
+#[test]
+fn a_target_that_appears_during_the_run_is_not_replaced() {
+    let program = "let b = load(\"base.safetensors\")\nsave b to \"keep/model\"\nsave 2 * b to \"out.safetensors\"\n\
+                   eval s = command(\"test -d {model} && echo mine > out.safetensors && echo 1\", b)\n";
+    let dir = setup(program);
+    let output = tv_command(dir.path(), &["run", "exp.tv", "--allow-commands"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("appeared there"), "{}", stderr(&output));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.safetensors")).unwrap(),
+        "mine\n"
+    );
+    assert!(!dir.path().join("keep").exists());
+    assert!(staged_names(dir.path()).is_empty());
+}
+
+#[test]
+fn files_the_program_reads_are_never_outputs_even_with_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let digits = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/data/digits.csv");
+    tv::digits::write_tasks(&digits, dir.path()).unwrap();
+    let config = r#"{"architecture": "mlp", "layers": [64, 8, 10], "activation": "relu"}"#;
+    std::fs::write(dir.path().join("config.json"), config).unwrap();
+    std::fs::write(dir.path().join("init.tv"), "save init(\"config.json\") to \"mlp\"\n").unwrap();
+    let output = tv_command(dir.path(), &["run", "init.tv"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let program = "let m = load(\"mlp\")\neval acc = accuracy(m, \"original_test.csv\")\n";
+    std::fs::write(dir.path().join("exp.tv"), program).unwrap();
+    let args = ["run", "exp.tv", "-o", "original_test.csv", "--overwrite"];
+    assert_refused(dir.path(), &args, "is the file original_test.csv");
+    let program = "save init(\"config.json\", seed = 1) to \"config.json\"\n";
+    std::fs::write(dir.path().join("exp.tv"), program).unwrap();
+    assert_refused(dir.path(), &["run", "exp.tv", "--overwrite"], "is the file");
+}
+
+#[test]
+fn staging_reached_through_a_link_is_refused() {
+    let dir = setup("");
+    let staged = dir.path().join(".m.safetensors.tv-1-abcdef.tmp");
+    std::fs::copy(dir.path().join("base.safetensors"), &staged).unwrap();
+    std::os::unix::fs::symlink(&staged, dir.path().join("link.safetensors")).unwrap();
+    let output = tv_command(dir.path(), &["inspect", "link.safetensors"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("unfinished output"), "{}", stderr(&output));
 }
