@@ -131,3 +131,29 @@ fn a_literal_beyond_f64_is_an_error_not_inf() {
         "the number 2e400 is too large",
     );
 }
+
+/// Ten megabytes of lines, tokenized piece by piece: far less memory than
+/// the tokenizer would take for the whole text at once (over 1.5 GiB).
+#[test]
+fn a_long_text_is_tokenized_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lm/llama-tied");
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    for name in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture.join(name), model.join(name)).unwrap();
+    }
+    let words = ["the", "time", "vector", "of", "2012", "news,", "a", "model."];
+    let mut text = String::new();
+    let mut i = 0usize;
+    while text.len() < 10 << 20 {
+        text.push_str(words[i % words.len()]);
+        text.push(if i % 11 == 10 { '\n' } else { ' ' });
+        i = i.wrapping_mul(31).wrapping_add(7) % 1_000_003;
+    }
+    std::fs::write(dir.path().join("news.txt"), text).unwrap();
+    let program = "let m = load(\"model\")\neval p = perplexity(m, \"news.txt\")\n";
+    std::fs::write(dir.path().join("exp.tv"), program).unwrap();
+    let output = bounded(dir.path(), &["check", "exp.tv"], GIB);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
