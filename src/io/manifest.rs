@@ -25,9 +25,12 @@ pub fn write(dir: &Path) -> io::Result<()> {
 /// there is no readable manifest): what saving over it would destroy.
 pub fn foreign_entries(dir: &Path) -> io::Result<Vec<String>> {
     let listed = listed_files(dir);
+    // tv writes plain files only: a folder or link is never its own, even
+    // when a manifest names it.
+    let plain = |name: &String| fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.is_file());
     let mut foreign: Vec<String> = entry_names(dir)?
         .into_iter()
-        .filter(|name| name != MANIFEST_NAME && !listed.contains(name))
+        .filter(|name| name != MANIFEST_NAME && !(listed.contains(name) && plain(name)))
         .collect();
     foreign.sort();
     Ok(foreign)

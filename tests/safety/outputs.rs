@@ -140,6 +140,13 @@ fn an_earlier_save_is_replaced_and_a_foreign_file_is_not() {
     // A file the user put into a saved folder makes it theirs again.
     std::fs::write(dir.path().join("folder/notes.txt"), "mine").unwrap();
     assert_refused(dir.path(), &["run", "exp.tv"], "notes.txt");
+    // So does a folder, even one a manifest names: tv saves plain files.
+    std::fs::remove_file(dir.path().join("folder/notes.txt")).unwrap();
+    std::fs::create_dir(dir.path().join("folder/sub")).unwrap();
+    std::fs::write(dir.path().join("folder/sub/keep"), "mine").unwrap();
+    let manifest = r#"{"saved_by": "tv", "files": ["sub", "model.safetensors"]}"#;
+    std::fs::write(dir.path().join("folder/.tv-save.json"), manifest).unwrap();
+    assert_refused(dir.path(), &["run", "exp.tv"], "sub");
 }
 
 #[test]
