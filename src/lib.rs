@@ -62,7 +62,8 @@ fn read_and_check(
     let text = io::bounded::read_text(path, io::bounded::PROGRAM_LIMIT).map_err(|e| {
         let (code, reason) = match e.kind() {
             std::io::ErrorKind::InvalidData => ("tv::not_text", "it is not UTF-8 text".to_string()),
-            _ => ("tv::missing_file", e.to_string()),
+            std::io::ErrorKind::NotFound => ("tv::missing_file", e.to_string()),
+            _ => ("tv::unreadable_file", e.to_string()),
         };
         let message = format!("cannot read {}: {reason}", path.display());
         vec![Diagnostic::new(code, message).help("tv runs `.tv` programs: UTF-8 text files")]
