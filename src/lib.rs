@@ -45,6 +45,8 @@ pub struct Overrides {
     /// `--overwrite`: existing save targets and report files may be
     /// replaced whatever they hold (never the run's own inputs).
     pub overwrite: bool,
+    /// Elaborate every sweep point by point (slower; for comparisons).
+    pub elaborate_sweeps: bool,
 }
 
 /// Reads, checks and lowers the program at `path` without reading any
@@ -124,6 +126,7 @@ fn plan(sources: &mut Sources, root: diag::FileId, overrides: &Overrides, train:
         cache: cache(sources, root, overrides, train)?,
         seed: overrides.seed,
         allow_commands: overrides.allow_commands,
+        elaborate_sweeps: overrides.elaborate_sweeps,
     };
     let (mut plan, mut diags) = lower::lower(sources, root, training);
     apply(&mut plan.settings, overrides);
@@ -201,7 +204,8 @@ fn apply(settings: &mut lower::Settings, overrides: &Overrides) {
 /// What a run produced.
 #[derive(Debug)]
 pub struct RunOutput {
-    pub csv: String,
+    /// The report, written as it was produced (see `csv` for its text).
+    pub report: report::Spool,
     pub stats: Stats,
     /// Models `init`/`finetune` made during the run, and those found in the cache.
     pub trained: usize,
@@ -211,13 +215,18 @@ pub struct RunOutput {
 }
 
 impl RunOutput {
+    /// The report's CSV text, whole.
+    pub fn csv(&self) -> String {
+        self.report.text()
+    }
+
     /// Moves the saves into place and calls `publish` to deliver the
     /// report; if either fails, no save remains (earlier outputs at the
     /// targets are restored).
-    pub fn commit(&mut self, publish: impl FnOnce(&str) -> std::io::Result<()>) -> Result<(), Diagnostics> {
+    pub fn commit(&mut self, publish: impl FnOnce(&report::Spool) -> std::io::Result<()>) -> Result<(), Diagnostics> {
         let outputs = std::mem::take(&mut self.outputs);
-        let csv = &self.csv;
-        outputs.commit(|| publish(csv)).map_err(|e| {
+        let report = &self.report;
+        outputs.commit(|| publish(report)).map_err(|e| {
             let diag = match e.target {
                 Some(target) => Diagnostic::new("tv::save", format!("cannot save {}: {}", target.display(), e.source)),
                 None => Diagnostic::new("tv::report", format!("cannot write the report: {}", e.source)),
@@ -251,7 +260,7 @@ pub fn run_staged(
     let mut output = execute_staged(&plan, progress)?;
     output.outputs.allow_overwrite(overrides.overwrite);
     if let Some(report) = report {
-        let sealed = report.write(output.csv.as_bytes())?;
+        let sealed = report.write(&output.report)?;
         output.outputs.push(sealed);
     }
     Ok(output)
@@ -270,8 +279,8 @@ impl StagedReport {
         Ok(StagedReport { file, path })
     }
 
-    fn write(self, csv: &[u8]) -> Result<io::commit::Sealed, Diagnostics> {
-        self.file.write(csv).map_err(|e| report_error(&self.path, e))
+    fn write(self, report: &report::Spool) -> Result<io::commit::Sealed, Diagnostics> {
+        self.file.write(report).map_err(|e| report_error(&self.path, e))
     }
 }
 
@@ -306,17 +315,34 @@ pub fn execute_staged(plan: &Plan, progress: bool) -> Result<RunOutput, Diagnost
     let measured = |m: graph::MeasureId| outcome.measured.get(m.0 as usize).copied().flatten();
     let value = |s: graph::ScalarId| plan.graph.scalars.value(s, &measured);
     warn_divisions_by_zero(plan, &value);
-    let csv = plan
-        .table
-        .to_csv(&value)
+    let mut spool = report::Spool::default();
+    write_report(plan, &outcome, &mut spool)
         .map_err(|e| vec![Diagnostic::new("tv::report", format!("cannot write the report: {e}"))])?;
     Ok(RunOutput {
-        csv,
+        report: spool,
         stats: outcome.stats,
         trained: plan.cache.trained,
         cache_hits: plan.cache.hits,
         outputs: outcome.outputs,
     })
+}
+
+/// Writes the CSV of an executed plan to `out`, row by row.
+pub fn write_report(plan: &Plan, outcome: &exec::Outcome, out: &mut dyn std::io::Write) -> Result<(), csv::Error> {
+    let measured = |m: graph::MeasureId| outcome.measured.get(m.0 as usize).copied().flatten();
+    let value = |s: graph::ScalarId| plan.graph.scalars.value(s, &measured);
+    let values = exec::points::Values {
+        graph: &plan.graph,
+        measured: &outcome.measured,
+        forms: &outcome.forms,
+        at_points: &outcome.at_points,
+    };
+    let mut blocks = |block: &report::block::SweepBlock,
+                      columns: &report::table::Columns,
+                      emit: &mut dyn FnMut(&[String]) -> Result<(), csv::Error>| {
+        exec::points::write_rows(block, columns, &values, emit)
+    };
+    plan.table.write_csv(out, &value, &mut blocks)
 }
 
 /// One warning per place where a measured divisor came out zero.

@@ -94,6 +94,10 @@ struct SettingFlags {
     /// Let the program run the external commands of its `command(...)` measurements.
     #[arg(long)]
     allow_commands: bool,
+    /// Lower every sweep point by point, even sweeps that are evaluated from one Gram
+    /// matrix by formulas (slower; the report is the same, to compare).
+    #[arg(long)]
+    elaborate_sweeps: bool,
 }
 
 fn parse_device(text: &str) -> Result<String, String> {
@@ -123,6 +127,7 @@ impl SettingFlags {
             cache: self.cache.clone(),
             no_cache: self.no_cache,
             allow_commands: self.allow_commands,
+            elaborate_sweeps: self.elaborate_sweeps,
             ..tv::Overrides::default()
         }
     }
@@ -173,10 +178,10 @@ fn run(sources: &mut Sources, file: &Path, overrides: &tv::Overrides, stats: boo
     let mut result = tv::run_staged(sources, file, overrides, true)?;
     let peak = sampler.and_then(|s| s.stop());
     let to_stdout = overrides.report.is_none();
-    result.commit(|csv| match to_stdout {
+    result.commit(|report| match to_stdout {
         true => {
             let mut stdout = std::io::stdout().lock();
-            stdout.write_all(csv.as_bytes())?;
+            report.copy_to(&mut stdout)?;
             stdout.flush()
         }
         false => Ok(()),

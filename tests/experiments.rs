@@ -64,7 +64,8 @@ fn run(path: &Path) -> Vec<HashMap<String, String>> {
         Ok(output) => output,
         Err(diags) => panic!("{}", tv::diag::render_plain(&diags, &sources, 100)),
     };
-    let mut reader = csv::Reader::from_reader(output.csv.as_bytes());
+    let text = output.csv();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
     let headers = reader.headers().expect("header").clone();
     reader
         .records()

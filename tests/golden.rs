@@ -132,7 +132,7 @@ fn render(case: &Path) -> Result<String, String> {
     let overrides = tv::Overrides::default();
     if is_ok_case(case) {
         return match tv::run(&mut sources, case, &overrides, false) {
-            Ok(output) => Ok(output.csv),
+            Ok(output) => Ok(output.csv()),
             Err(diags) => Err(format!(
                 "an ok_ case must run without errors, but:\n{}",
                 tv::diag::render_plain(&diags, &sources, WIDTH)

@@ -406,7 +406,7 @@ save w0 to "w0.safetensors"
         let out = run_program(d, "exp.tv", &program, &overrides(None, true));
         let net = Net::read(&d.join("w.safetensors"), widths, act);
         let init = Net::read(&d.join("w0.safetensors"), widths, act);
-        let csv = &out.csv;
+        let csv = &out.csv();
         let trained = assert_scores(&what, first(csv, "acc"), first(csv, "l"), &net, &test);
         assert_scores(&what, first(csv, "rot_acc"), first(csv, "rot_l"), &net, &rotated);
         let fresh = assert_scores(&what, first(csv, "init_acc"), first(csv, "init_l"), &init, &test);
@@ -471,12 +471,18 @@ save 0.5 * m to "half.safetensors"
     let out = run_program(d, "exp.tv", program, &overrides(None, false));
     let net = Net::read(&model.join("model.safetensors"), &widths, Act::Tanh);
     let data = read_data(&d.join("small.csv"));
-    let ours = assert_scores("hand-made", first(&out.csv, "acc"), first(&out.csv, "l"), &net, &data);
+    let ours = assert_scores(
+        "hand-made",
+        first(&out.csv(), "acc"),
+        first(&out.csv(), "l"),
+        &net,
+        &data,
+    );
     // Logits in the hundreds: a naive exp would overflow.
     assert!(ours.loss > 10.0, "the large logits make a large loss: {}", ours.loss);
     let half = Net::read(&d.join("half.safetensors"), &widths, Act::Tanh);
     let half_loss = score(&half, &data).loss;
-    assert!(rel(first(&out.csv, "half"), half_loss) < 1e-5);
+    assert!(rel(first(&out.csv(), "half"), half_loss) < 1e-5);
     assert!(
         rel(half_loss, ours.loss) > 1e-3,
         "scaling the weights changed the model"
@@ -594,7 +600,7 @@ save finetune(w0, "train.csv", steps = 0, seed = {seed}) to "zero{seed}.safetens
         std::fs::copy(d.join(file), other.path().join(file)).unwrap();
     }
     let b = run_program(other.path(), "a.tv", &program(7), &overrides(None, true));
-    assert_eq!(a.csv, b.csv);
+    assert_eq!(a.csv(), b.csv());
     let bytes = |dir: &Path, f: &str| std::fs::read(dir.join(f)).unwrap();
     assert_eq!(
         bytes(d, "w7.safetensors"),
@@ -613,19 +619,23 @@ save finetune(w0, "train.csv", steps = 0, seed = {seed}) to "zero{seed}.safetens
         let net = Net::read(&d.join(format!("w{seed}.safetensors")), &widths, Act::Relu);
         let before = assert_scores(
             "before",
-            first(&out.csv, "acc_before"),
-            first(&out.csv, "before"),
+            first(&out.csv(), "acc_before"),
+            first(&out.csv(), "before"),
             &init,
             &data,
         );
         let after = assert_scores(
             "after",
-            first(&out.csv, "acc_after"),
-            first(&out.csv, "after"),
+            first(&out.csv(), "acc_after"),
+            first(&out.csv(), "after"),
             &net,
             &data,
         );
-        assert!(first(&out.csv, "after") < first(&out.csv, "before"), "{}", out.csv);
+        assert!(
+            first(&out.csv(), "after") < first(&out.csv(), "before"),
+            "{}",
+            out.csv()
+        );
         assert!(after.loss < before.loss, "{} !< {}", after.loss, before.loss);
         assert!(after.correct > before.correct);
     }
@@ -746,7 +756,7 @@ fn the_cache_trains_once_and_misses_on_any_change() {
 
     let second = run_program(d, "exp.tv", TRAIN, &default);
     assert_eq!((second.trained, second.cache_hits), (0, 2));
-    assert_eq!(second.csv, first_run.csv);
+    assert_eq!(second.csv(), first_run.csv());
     assert_eq!(std::fs::read(d.join("w.safetensors")).unwrap(), weights);
 
     // Another file beside it, with a copy of the data under another name:
@@ -759,7 +769,7 @@ fn the_cache_trains_once_and_misses_on_any_change() {
         &default,
     );
     assert_eq!((copied.trained, copied.cache_hits), (0, 2));
-    assert_eq!(copied.csv, first_run.csv);
+    assert_eq!(copied.csv(), first_run.csv());
 
     // Weights with the same content, loaded from a folder, hit too.
     run_program(d, "save.tv", r#"save init("config.json", seed = 0) to "w0""#, &default);
@@ -769,8 +779,8 @@ fn the_cache_trains_once_and_misses_on_any_change() {
         &TRAIN.replace(r#"init("config.json", seed = 0)"#, r#"load("w0")"#),
         &default,
     );
-    assert_eq!((loaded.trained, loaded.cache_hits), (0, 1), "{}", loaded.csv);
-    assert_eq!(loaded.csv, first_run.csv);
+    assert_eq!((loaded.trained, loaded.cache_hits), (0, 1), "{}", loaded.csv());
+    assert_eq!(loaded.csv(), first_run.csv());
 
     // Each argument is part of the key.
     let changes = [
@@ -844,7 +854,7 @@ fn no_cache_leaves_nothing_and_gives_the_same_numbers() {
     let elsewhere = tempfile::tempdir().unwrap();
     let cached = run_program(d, "exp.tv", TRAIN, &overrides(Some(elsewhere.path()), false));
     assert_eq!((cached.trained, cached.cache_hits), (2, 0));
-    assert_eq!(cached.csv, out.csv);
+    assert_eq!(cached.csv(), out.csv());
     assert_eq!(std::fs::read(d.join("w.safetensors")).unwrap(), no_cache_weights);
     assert!(!has_tv_cache(d));
     assert_eq!(cache_entries(elsewhere.path()).len(), 2);

@@ -165,7 +165,7 @@ fn run_with(dir: &Path, file: &str, program: &str, overrides: &tv::Overrides) ->
     std::fs::write(&path, program).unwrap();
     let mut sources = tv::diag::Sources::default();
     match tv::run(&mut sources, &path, overrides, false) {
-        Ok(out) => (Report::parse(&out.csv), out),
+        Ok(out) => (Report::parse(&out.csv()), out),
         Err(diags) => panic!("{file} failed:\n{}", tv::diag::render_plain(&diags, &sources, 100)),
     }
 }

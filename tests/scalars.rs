@@ -29,7 +29,7 @@ fn a_chain_of_shared_measured_numbers_is_evaluated_once_each() {
     );
     let output = tv::execute(&plan, false).expect("run");
     let norm: f64 = values.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
-    let x: f64 = output.csv.lines().nth(1).unwrap().parse().unwrap();
+    let x: f64 = output.csv().lines().nth(1).unwrap().parse().unwrap();
     let expected = norm * 2f64.powi(60);
     assert!((x - expected).abs() <= 1e-12 * expected, "{x} vs {expected}");
 }

@@ -38,6 +38,18 @@ impl Backend {
         cuda(ordinal).map(Backend::Candle)
     }
 
+    /// A bound on the rounding error of a Gram entry computed here, relative
+    /// to `sum_i |x_i y_i|`, for tensors of at most `numel` elements. The
+    /// native kernels fix their summation order (`kernel::ENTRY_ERROR`); a
+    /// device's matrix product does not say how it sums, so its bound is
+    /// that of a plain sequential sum.
+    pub fn entry_error(&self, numel: usize) -> f64 {
+        match self {
+            Backend::Native => kernel::ENTRY_ERROR,
+            Backend::Candle(_) => (numel as f64 + 8.0) * f64::EPSILON / 2.0,
+        }
+    }
+
     pub fn run(&self, work: &TensorWork, numel: usize) -> Result<TensorSums, IoError> {
         match self {
             Backend::Native => kernel::run(work, numel),
@@ -100,9 +112,9 @@ fn upload(source: &Source, numel: usize, device: &Device) -> candle_core::Result
 /// The Gram entries of `work.pairs`, on the difference basis when asked.
 fn gram_entries(work: &TensorWork, atoms: &[Tensor]) -> candle_core::Result<Vec<f64>> {
     let mut rows = atoms.to_vec();
-    if work.differences {
-        let reference = rows[0].clone();
-        for row in rows.iter_mut().skip(1) {
+    let reference = rows[work.reference].clone();
+    for (k, row) in rows.iter_mut().enumerate() {
+        if k != work.reference {
             *row = (&*row - &reference)?;
         }
     }

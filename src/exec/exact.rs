@@ -50,6 +50,32 @@ impl Accurate {
     }
 }
 
+/// A sum of many terms with Neumaier's compensation: the rounding error
+/// of each addition is carried along, so the result is within about two
+/// roundings of the exact sum of the terms, however many there are.
+#[derive(Clone, Copy, Default)]
+pub struct Compensated {
+    sum: f64,
+    error: f64,
+}
+
+impl Compensated {
+    #[inline]
+    pub fn add(&mut self, x: f64) {
+        let (s, e) = two_sum(self.sum, x);
+        self.sum = s;
+        self.error += e;
+    }
+
+    /// The sum; inf or NaN as IEEE arithmetic gives it.
+    pub fn value(self) -> f64 {
+        match self.sum.is_finite() {
+            true => self.sum + self.error,
+            false => self.sum,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +123,17 @@ mod tests {
     fn cancelling_f64_terms_keep_their_difference() {
         let x = 0.1f64 + 1.0 / 3.0;
         check(1.0 / 3.0, x, x - 3e-13);
+    }
+
+    #[test]
+    fn compensated_sums_keep_small_terms() {
+        let mut sum = Compensated::default();
+        sum.add(1.0);
+        for _ in 0..1000 {
+            sum.add(1e-17);
+        }
+        sum.add(-1.0);
+        assert!((sum.value() - 1e-14).abs() < 1e-26, "{}", sum.value());
     }
 
     #[test]

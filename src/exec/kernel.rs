@@ -5,7 +5,7 @@
 //! Every sum is split at fixed chunk boundaries and the chunk partials are
 //! added in order, so results are bit-identical for any number of threads.
 
-use super::exact::Accurate;
+use super::exact::{Accurate, Compensated};
 use crate::io::{Dtype, IoError};
 use rayon::prelude::*;
 
@@ -73,16 +73,30 @@ fn chunks(numel: usize) -> impl IndexedParallelIterator<Item = (usize, usize)> {
         .map(move |i| (i * CHUNK, CHUNK.min(numel - i * CHUNK)))
 }
 
-/// Adds per-chunk partial sums in chunk order.
+/// Adds per-chunk partial sums in chunk order, compensated, so that how
+/// many chunks a tensor has does not enter the error bound (see
+/// `ENTRY_ERROR`).
 fn sum_in_order(partials: Vec<Vec<f64>>, width: usize) -> Vec<f64> {
-    let mut totals = vec![0.0; width];
+    let mut totals = vec![Compensated::default(); width];
     for partial in partials {
         for (total, p) in totals.iter_mut().zip(partial) {
-            *total += p;
+            total.add(p);
         }
     }
-    totals
+    totals.into_iter().map(Compensated::value).collect()
 }
+
+/// A bound on the rounding error of every sum of products these kernels
+/// compute, `sum_i x_i y_i`, relative to `sum_i |x_i y_i|`: each product
+/// is rounded once (and each difference `x_k - x_r` at most once), each
+/// block of `BLOCK` products is summed on four lanes of `BLOCK / 4`, and
+/// the blocks, chunks and tensors are added with compensation (about two
+/// roundings in all). So at most `BLOCK / 4 + 8` roundings of the unit
+/// roundoff `2^-53`; 128 leaves a margin.
+pub const ENTRY_ERROR: f64 = 128.0 * f64::EPSILON / 2.0;
+
+/// Products summed on plain accumulators before joining a compensated sum.
+const BLOCK: usize = 256;
 
 /// Receives a finished chunk of a save: its byte offset and bytes.
 pub type Emit<'a> = dyn Fn(usize, &[u8]) -> Result<(), IoError> + Sync + 'a;
@@ -101,10 +115,10 @@ pub struct SaveOut<'a> {
 pub struct TensorWork<'a> {
     /// One per atom of the family.
     pub sources: Vec<Source<'a>>,
-    /// Gram entries on the basis `x_0, x_k - x_0` rather than on the atoms
-    /// themselves. Direct products and saves are always on the atoms, so a
+    /// Gram entries are on the basis `x_r, x_k - x_r` for this reference
+    /// atom `r`. Direct products and saves are always on the atoms, so a
     /// non-finite atom never reaches a result that does not use it.
-    pub differences: bool,
+    pub reference: usize,
     pub pairs: &'a [(usize, usize)],
     /// Coefficient pairs of the products measured directly, on the atoms.
     pub direct: Vec<(&'a [f64], &'a [f64])>,
@@ -138,7 +152,7 @@ fn chunk(work: &TensorWork, start: usize, len: usize) -> Result<Vec<f64>, IoErro
         // The atoms, two vectors for combinations, then the differences
         // (only when Gram entries need them: buffers that fit in cache
         // matter).
-        let differences = work.differences && !work.pairs.is_empty();
+        let differences = !work.pairs.is_empty() && inputs > 1;
         let buffers = inputs + 2 + if differences { inputs } else { 0 };
         scratch.values.resize(buffers * CHUNK, 0.0);
         let (atoms, rest) = scratch.values.split_at_mut(inputs * CHUNK);
@@ -148,7 +162,7 @@ fn chunk(work: &TensorWork, start: usize, len: usize) -> Result<Vec<f64>, IoErro
         let atoms: Vec<&mut [f64]> = atoms.chunks_mut(CHUNK).map(|b| &mut b[..len]).collect();
         let basis = fill_atoms(work, atoms, start);
         let gram_basis = match differences {
-            true => fill_differences(&basis, space, len),
+            true => fill_differences(&basis, work.reference, space, len),
             false => basis.clone(),
         };
         let gram = work.pairs.iter().map(|&(p, q)| dot_f64(gram_basis[p], gram_basis[q]));
@@ -189,13 +203,17 @@ fn fill_atoms<'b>(work: &TensorWork, mut atoms: Vec<&'b mut [f64]>, start: usize
     atoms.into_iter().map(|b| &*b).collect()
 }
 
-/// The difference basis `x_0, x_k - x_0` of the atoms' chunk, in `space`.
-fn fill_differences<'b>(atoms: &[&'b [f64]], space: &'b mut [f64], len: usize) -> Vec<&'b [f64]> {
-    let mut basis = vec![atoms[0]];
-    for (values, out) in atoms.iter().skip(1).zip(space.chunks_mut(CHUNK)) {
+/// The difference basis `x_r, x_k - x_r` of the atoms' chunk, in `space`.
+fn fill_differences<'b>(atoms: &[&'b [f64]], r: usize, space: &'b mut [f64], len: usize) -> Vec<&'b [f64]> {
+    let mut basis = Vec::with_capacity(atoms.len());
+    for (k, (values, out)) in atoms.iter().zip(space.chunks_mut(CHUNK)).enumerate() {
+        if k == r {
+            basis.push(atoms[r]);
+            continue;
+        }
         let out = &mut out[..len];
-        for ((o, v), r) in out.iter_mut().zip(values.iter()).zip(atoms[0]) {
-            *o = v - r;
+        for ((o, v), x) in out.iter_mut().zip(values.iter()).zip(atoms[r]) {
+            *o = v - x;
         }
         basis.push(&*out);
     }
@@ -261,18 +279,26 @@ pub(super) fn encode(dtype: Dtype, values: &[f64], out: &mut Vec<u8>) -> bool {
     finite
 }
 
-/// A dot product in f64 with four independent accumulators (which lets the
-/// compiler vectorise it); the order is fixed, so the result is too.
-fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let quads = a.len() / 4;
-    for i in 0..quads {
-        for lane in 0..4 {
-            acc[lane] += a[4 * i + lane] * b[4 * i + lane];
+/// A dot product in f64: blocks of `BLOCK` products on four independent
+/// accumulators (which lets the compiler vectorise them), each block's sum
+/// added with compensation. The order is fixed, so the result is too, and
+/// its error stays within `ENTRY_ERROR` of `sum |a_i b_i|` however long
+/// the vectors.
+pub(super) fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
+    let mut total = Compensated::default();
+    let (blocks_a, blocks_b) = (a.chunks(BLOCK), b.chunks(BLOCK));
+    for (x, y) in blocks_a.zip(blocks_b) {
+        let mut acc = [0.0f64; 4];
+        let quads = x.len() / 4;
+        for i in 0..quads {
+            for lane in 0..4 {
+                acc[lane] += x[4 * i + lane] * y[4 * i + lane];
+            }
         }
+        let tail: f64 = x[4 * quads..].iter().zip(&y[4 * quads..]).map(|(p, q)| p * q).sum();
+        total.add((acc[0] + acc[1]) + (acc[2] + acc[3]) + tail);
     }
-    let tail: f64 = a[4 * quads..].iter().zip(&b[4 * quads..]).map(|(x, y)| x * y).sum();
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+    total.value()
 }
 
 #[cfg(test)]
@@ -301,7 +327,7 @@ mod tests {
         let non_finite = std::sync::atomic::AtomicBool::new(false);
         let work = TensorWork {
             sources: vec![Source::Raw(Dtype::F32, &bx), Source::Raw(Dtype::F32, &by)],
-            differences: true,
+            reference: 0,
             pairs: &[(0, 0), (0, 1), (1, 1)],
             direct: vec![(&a, &b)],
             saves: vec![SaveOut {

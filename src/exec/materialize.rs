@@ -17,7 +17,15 @@ pub fn materialize(
     node: NodeId,
     coef: &dyn Fn(ScalarId) -> f64,
 ) -> Result<Vec<(TensorInfo, Vec<u8>)>, IoError> {
-    let families = family::build(graph, &[], &[(0, node)], &[], coef);
+    let known = |s: ScalarId| Some(coef(s));
+    let work = family::Work {
+        measures: &[],
+        requests: &[],
+        saves: &[(0, node)],
+        coef: &known,
+        sample: &|_| 1.0,
+    };
+    let families = family::build(graph, &work);
     let (Some(family), Some(save)) = (families.first(), families.first().and_then(|f| f.saves.first())) else {
         return Ok(Vec::new());
     };
@@ -44,7 +52,7 @@ pub fn materialize(
         let non_finite = std::sync::atomic::AtomicBool::new(false);
         let work = TensorWork {
             sources,
-            differences: family.differences,
+            reference: family.reference,
             pairs: &[],
             direct: Vec::new(),
             saves: vec![SaveOut {

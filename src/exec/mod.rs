@@ -16,6 +16,8 @@ pub mod materialize;
 mod models;
 mod nonfinite;
 mod pass;
+pub mod points;
+pub(crate) mod precision;
 mod prims;
 pub mod reference;
 mod save;
@@ -29,6 +31,10 @@ pub use summary::{summarize, Summary};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::graph::{MeasureId, ScalarId};
 use crate::lower::Plan;
+use family::{Coef, Request};
+use precision::GramMatrix;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// How to execute.
@@ -45,12 +51,29 @@ pub struct ExecOptions {
 /// What execution measured, with counters for `--stats`.
 #[derive(Debug, Default)]
 pub struct Outcome {
-    /// Indexed by `MeasureId`; `None` for measurements nobody needed.
+    /// Indexed by `MeasureId`; `None` for measurements nobody needed, and
+    /// for those whose value depends on a sweep variable.
     pub measured: Vec<Option<f64>>,
+    /// Measurements that depend on sweep variables: their Gram forms, to
+    /// be evaluated at each point of the report.
+    pub forms: HashMap<MeasureId, GramForm>,
+    /// Such measurements taken directly at single points, where their Gram
+    /// result could not be trusted: by measurement and point key.
+    pub at_points: HashMap<(MeasureId, u64), f64>,
     pub stats: Stats,
     /// The saves, complete but not yet in place: commit them, or drop them
     /// and nothing is left.
     pub outputs: crate::io::commit::Outputs,
+}
+
+/// A measurement as a function of its coefficients: its family's Gram
+/// matrix and its coefficients on the family's atoms.
+#[derive(Clone, Debug)]
+pub struct GramForm {
+    pub gram: Arc<GramMatrix>,
+    pub atoms: Arc<Vec<crate::graph::NodeId>>,
+    pub a: Vec<Coef>,
+    pub b: Vec<Coef>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -63,7 +86,8 @@ pub struct Stats {
     pub gram_measures: usize,
     /// Measurements computed directly over the tensors.
     pub direct_measures: usize,
-    /// Gram results that cancelled too much, measured again directly.
+    /// Gram results whose error bound could not keep the promised
+    /// accuracy, measured again directly (at sweep points: per point).
     pub remeasured: usize,
     /// Models scored on datasets (accuracy, loss, perplexity) and commands run.
     pub model_measures: usize,
@@ -93,6 +117,8 @@ struct Executor<'a> {
     plan: &'a Plan,
     options: &'a ExecOptions,
     measured: Vec<Option<f64>>,
+    forms: HashMap<MeasureId, GramForm>,
+    at_points: HashMap<(MeasureId, u64), f64>,
     stats: Stats,
 }
 
@@ -102,6 +128,8 @@ impl<'a> Executor<'a> {
             plan,
             options,
             measured: vec![None; plan.graph.measure_count()],
+            forms: HashMap::new(),
+            at_points: HashMap::new(),
             stats: Stats::default(),
         }
     }
@@ -121,38 +149,56 @@ impl<'a> Executor<'a> {
                 .measures_at(level)
                 .into_iter()
                 .partition(|m| matches!(self.plan.graph.measure(*m), crate::graph::Measure::Dot(..)));
-            let cancelled = self.pass(&dots, &saves, &[], &savers)?;
-            if !cancelled.is_empty() {
-                self.stats.remeasured += cancelled.len();
-                self.pass(&cancelled, &[], &cancelled, &savers)?;
-            }
+            self.pass(&dots, &[], &saves, &savers)?;
             self.score_models(&models)?;
+            self.settle(&savers)?;
         }
+        let requests = points::check(self.plan, &self.measured, &self.forms, &self.at_points);
+        self.remeasure_at_points(requests, &savers)?;
         let (outputs, bytes_written) = save::seal_savers(self.plan, savers)?;
         self.stats.bytes_written = bytes_written;
         self.stats.bytes_read = self.bytes_read() - read_before;
         self.stats.seconds = started.elapsed().as_secs_f64();
+        self.stats.gram_measures += self.forms.keys().filter(|m| self.is_symbolic(**m)).count();
         Ok(Outcome {
             measured: self.measured,
+            forms: self.forms,
+            at_points: self.at_points,
             stats: self.stats,
             outputs,
         })
     }
 
-    /// One pass (none when there is nothing to stream); returns the
-    /// measurements whose Gram results cancelled.
+    fn is_symbolic(&self, m: MeasureId) -> bool {
+        self.plan.graph.scalars.is_symbolic_measure(m)
+    }
+
+    /// One pass (none when there is nothing to stream): Gram matrices are
+    /// kept as forms, direct products answer their measurements or
+    /// requests; returns each request's value by tag.
     fn pass(
         &mut self,
         measures: &[MeasureId],
+        requests: &[Request],
         saves: &[(usize, crate::graph::NodeId)],
-        direct_only: &[MeasureId],
         savers: &[save::Saver],
-    ) -> Result<Vec<MeasureId>, Diagnostic> {
-        if measures.is_empty() && saves.is_empty() {
-            return Ok(Vec::new());
+    ) -> Result<HashMap<usize, f64>, Diagnostic> {
+        if measures.is_empty() && saves.is_empty() && requests.is_empty() {
+            return Ok(HashMap::new());
         }
-        let coef = |s: ScalarId| coefficient(&self.plan.graph, &self.measured, s);
-        let families = family::build(&self.plan.graph, measures, saves, direct_only, &coef);
+        let graph = &self.plan.graph;
+        let measured = &self.measured;
+        let coef = |s: ScalarId| coefficient(graph, measured, s);
+        let known = |s: ScalarId| Some(coef(s)).filter(|v| !v.is_nan() || graph.scalars.known(s).is_some());
+        let sample = |s: ScalarId| sample(graph, measured, s);
+        let work = family::Work {
+            measures,
+            requests,
+            saves,
+            coef: &known,
+            sample: &sample,
+        };
+        let families = family::build(graph, &work);
         let pass = pass::Pass {
             plan: self.plan,
             families: &families,
@@ -167,17 +213,100 @@ impl<'a> Executor<'a> {
             coef: &coef,
         };
         let output = pass.run()?;
-        for f in &families {
-            self.stats.gram_measures += f.gram.len();
-            self.stats.direct_measures += f.direct.len();
-        }
-        for (m, value) in output.values {
-            self.measured[m.0 as usize] = Some(value);
+        let mut answers = HashMap::new();
+        for ((family, gram), direct) in families.iter().zip(output.grams).zip(output.direct) {
+            let atoms = Arc::new(family.atoms.clone());
+            for product in &family.gram {
+                let form = GramForm {
+                    gram: gram.clone(),
+                    atoms: atoms.clone(),
+                    a: product.a.clone(),
+                    b: product.b.clone(),
+                };
+                self.forms.insert(product.measure, form);
+            }
+            for (product, value) in family.direct.iter().zip(direct) {
+                self.stats.direct_measures += 1;
+                match product.tag {
+                    usize::MAX => self.measured[product.measure.0 as usize] = Some(value),
+                    tag => drop(answers.insert(tag, value)),
+                }
+            }
         }
         self.stats.passes += 1;
         self.stats.tensors_computed += output.tensors;
-        self.stats.gram_measures -= output.cancelled.len();
-        Ok(output.cancelled)
+        Ok(answers)
+    }
+
+    /// Evaluates every Gram form whose coefficients are known, in the
+    /// order measurements were made (so one measured here may scale the
+    /// next); those whose error bound cannot keep the promised accuracy
+    /// are measured directly, and the rest go on once they are.
+    fn settle(&mut self, savers: &[save::Saver]) -> Result<(), Diagnostic> {
+        loop {
+            let mut pending: Vec<MeasureId> = self
+                .forms
+                .keys()
+                .filter(|m| self.measured[m.0 as usize].is_none() && !self.is_symbolic(**m))
+                .copied()
+                .collect();
+            pending.sort();
+            let mut requests = Vec::new();
+            for m in pending {
+                let form = &self.forms[&m];
+                let graph = &self.plan.graph;
+                let Some((a, b)) = coefficients(graph, &self.measured, form) else {
+                    continue;
+                };
+                match form.gram.evaluate(&a, &b) {
+                    Some(value) => {
+                        self.measured[m.0 as usize] = Some(value);
+                        self.stats.gram_measures += 1;
+                    }
+                    None => requests.push(request(m, m.0 as usize, &form.atoms, &a, &b)),
+                }
+            }
+            if requests.is_empty() {
+                return Ok(());
+            }
+            self.stats.remeasured += requests.len();
+            let answers = self.pass(&[], &requests, &[], savers)?;
+            for r in &requests {
+                self.measured[r.measure.0 as usize] = answers.get(&r.tag).copied();
+            }
+        }
+    }
+
+    /// Measures directly, at their sweep points, the Gram results the
+    /// report could not trust; repeats while results that depend on them
+    /// turn out untrusted in turn.
+    fn remeasure_at_points(
+        &mut self,
+        mut requests: Vec<points::PointRequest>,
+        savers: &[save::Saver],
+    ) -> Result<(), Diagnostic> {
+        // A handful of rounds at most: each settles one more link of a chain.
+        while !requests.is_empty() {
+            self.stats.remeasured += requests.len();
+            for batch in requests.chunks(points::BATCH) {
+                let direct: Vec<Request> = batch
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        let mut req = r.request.clone();
+                        req.tag = i;
+                        req
+                    })
+                    .collect();
+                let answers = self.pass(&[], &direct, &[], savers)?;
+                for (i, r) in batch.iter().enumerate() {
+                    let value = answers.get(&i).copied().unwrap_or(f64::NAN);
+                    self.at_points.insert((r.request.measure, r.key), value);
+                }
+            }
+            requests = points::check(self.plan, &self.measured, &self.forms, &self.at_points);
+        }
+        Ok(())
     }
 
     /// Materialises and scores the models of `measures`.
@@ -201,6 +330,46 @@ impl<'a> Executor<'a> {
     fn bytes_read(&self) -> u64 {
         self.plan.graph.leaves().iter().map(|c| c.bytes_read()).sum()
     }
+}
+
+/// A direct measurement of `measure` with coefficients `a`, `b` on `atoms`.
+pub(crate) fn request(measure: MeasureId, tag: usize, atoms: &[crate::graph::NodeId], a: &[f64], b: &[f64]) -> Request {
+    let terms = |c: &[f64]| {
+        let used = atoms.iter().zip(c).filter(|(_, c)| **c != 0.0);
+        used.map(|(n, c)| (*n, *c)).collect()
+    };
+    Request {
+        measure,
+        tag,
+        a: terms(a),
+        b: terms(b),
+    }
+}
+
+/// A form's coefficients, once every measurement they use is made.
+fn coefficients(
+    graph: &crate::graph::Graph,
+    measured: &[Option<f64>],
+    form: &GramForm,
+) -> Option<(Vec<f64>, Vec<f64>)> {
+    let value = |c: &Coef| match *c {
+        Coef::Known(v) => Some(v),
+        Coef::Scalar(s) => {
+            let known = |m: MeasureId| measured.get(m.0 as usize).copied().flatten();
+            graph.scalars.value(s, &known)
+        }
+    };
+    let side = |v: &[Coef]| v.iter().map(value).collect::<Option<Vec<f64>>>();
+    Some((side(&form.a)?, side(&form.b)?))
+}
+
+/// A coefficient's value at a typical point, for choosing a family's
+/// reference atom: measurements not made yet count as 1, sweep variables
+/// take a value that no coefficient is likely to cancel exactly.
+fn sample(graph: &crate::graph::Graph, measured: &[Option<f64>], scalar: ScalarId) -> f64 {
+    let known = |m: MeasureId| Some(measured.get(m.0 as usize).copied().flatten().unwrap_or(1.0));
+    let var = |v: u32| Some(0.61 + 0.173 * v as f64);
+    graph.scalars.value_with(scalar, &known, &var).unwrap_or(1.0)
 }
 
 /// A coefficient's value; the schedule guarantees its measurements are made

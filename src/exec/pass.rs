@@ -3,23 +3,26 @@
 //! its chunks feeds the Gram entries, the direct products and the saves.
 
 use super::atoms::{leaves_under, TensorInputs};
-use super::family::{self, Family};
+use super::exact::Compensated;
+use super::family::Family;
 use super::kernel::{self, SaveOut, Source, TensorWork};
 use super::nonfinite;
+use super::precision::GramMatrix;
 use super::save::{carried_bytes, write_error, Saver};
 use crate::diag::Diagnostic;
-use crate::graph::{Graph, MeasureId, ScalarId, Spec};
+use crate::graph::{Graph, ScalarId, Spec};
 use crate::lower::Plan;
 use indicatif::ProgressBar;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-/// What a pass measured.
+/// What a pass measured, family by family.
 #[derive(Default)]
 pub(super) struct PassOutput {
-    pub values: Vec<(MeasureId, f64)>,
-    /// Gram results that cancelled too much to trust, or are not finite; to
-    /// be measured directly.
-    pub cancelled: Vec<MeasureId>,
+    /// Each family's Gram matrix.
+    pub grams: Vec<Arc<GramMatrix>>,
+    /// Each family's direct products, in its order.
+    pub direct: Vec<Vec<f64>>,
     pub tensors: usize,
 }
 
@@ -59,31 +62,33 @@ impl Pass<'_> {
     }
 
     fn run_family(&self, family: &Family, bar: &ProgressBar, output: &mut PassOutput) -> Result<(), Diagnostic> {
-        let mut gram = vec![0.0; family.pairs.len()];
-        let mut direct = vec![0.0; family.direct.len()];
+        // Tensors' sums are added with compensation, so the error bound of
+        // an entry does not grow with the number of tensors.
+        let mut gram = vec![Compensated::default(); family.pairs.len()];
+        let mut direct = vec![Compensated::default(); family.direct.len()];
         let specs = self.graph().specs(family.atoms[0]).clone();
+        let mut largest = 0;
         for (index, spec) in specs.tensors.iter().enumerate() {
             if !spec.float {
                 self.carry(family, index, spec)?;
                 continue;
             }
             let (sums, bytes) = self.tensor(family, index, spec)?;
-            gram.iter_mut().zip(sums.gram).for_each(|(t, s)| *t += s);
-            direct.iter_mut().zip(sums.direct).for_each(|(t, s)| *t += s);
+            gram.iter_mut().zip(sums.gram).for_each(|(t, s)| t.add(s));
+            direct.iter_mut().zip(sums.direct).for_each(|(t, s)| t.add(s));
+            largest = largest.max(spec.numel());
             output.tensors += 1;
             bar.inc(bytes);
         }
-        let gram = family::Gram::new(family.atoms.len(), &family.pairs, &gram);
-        for product in &family.gram {
-            let (value, scale) = family::evaluate(product, &gram);
-            if family::untrusted(value, scale) {
-                output.cancelled.push(product.measure);
-            } else {
-                output.values.push((product.measure, value));
-            }
-        }
-        let measures = family.direct.iter().map(|p| p.measure);
-        output.values.extend(measures.zip(direct));
+        let entries: Vec<f64> = gram.into_iter().map(Compensated::value).collect();
+        output.grams.push(Arc::new(GramMatrix::new(
+            family.atoms.len(),
+            family.reference,
+            &family.pairs,
+            &entries,
+            self.backend.entry_error(largest),
+        )));
+        output.direct.push(direct.into_iter().map(Compensated::value).collect());
         Ok(())
     }
 
@@ -116,7 +121,7 @@ impl Pass<'_> {
             .collect();
         let work = TensorWork {
             sources,
-            differences: family.differences,
+            reference: family.reference,
             pairs: &family.pairs,
             direct: family.direct.iter().map(|p| (p.a.as_slice(), p.b.as_slice())).collect(),
             saves,

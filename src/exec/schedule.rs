@@ -1,9 +1,13 @@
-//! Which measurements and saves run in which pass. A pass may use only
-//! numbers measured in earlier passes (`tau / norm(tau)` needs `norm(tau)`
-//! first), so each measurement gets a level: one more than the deepest
-//! measurement its coefficients depend on.
+//! Which measurements and saves run in which pass. Tensors computed in a
+//! pass (saves, primitives' inputs, models) may use only numbers measured
+//! in earlier passes (`save tau / norm(tau)` needs `norm(tau)` first), so
+//! they get a level one more than the deepest measurement their
+//! coefficients depend on. A weight-space measurement needs no
+//! coefficient during its pass: its Gram entries do not depend on them,
+//! and the coefficients are applied afterwards. So `cosine(tau /
+//! norm(tau), ...)` is measured in the same pass as `norm(tau)`.
 
-use crate::graph::{Graph, MeasureId, NodeId, Op};
+use crate::graph::{Graph, Measure, MeasureId, NodeId, Op};
 use crate::lower::Plan;
 use std::collections::HashMap;
 
@@ -95,10 +99,28 @@ impl Levels<'_> {
         if let Some(level) = self.memo.get(&m) {
             return *level;
         }
-        let nodes = self.graph.measure(m).nodes();
-        let level = nodes.into_iter().map(|n| self.of_node(n)).max().unwrap_or(0);
+        let level = match self.graph.measure(m) {
+            Measure::Dot(a, b) => self.of_side(a).max(self.of_side(b)),
+            other => other.nodes().into_iter().map(|n| self.of_node(n)).max().unwrap_or(0),
+        };
         self.memo.insert(m, level);
         level
+    }
+
+    /// The pass in which a side of a dot product can be measured: its
+    /// atoms must be computable, and the measurements its coefficients use
+    /// made in that pass or before.
+    fn of_side(&mut self, node: NodeId) -> usize {
+        let Op::Lin(terms) = &self.graph.node(node).op else {
+            return self.of_node(node);
+        };
+        let mut deps = Vec::new();
+        terms
+            .iter()
+            .for_each(|t| self.graph.scalars.measures_in(t.coef, &mut deps));
+        let atoms = terms.iter().map(|t| self.of_node(t.node)).max().unwrap_or(0);
+        let coefs = deps.into_iter().map(|m| self.of_measure(m)).max().unwrap_or(0);
+        atoms.max(coefs)
     }
 
     /// The pass in which `node` can be computed.

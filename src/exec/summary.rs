@@ -36,7 +36,8 @@ pub fn summarize(plan: &Plan, threads: usize) -> Summary {
     let schedule = Schedule::new(plan);
     // Coefficients that depend on measurements are unknown yet: any nonzero
     // value gives the same structure.
-    let structural = |s| plan.graph.scalars.known(s).unwrap_or(1.0);
+    let structural = |s| plan.graph.scalars.known(s);
+    let sample = |s| plan.graph.scalars.known(s).unwrap_or(1.0);
     let mut families: Vec<Family> = Vec::new();
     let mut passes = 0;
     for level in 0..schedule.levels() {
@@ -45,7 +46,14 @@ pub fn summarize(plan: &Plan, threads: usize) -> Summary {
             .into_iter()
             .map(|i| (i, plan.saves[i].node))
             .collect();
-        let built = family::build(&plan.graph, &schedule.measures_at(level), &saves, &[], &structural);
+        let work = family::Work {
+            measures: &schedule.measures_at(level),
+            requests: &[],
+            saves: &saves,
+            coef: &structural,
+            sample: &sample,
+        };
+        let built = family::build(&plan.graph, &work);
         // A level of model measurements alone streams nothing.
         passes += usize::from(!built.is_empty());
         families.extend(built);

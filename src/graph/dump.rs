@@ -51,6 +51,7 @@ fn scalar_at(graph: &Graph, id: ScalarId, depth: usize) -> String {
     match graph.scalars.get(id) {
         Scalar::Const(bits) => crate::report::format_number(f64::from_bits(bits)),
         Scalar::Measure(m) => format!("m{}", m.0),
+        Scalar::Var(v) => format!("v{v}"),
         Scalar::Neg(x) => format!("-({})", scalar(x)),
         Scalar::Sqrt(x) => format!("sqrt({})", scalar(x)),
         Scalar::Binary(op, a, b) => format!("({} {} {})", scalar(a), op.symbol(), scalar(b)),

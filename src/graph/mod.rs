@@ -49,6 +49,8 @@ pub struct Node {
     pub op: Op,
     pub specs: Arc<Specs>,
     pub span: Span,
+    /// Depends on a sweep variable (through a coefficient).
+    pub symbolic: bool,
 }
 
 /// A number measured from weights.
@@ -114,6 +116,11 @@ pub struct Graph {
 impl Graph {
     pub fn node(&self, id: NodeId) -> &Node {
         &self.nodes[id.0 as usize]
+    }
+
+    /// Whether `id`'s tensors depend on a sweep variable.
+    pub fn is_symbolic(&self, id: NodeId) -> bool {
+        self.node(id).symbolic
     }
 
     pub fn specs(&self, id: NodeId) -> &Arc<Specs> {
@@ -184,11 +191,20 @@ impl Graph {
             return *id;
         }
         let specs = specs(self);
+        let symbolic = match &op {
+            Op::Leaf(_) => false,
+            Op::Lin(terms) => terms
+                .iter()
+                .any(|t| self.scalars.is_symbolic(t.coef) || self.is_symbolic(t.node)),
+            Op::Select { input, .. } => self.is_symbolic(*input),
+            Op::Map { inputs, .. } => inputs.iter().any(|n| self.is_symbolic(*n)),
+        };
         let id = NodeId(self.nodes.len() as u32);
         self.nodes.push(Node {
             op: op.clone(),
             specs,
             span,
+            symbolic,
         });
         self.index.insert(op, id);
         id
@@ -245,6 +261,7 @@ impl Graph {
         if id == next {
             self.measures.push(measure);
         }
-        self.scalars.measure(id)
+        let symbolic = measure.nodes().into_iter().any(|n| self.is_symbolic(n));
+        self.scalars.measure(id, symbolic)
     }
 }

@@ -14,6 +14,9 @@ pub enum Scalar {
     /// A constant, by its bit pattern so it can be hashed.
     Const(u64),
     Measure(MeasureId),
+    /// A sweep variable lowered once for all its values (see
+    /// `lower::symbolic`): known only at each point of the report.
+    Var(u32),
     Neg(ScalarId),
     Sqrt(ScalarId),
     Binary(BinOp, ScalarId, ScalarId),
@@ -24,6 +27,10 @@ pub enum Scalar {
 pub struct Scalars {
     items: Vec<Scalar>,
     index: HashMap<Scalar, ScalarId>,
+    /// Whether each scalar depends on a sweep variable.
+    symbolic: Vec<bool>,
+    /// Measurements whose weights depend on a sweep variable.
+    symbolic_measures: std::collections::HashSet<MeasureId>,
 }
 
 impl Scalars {
@@ -32,9 +39,37 @@ impl Scalars {
             return *id;
         }
         let id = ScalarId(self.items.len() as u32);
+        let symbolic = match scalar {
+            Scalar::Const(_) => false,
+            Scalar::Var(_) => true,
+            Scalar::Measure(m) => self.symbolic_measures.contains(&m),
+            Scalar::Neg(x) | Scalar::Sqrt(x) => self.is_symbolic(x),
+            Scalar::Binary(_, a, b) => self.is_symbolic(a) || self.is_symbolic(b),
+        };
         self.items.push(scalar);
+        self.symbolic.push(symbolic);
         self.index.insert(scalar, id);
         id
+    }
+
+    /// Whether `id` depends on a sweep variable, so that it has a value
+    /// only at each point of a sweep.
+    pub fn is_symbolic(&self, id: ScalarId) -> bool {
+        self.symbolic[id.0 as usize]
+    }
+
+    /// The scalar for sweep variable `var`.
+    pub fn var(&mut self, var: u32) -> ScalarId {
+        self.intern(Scalar::Var(var))
+    }
+
+    /// Scalars so far: ids below this exist.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
 
     pub fn get(&self, id: ScalarId) -> Scalar {
@@ -45,8 +80,17 @@ impl Scalars {
         self.intern(Scalar::Const(value.to_bits()))
     }
 
-    pub fn measure(&mut self, measure: MeasureId) -> ScalarId {
+    /// The scalar of a measurement; `symbolic` when its weights depend on
+    /// a sweep variable (decided when the measurement is first made).
+    pub fn measure(&mut self, measure: MeasureId, symbolic: bool) -> ScalarId {
+        if symbolic {
+            self.symbolic_measures.insert(measure);
+        }
         self.intern(Scalar::Measure(measure))
+    }
+
+    pub fn is_symbolic_measure(&self, measure: MeasureId) -> bool {
+        self.symbolic_measures.contains(&measure)
     }
 
     /// The value if it needs no measurement. Constants fold as they are
@@ -84,22 +128,28 @@ impl Scalars {
     /// one of them is not available. Scalars form a DAG (`a + a` shares
     /// `a`), so each is evaluated once.
     pub fn value(&self, id: ScalarId, measured: &dyn Fn(MeasureId) -> Option<f64>) -> Option<f64> {
-        self.value_memo(id, measured, &mut HashMap::new())
+        self.value_with(id, measured, &|_| None)
     }
 
-    fn value_memo(
+    /// Evaluates `id` with sweep variables too: `vars` gives their values.
+    pub fn value_with(
         &self,
         id: ScalarId,
         measured: &dyn Fn(MeasureId) -> Option<f64>,
-        memo: &mut HashMap<ScalarId, Option<f64>>,
+        vars: &dyn Fn(u32) -> Option<f64>,
     ) -> Option<f64> {
+        self.value_memo(id, &(measured, vars), &mut HashMap::new())
+    }
+
+    fn value_memo(&self, id: ScalarId, lookup: &Lookup, memo: &mut HashMap<ScalarId, Option<f64>>) -> Option<f64> {
         if let Some(known) = memo.get(&id) {
             return *known;
         }
-        let mut eval = |x| self.value_memo(x, measured, memo);
+        let mut eval = |x| self.value_memo(x, lookup, memo);
         let value = match self.get(id) {
             Scalar::Const(bits) => Some(f64::from_bits(bits)),
-            Scalar::Measure(m) => measured(m),
+            Scalar::Measure(m) => (lookup.0)(m),
+            Scalar::Var(v) => (lookup.1)(v),
             Scalar::Neg(x) => eval(x).map(|v| -v),
             Scalar::Sqrt(x) => eval(x).map(f64::sqrt),
             Scalar::Binary(op, a, b) => eval(a).zip(eval(b)).map(|(x, y)| apply(op, x, y)),
@@ -117,7 +167,7 @@ impl Scalars {
                 continue;
             }
             match self.get(s) {
-                Scalar::Const(_) => {}
+                Scalar::Const(_) | Scalar::Var(_) => {}
                 Scalar::Measure(m) => out.push(m),
                 Scalar::Neg(x) | Scalar::Sqrt(x) => stack.push(x),
                 Scalar::Binary(_, a, b) => stack.extend([a, b]),
@@ -125,6 +175,9 @@ impl Scalars {
         }
     }
 }
+
+/// Where measurements' and sweep variables' values come from.
+type Lookup<'a> = (&'a dyn Fn(MeasureId) -> Option<f64>, &'a dyn Fn(u32) -> Option<f64>);
 
 pub fn apply(op: BinOp, x: f64, y: f64) -> f64 {
     match op {
@@ -152,7 +205,7 @@ mod tests {
     #[test]
     fn measured_values_wait_for_execution() {
         let mut s = Scalars::default();
-        let m = s.measure(MeasureId(0));
+        let m = s.measure(MeasureId(0), false);
         let root = s.sqrt(m);
         assert_eq!(s.known(root), None);
         assert_eq!(s.value(root, &|_| Some(16.0)), Some(4.0));

@@ -155,6 +155,7 @@ impl Lowerer<'_> {
         });
         let value = self.expr(&mut body_env, &def.body);
         self.calls.pop();
+        self.note_call(&key);
         self.call_results.insert(key, value.clone());
         value
     }

@@ -4,6 +4,7 @@
 use super::env::Env;
 use super::{Lowerer, Value};
 use crate::diag::Diagnostic;
+pub use crate::report::block::Range;
 use crate::syntax::ast::{Binding, Domain};
 
 /// Decimal places in the shortest representation of `x` (`0.25` -> 2,
@@ -25,16 +26,43 @@ pub enum RangeError {
     TooLarge(f64),
 }
 
-/// The most points one range, and all nested sweeps together, may have.
-/// Each point is lowered (checked and built) on its own, which takes some
-/// hundred bytes and a few microseconds per statement, so ten million
-/// points stay within a few GiB; more are surely a mistake.
+/// The most points a sweep elaborated point by point (see `symbolic`), with
+/// the sweeps around it, may have. Each point is lowered (checked and
+/// built) on its own, which takes some hundred bytes and a few
+/// microseconds per statement, so ten million points stay within a few
+/// GiB; more are surely a mistake.
 pub const MAX_POINTS: f64 = 1e7;
+
+/// The most points a sweep lowered once for all its points may have: its
+/// cost per point is a few formulas, so the limit is the report's size.
+pub const MAX_SYMBOLIC_POINTS: f64 = 1e8;
+
+/// A sweep variable's values, as lowered: a range is not listed.
+pub enum Values {
+    List(Vec<Value>),
+    Range(Range),
+}
+
+impl Values {
+    pub fn len(&self) -> usize {
+        match self {
+            Values::List(items) => items.len(),
+            Values::Range(range) => range.count,
+        }
+    }
+}
 
 /// The values `start + i*step` in `[start, end]` (or `[start, end)`), each
 /// rounded to the decimals of `start` and `step`, so that they are the
 /// numbers a person means. Descending ranges take a negative step.
 pub fn range_values(start: f64, end: f64, step: f64, inclusive: bool) -> Result<Vec<f64>, RangeError> {
+    let range = range(start, end, step, inclusive)?;
+    Ok((0..range.count).map(|i| range.value(i)).collect())
+}
+
+/// The range `start..end` (or `..=`) by `step`, its values computed when
+/// asked for.
+pub fn range(start: f64, end: f64, step: f64, inclusive: bool) -> Result<Range, RangeError> {
     if !(start.is_finite() && end.is_finite() && step.is_finite()) {
         return Err(RangeError::NotFinite);
     }
@@ -53,29 +81,24 @@ pub fn range_values(start: f64, end: f64, step: f64, inclusive: bool) -> Result<
     if last < 0.0 {
         return Err(RangeError::Empty);
     }
-    if last + 1.0 > MAX_POINTS {
+    if last + 1.0 > MAX_SYMBOLIC_POINTS {
         return Err(RangeError::TooLarge(last + 1.0));
     }
     // Rounding to decimal places makes `0.1 * 3` print as `0.3`; it would
     // erase values too small for fixed decimals, which stay as computed.
-    let value = |i: u64| start + i as f64 * step;
-    if places > 15 {
-        return Ok((0..=last as u64).map(value).collect());
-    }
-    Ok((0..=last as u64).map(|i| round_to(value(i), places)).collect())
-}
-
-/// Rounds to `places` decimals through the decimal text, so the result is
-/// the f64 nearest to that decimal.
-fn round_to(x: f64, places: usize) -> f64 {
-    format!("{x:.places$}").parse().unwrap_or(x)
+    Ok(Range {
+        start,
+        step,
+        count: last as usize + 1,
+        places: (places <= 15).then_some(places),
+    })
 }
 
 impl Lowerer<'_> {
     /// The values a sweep variable takes; `None` after reporting why not.
-    pub(super) fn domain(&mut self, env: &mut Env, binding: &Binding) -> Option<Vec<Value>> {
+    pub(super) fn domain(&mut self, env: &mut Env, binding: &Binding) -> Option<Values> {
         match &binding.domain {
-            Domain::List(expr) => self.list_domain(env, expr),
+            Domain::List(expr) => self.list_domain(env, expr).map(Values::List),
             Domain::Range {
                 start,
                 end,
@@ -89,20 +112,24 @@ impl Lowerer<'_> {
                     None => Some(1.0),
                 };
                 let span = start.span.to(step.as_ref().map_or(end.span, |s| s.span));
-                let values = match range_values(a?, b?, s?, *inclusive) {
-                    Ok(values) => values,
+                match range(a?, b?, s?, *inclusive) {
+                    Ok(range) => Some(Values::Range(range)),
                     Err(e) => {
                         self.error(range_error(e, span, &binding.var.node));
-                        return None;
+                        None
                     }
-                };
-                Some(
-                    values
-                        .into_iter()
-                        .map(|v| Value::Num(self.graph.scalars.constant(v)))
-                        .collect(),
-                )
+                }
             }
+        }
+    }
+
+    /// A domain's values one by one, as the program's numbers.
+    pub(super) fn listed(&mut self, values: Values) -> Vec<Value> {
+        match values {
+            Values::List(items) => items,
+            Values::Range(range) => (0..range.count)
+                .map(|i| Value::Num(self.graph.scalars.constant(range.value(i))))
+                .collect(),
         }
     }
 
@@ -160,7 +187,7 @@ fn range_error(error: RangeError, span: crate::diag::Span, var: &str) -> Diagnos
         RangeError::TooLarge(n) => (
             "tv::bad_range",
             format!("the range of `{var}` has {n} points"),
-            "at most 10 million: use a larger step".to_string(),
+            "at most 100 million: use a larger step".to_string(),
         ),
     };
     Diagnostic::new(code, message).at(span, "this range").help(help)

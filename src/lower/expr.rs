@@ -110,6 +110,8 @@ impl Lowerer<'_> {
     }
 
     pub(super) fn not_known_yet(&mut self, span: Span, use_: &str) {
+        // A sweep variable's value is needed: the sweep is elaborated.
+        self.fail_trial();
         let diag = Diagnostic::new("tv::needs_constant", format!("a measured number cannot be {use_}"))
             .at(span, "depends on a measurement")
             .help("this value is known only after the tensors are read; use a number written in the program or a sweep variable");

@@ -17,6 +17,7 @@ mod model;
 mod modules;
 mod settings;
 mod stmt;
+mod symbolic;
 mod value;
 
 pub use domain::range_values;
@@ -60,6 +61,9 @@ pub struct Training {
     pub seed: Option<u64>,
     /// `--allow-commands`: `command(...)` may run.
     pub allow_commands: bool,
+    /// Elaborate every sweep point by point, even those that could be
+    /// lowered once (see `symbolic`): the yardstick of the tests.
+    pub elaborate_sweeps: bool,
 }
 
 /// A `save` statement at one sweep point.
@@ -72,7 +76,7 @@ pub struct SaveJob {
 
 /// A user function call: where the function is defined, its arguments,
 /// and whether it is only being checked (dry) or evaluated for a default.
-type CallKey = (Span, Vec<Value>, bool, bool);
+pub(super) type CallKey = (Span, Vec<Value>, bool, bool);
 
 /// Lowers the program whose root file is `root` (already in `sources`).
 pub fn lower(sources: &mut Sources, root: FileId, training: Training) -> (Plan, Diagnostics) {
@@ -116,6 +120,8 @@ pub fn lower(sources: &mut Sources, root: FileId, training: Training) -> (Plan, 
         text_tasks: HashMap::new(),
         command_template: None,
         command_weights: Vec::new(),
+        trial: None,
+        next_var: 0,
     };
     lowerer.root_file(root);
     let mut read_files: Vec<PathBuf> = lowerer.configs.keys().chain(lowerer.datasets.keys()).cloned().collect();
@@ -200,6 +206,10 @@ struct Lowerer<'s> {
     /// collected in `command_weights`.
     command_template: Option<bool>,
     command_weights: Vec<NodeId>,
+    /// The sweep being lowered once for all its points, if any.
+    trial: Option<symbolic::Trial>,
+    /// The next sweep variable symbol.
+    next_var: u32,
 }
 
 impl Lowerer<'_> {

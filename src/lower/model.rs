@@ -205,6 +205,10 @@ impl Lowerer<'_> {
 
     /// `init(config, seed = 0)`: fresh weights, kept in the cache.
     pub(super) fn init(&mut self, args: &[(Value, Span)]) -> Option<Value> {
+        // Training runs while lowering: never inside a trial.
+        if self.fail_trial() {
+            return None;
+        }
         let path = self.string_arg(&args[0], "the config of `init`")?;
         let seed = self.whole_number(&args[1], "the seed", 0.0)?;
         let config_path = self.resolve_path(&path);
@@ -222,6 +226,9 @@ impl Lowerer<'_> {
 
     /// `finetune(w, data, steps, lr, batch, seed)`: a trained copy of `w`.
     pub(super) fn finetune(&mut self, args: &[(Value, Span)], span: Span) -> Option<Value> {
+        if self.fail_trial() {
+            return None;
+        }
         let w = self.weights_arg(&args[0], "finetune")?;
         let path = self.string_arg(&args[1], "the data of `finetune`")?;
         let config = self.model_config(w, args[0].1, "finetune")?;

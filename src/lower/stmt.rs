@@ -112,14 +112,22 @@ impl Lowerer<'_> {
                 self.table.add_var(&binding.var.node);
             }
         }
-        let domains: Option<Vec<Vec<Value>>> = domains.into_iter().collect();
+        let domains: Option<Vec<super::domain::Values>> = domains.into_iter().collect();
         // Nested sweeps multiply: the limit holds for the product, checked
         // before any point is elaborated.
         let points = domains
             .as_ref()
             .map(|d| d.iter().map(|values| values.len() as f64).product::<f64>() * self.enclosing_points);
+        if let (Some(d), Some(n)) = (&domains, points) {
+            if self.symbolic_sweep(env, bindings, d, body, span, n) {
+                return;
+            }
+        }
         let (domains, dry) = match (domains, points) {
-            (Some(d), Some(n)) if n <= super::domain::MAX_POINTS => (d, self.dry > 0),
+            (Some(d), Some(n)) if n <= super::domain::MAX_POINTS => {
+                let listed: Vec<Vec<Value>> = d.into_iter().map(|values| self.listed(values)).collect();
+                (listed, self.dry > 0)
+            }
             (d, points) => {
                 if let (Some(_), Some(n)) = (d, points) {
                     self.error(too_many_points(n, self.enclosing_points > 1.0, span));
@@ -221,6 +229,9 @@ impl Lowerer<'_> {
         if self.dry > 0 {
             return;
         }
+        if self.trial.is_some() {
+            return self.symbolic_eval(name, scalar);
+        }
         if self.table.has_var(&name.node) {
             let diag = Diagnostic::new(
                 "tv::duplicate_eval",
@@ -243,6 +254,10 @@ impl Lowerer<'_> {
     }
 
     fn save_stmt(&mut self, env: &mut Env, weights: &crate::syntax::ast::Expr, path: &crate::syntax::ast::Expr) {
+        // Each point's save is a file of its own: elaborate the sweep.
+        if self.fail_trial() {
+            return;
+        }
         let node = self.expect_weights(env, weights, "`save`");
         let target = self.expect_string(env, path, "the path of `save`");
         let (Some(node), Some(target)) = (node, target) else {
@@ -291,11 +306,14 @@ fn point_values(domains: &[Vec<Value>], mut index: usize) -> Vec<(usize, Value)>
     values
 }
 
-fn too_many_points(points: f64, nested: bool, span: Span) -> Diagnostic {
+pub(super) fn too_many_points(points: f64, nested: bool, span: Span) -> Diagnostic {
     let with = if nested { " with the sweeps around it" } else { "" };
+    let help = "at most 100 million points in all where every eval is a weight-space measurement \
+                (norm, dot, cosine, distance) of sums of the sweep variables times weights, \
+                and at most 10 million otherwise: use larger steps or fewer values";
     Diagnostic::new("tv::bad_range", format!("the sweep has {points:.0} points{with}"))
         .at(Span::new(span.file, span.start, span.start + 5), "this sweep")
-        .help("at most 10 million points in all: use larger steps or fewer values")
+        .help(help)
 }
 
 fn eval_hint(value: &Value) -> &'static str {

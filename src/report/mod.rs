@@ -1,12 +1,15 @@
 //! The report: one CSV table of sweep variables and measurements.
 
+pub mod block;
 pub mod memory;
 mod number;
 pub mod progress;
-mod table;
+pub mod spool;
+pub mod table;
 pub mod text;
 
 pub use number::format_number;
+pub use spool::Spool;
 pub use table::{RowKeyPart, Table};
 
 use crate::io::commit::Sealed;
@@ -41,17 +44,15 @@ impl StagedFile {
         })
     }
 
-    /// Writes `contents` (to disk, so a full disk fails here) and seals the
+    /// Writes the report (to disk, so a full disk fails here) and seals the
     /// file for the run's commit.
-    pub fn write(mut self, contents: &[u8]) -> std::io::Result<Sealed> {
-        self.file.write_all(contents)?;
+    pub fn write(mut self, report: &Spool) -> std::io::Result<Sealed> {
+        let mut out = std::io::BufWriter::new(&mut self.file);
+        report.copy_to(&mut out)?;
+        out.flush()?;
+        drop(out);
         self.file.sync_all()?;
-        let header = String::from_utf8_lossy(contents)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        let kind = crate::io::manifest::OutputKind::Report(header);
+        let kind = crate::io::manifest::OutputKind::Report(report.header());
         Ok(Sealed::new(self.staged, self.target, self.created, kind))
     }
 }

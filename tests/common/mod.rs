@@ -334,7 +334,7 @@ pub fn run_program(dir: &Path, file: &str, program: &str, overrides: &tv::Overri
     std::fs::write(&path, program).unwrap();
     let mut sources = tv::diag::Sources::default();
     match tv::run(&mut sources, &path, overrides, false) {
-        Ok(out) => out.csv,
+        Ok(out) => out.csv(),
         Err(diags) => panic!("{file} failed:\n{}", tv::diag::render_plain(&diags, &sources, 100)),
     }
 }

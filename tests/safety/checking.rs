@@ -80,11 +80,21 @@ fn the_point_limit_holds_for_nested_sweeps_before_they_are_elaborated() {
         program,
         "the sweep has 10000000000 points with the sweeps around it",
     );
+    // A sweep evaluated by formulas may have up to 100 million points;
+    // one elaborated point by point (here: a file name per point) 10 million.
     refused(
         dir.path(),
-        "sweep a in 0..20000000 { eval x = a }\n",
-        "has 20000000 points",
+        "sweep a in 0..200000000 { eval x = a }\n",
+        "has 200000000 points",
     );
+    refused(
+        dir.path(),
+        "sweep a in 0..20000000 { eval x = numel(load(\"m{a}.safetensors\")) }\n",
+        "the sweep has 20000000 points",
+    );
+    std::fs::write(dir.path().join("exp.tv"), "sweep a in 0..20000000 { eval x = a }\n").unwrap();
+    let output = bounded(dir.path(), &["check", "exp.tv"], GIB);
+    assert!(output.status.success(), "{}", stderr(&output));
 }
 
 #[test]

@@ -1,0 +1,456 @@
+//! The points of sweeps lowered once (`report::block`): each level's evals
+//! compiled into a small program over its sweep variables (a tape), run at
+//! every point against the Gram matrices the passes computed.
+//!
+//! The same walk serves twice: once in the executor to find the points
+//! whose Gram results cannot be trusted (`check`), which are then measured
+//! directly, and once to write the report's rows (`write_rows`), which
+//! stream to the output and are never all in memory.
+
+use super::family::{Coef, Request};
+use super::{request, GramForm};
+use crate::graph::{Graph, MeasureId, Scalar, ScalarId};
+use crate::lower::Plan;
+use crate::report::block::{Item, Level, SweepBlock};
+use crate::report::format_number;
+use crate::report::table::Columns;
+use crate::syntax::ast::BinOp;
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// Direct measurements per pass when re-measuring sweep points.
+pub const BATCH: usize = 1 << 12;
+
+/// A Gram result at one sweep point to measure directly.
+#[derive(Clone, Debug)]
+pub struct PointRequest {
+    pub request: Request,
+    /// The point, as a number of the variables the measurement depends on.
+    pub key: u64,
+}
+
+/// What the formulas read: measurements made once, Gram forms, and
+/// measurements taken directly at single points.
+pub struct Values<'a> {
+    pub graph: &'a Graph,
+    pub measured: &'a [Option<f64>],
+    pub forms: &'a HashMap<MeasureId, GramForm>,
+    pub at_points: &'a HashMap<(MeasureId, u64), f64>,
+}
+
+/// Every point of every block whose Gram result cannot be trusted and has
+/// not been measured directly yet.
+pub fn check(
+    plan: &Plan,
+    measured: &[Option<f64>],
+    forms: &HashMap<MeasureId, GramForm>,
+    at_points: &HashMap<(MeasureId, u64), f64>,
+) -> Vec<PointRequest> {
+    let values = Values {
+        graph: &plan.graph,
+        measured,
+        forms,
+        at_points,
+    };
+    let mut found = Vec::new();
+    let mut seen = HashSet::new();
+    for block in plan.table.blocks() {
+        let mut walk = Walk::new(block, &values);
+        let mut on_untrusted = |m: MeasureId, key: u64, atoms: &[crate::graph::NodeId], a: &[f64], b: &[f64]| {
+            if seen.insert((m, key)) {
+                found.push(PointRequest {
+                    request: request(m, 0, atoms, a, b),
+                    key,
+                });
+            }
+        };
+        walk.level(&block.level, &mut |_, _| Ok(()), &mut on_untrusted)
+            .unwrap_or(());
+    }
+    found
+}
+
+/// Writes a block's rows through `emit`, with the table's `columns`.
+pub fn write_rows(
+    block: &SweepBlock,
+    columns: &Columns,
+    values: &Values,
+    emit: &mut dyn FnMut(&[String]) -> Result<(), csv::Error>,
+) -> Result<(), csv::Error> {
+    let mut walk = Walk::new(block, values);
+    let mut row = |cells: &RowCells, level: &Level| emit(&cells.render(block, level, columns));
+    walk.level(&block.level, &mut row, &mut |_, _, _, _, _| {})
+}
+
+/// What a row needs: the variables in scope and how their values show,
+/// and the evals' values.
+struct RowCells<'w> {
+    scope: &'w [(String, usize)],
+    shown: &'w [String],
+    values: &'w [f64],
+}
+
+impl RowCells<'_> {
+    fn render(&self, block: &SweepBlock, level: &Level, columns: &Columns) -> Vec<String> {
+        let own: Vec<(&str, f64)> = level.evals().zip(self.values).map(|((n, _), v)| (n, *v)).collect();
+        let var = |name: &String| {
+            if let Some((_, shown)) = block.outer.iter().find(|(n, _)| n == name) {
+                return shown.clone();
+            }
+            let slot = self.scope.iter().find(|(n, _)| n == name).map(|(_, s)| *s);
+            slot.map(|s| self.shown[s].clone()).unwrap_or_default()
+        };
+        let eval = |name: &String| {
+            let found = own.iter().find(|(n, _)| *n == name);
+            found.map(|(_, v)| format_number(*v)).unwrap_or_default()
+        };
+        columns
+            .vars
+            .iter()
+            .map(var)
+            .chain(columns.evals.iter().map(eval))
+            .collect()
+    }
+}
+
+type OnRow<'r> = dyn FnMut(&RowCells, &Level) -> Result<(), csv::Error> + 'r;
+type OnUntrusted<'u> = dyn FnMut(MeasureId, u64, &[crate::graph::NodeId], &[f64], &[f64]) + 'u;
+
+/// Walks a block's points in report order.
+struct Walk<'v> {
+    values: &'v Values<'v>,
+    first_var: u32,
+    /// Each variable's current value and position, and how it shows.
+    vars: Vec<f64>,
+    indices: Vec<usize>,
+    shown: Vec<String>,
+    /// Domain sizes, by variable slot.
+    sizes: Vec<usize>,
+    /// The variables of the levels entered, by name.
+    scope: Vec<(String, usize)>,
+    /// Listed values of domains small enough to list.
+    listed: Vec<Option<(Vec<f64>, Vec<String>)>>,
+    registers: Vec<f64>,
+    /// Coefficient buffers, reused from point to point.
+    a: Vec<f64>,
+    b: Vec<f64>,
+}
+
+/// Domains up to this size have their values and texts computed once.
+const LISTED: usize = 1 << 20;
+
+impl<'v> Walk<'v> {
+    fn new(block: &SweepBlock, values: &'v Values<'v>) -> Self {
+        let n = block.var_count as usize;
+        let mut walk = Walk {
+            values,
+            first_var: block.first_var,
+            vars: vec![0.0; n],
+            indices: vec![0; n],
+            shown: vec![String::new(); n],
+            sizes: vec![1; n],
+            scope: Vec::new(),
+            listed: vec![None; n],
+            registers: Vec::new(),
+            a: Vec::new(),
+            b: Vec::new(),
+        };
+        walk.note_domains(&block.level);
+        walk
+    }
+
+    fn note_domains(&mut self, level: &Level) {
+        for var in &level.vars {
+            let slot = (var.id - self.first_var) as usize;
+            let size = var.domain.len();
+            self.sizes[slot] = size;
+            if size <= LISTED {
+                let values: Vec<f64> = (0..size).map(|i| var.domain.value(i)).collect();
+                let shown = values.iter().map(|v| format_number(*v)).collect();
+                self.listed[slot] = Some((values, shown));
+            }
+        }
+        for inner in level.nested() {
+            self.note_domains(inner);
+        }
+    }
+
+    fn set(&mut self, slot: usize, index: usize, level: &Level, which: usize) {
+        self.indices[slot] = index;
+        match &self.listed[slot] {
+            Some((values, shown)) => {
+                self.vars[slot] = values[index];
+                self.shown[slot].clone_from(&shown[index]);
+            }
+            None => {
+                let value = level.vars[which].domain.value(index);
+                self.vars[slot] = value;
+                self.shown[slot] = format_number(value);
+            }
+        }
+    }
+
+    fn level(&mut self, level: &Level, on_row: &mut OnRow, on_untrusted: &mut OnUntrusted) -> Result<(), csv::Error> {
+        let tape = Tape::compile(level, self);
+        let mut out = vec![0.0; tape.roots.len()];
+        let scope_len = self.scope.len();
+        for var in &level.vars {
+            self.scope.push((var.name.clone(), (var.id - self.first_var) as usize));
+        }
+        let walked = self.points(level, &tape, &mut out, on_row, on_untrusted);
+        self.scope.truncate(scope_len);
+        walked
+    }
+
+    fn points(
+        &mut self,
+        level: &Level,
+        tape: &Tape,
+        out: &mut [f64],
+        on_row: &mut OnRow,
+        on_untrusted: &mut OnUntrusted,
+    ) -> Result<(), csv::Error> {
+        for point in 0..level.points() {
+            let mut rest = point;
+            for (which, var) in level.vars.iter().enumerate().rev() {
+                let size = var.domain.len() as u64;
+                let slot = (var.id - self.first_var) as usize;
+                self.set(slot, (rest % size) as usize, level, which);
+                rest /= size;
+            }
+            tape.run(self, out, on_untrusted);
+            let mut written = false;
+            for item in &level.items {
+                match item {
+                    Item::Eval(..) if !written => {
+                        written = true;
+                        let cells = RowCells {
+                            scope: &self.scope,
+                            shown: &self.shown,
+                            values: out,
+                        };
+                        on_row(&cells, level)?;
+                    }
+                    Item::Eval(..) => {}
+                    Item::Sweep(inner) => self.level(inner, on_row, on_untrusted)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where an instruction's operand comes from.
+#[derive(Copy, Clone, Debug)]
+enum Operand {
+    Register(usize),
+    Value(f64),
+}
+
+enum Instr {
+    Var(usize),
+    Neg(Operand),
+    Sqrt(Operand),
+    Binary(BinOp, Operand, Operand),
+    Form(Box<FormAt>),
+}
+
+/// A measurement from its Gram form, its coefficients from operands.
+struct FormAt {
+    measure: MeasureId,
+    form: Option<GramForm>,
+    a: Vec<Operand>,
+    b: Vec<Operand>,
+    /// The variables it depends on, as `(slot, stride)`: its point key.
+    key: Vec<(usize, u64)>,
+}
+
+/// A level's evals as one straight-line program, in scalar order (which is
+/// an order of dependencies: a scalar is made after its operands).
+struct Tape {
+    instrs: Vec<Instr>,
+    roots: Vec<Operand>,
+}
+
+impl Tape {
+    fn compile(level: &Level, walk: &Walk) -> Tape {
+        let graph = walk.values.graph;
+        let roots: Vec<Option<ScalarId>> = level.evals().map(|(_, s)| s).collect();
+        let mut symbolic = BTreeSet::new();
+        let mut stack: Vec<ScalarId> = roots.iter().flatten().copied().collect();
+        while let Some(s) = stack.pop() {
+            if !graph.scalars.is_symbolic(s) || !symbolic.insert(s) {
+                continue;
+            }
+            stack.extend(operands(graph, s, walk.values.forms));
+        }
+        let mut compiler = Compiler {
+            walk,
+            registers: HashMap::new(),
+            deps: Vec::new(),
+            instrs: Vec::new(),
+        };
+        for s in symbolic {
+            compiler.add(s);
+        }
+        let roots = roots
+            .iter()
+            .map(|s| s.map_or(Operand::Value(f64::NAN), |s| compiler.operand(s)));
+        let roots = roots.collect();
+        Tape {
+            instrs: compiler.instrs,
+            roots,
+        }
+    }
+
+    fn run(&self, walk: &mut Walk, out: &mut [f64], on_untrusted: &mut OnUntrusted) {
+        let mut registers = std::mem::take(&mut walk.registers);
+        registers.resize(self.instrs.len(), 0.0);
+        let get = |r: &[f64], o: Operand| match o {
+            Operand::Register(i) => r[i],
+            Operand::Value(v) => v,
+        };
+        for (i, instr) in self.instrs.iter().enumerate() {
+            registers[i] = match instr {
+                Instr::Var(slot) => walk.vars[*slot],
+                Instr::Neg(x) => -get(&registers, *x),
+                Instr::Sqrt(x) => get(&registers, *x).sqrt(),
+                Instr::Binary(op, x, y) => crate::graph::scalar::apply(*op, get(&registers, *x), get(&registers, *y)),
+                Instr::Form(f) => {
+                    let (mut a, mut b) = (std::mem::take(&mut walk.a), std::mem::take(&mut walk.b));
+                    a.clear();
+                    b.clear();
+                    a.extend(f.a.iter().map(|o| get(&registers, *o)));
+                    b.extend(f.b.iter().map(|o| get(&registers, *o)));
+                    let value = evaluate_form(f, walk, &a, &b, on_untrusted);
+                    (walk.a, walk.b) = (a, b);
+                    value
+                }
+            };
+        }
+        for (o, root) in out.iter_mut().zip(&self.roots) {
+            *o = get(&registers, *root);
+        }
+        walk.registers = registers;
+    }
+}
+
+fn evaluate_form(f: &FormAt, walk: &Walk, a: &[f64], b: &[f64], on_untrusted: &mut OnUntrusted) -> f64 {
+    let Some(form) = &f.form else { return f64::NAN };
+    if let Some(value) = form.gram.evaluate(a, b) {
+        return value;
+    }
+    let key: u64 = f
+        .key
+        .iter()
+        .map(|(slot, stride)| walk.indices[*slot] as u64 * stride)
+        .sum();
+    match walk.values.at_points.get(&(f.measure, key)) {
+        Some(value) => *value,
+        None => {
+            on_untrusted(f.measure, key, &form.atoms, a, b);
+            f64::NAN
+        }
+    }
+}
+
+/// The scalars a symbolic scalar is computed from.
+fn operands(graph: &Graph, s: ScalarId, forms: &HashMap<MeasureId, GramForm>) -> Vec<ScalarId> {
+    match graph.scalars.get(s) {
+        Scalar::Const(_) | Scalar::Var(_) => Vec::new(),
+        Scalar::Neg(x) | Scalar::Sqrt(x) => vec![x],
+        Scalar::Binary(_, x, y) => vec![x, y],
+        Scalar::Measure(m) => {
+            let Some(form) = forms.get(&m) else { return Vec::new() };
+            let scalars = form.a.iter().chain(&form.b).filter_map(|c| match c {
+                Coef::Scalar(s) => Some(*s),
+                Coef::Known(_) => None,
+            });
+            scalars.collect()
+        }
+    }
+}
+
+struct Compiler<'w, 'v> {
+    walk: &'w Walk<'v>,
+    registers: HashMap<ScalarId, usize>,
+    /// The variable slots each register depends on.
+    deps: Vec<BTreeSet<usize>>,
+    instrs: Vec<Instr>,
+}
+
+impl Compiler<'_, '_> {
+    /// An operand for `s`: its register, or its value if it has one now.
+    fn operand(&self, s: ScalarId) -> Operand {
+        if let Some(r) = self.registers.get(&s) {
+            return Operand::Register(*r);
+        }
+        let values = self.walk.values;
+        let known = |m: MeasureId| values.measured.get(m.0 as usize).copied().flatten();
+        Operand::Value(values.graph.scalars.value(s, &known).unwrap_or(f64::NAN))
+    }
+
+    fn deps_of(&self, o: Operand) -> BTreeSet<usize> {
+        match o {
+            Operand::Register(r) => self.deps[r].clone(),
+            Operand::Value(_) => BTreeSet::new(),
+        }
+    }
+
+    fn coef(&self, c: &Coef) -> Operand {
+        match c {
+            Coef::Known(v) => Operand::Value(*v),
+            Coef::Scalar(s) => self.operand(*s),
+        }
+    }
+
+    fn add(&mut self, s: ScalarId) {
+        let graph = self.walk.values.graph;
+        let (instr, deps) = match graph.scalars.get(s) {
+            Scalar::Var(v) => {
+                let slot = (v - self.walk.first_var) as usize;
+                (Instr::Var(slot), BTreeSet::from([slot]))
+            }
+            Scalar::Neg(x) => (Instr::Neg(self.operand(x)), self.deps_of(self.operand(x))),
+            Scalar::Sqrt(x) => (Instr::Sqrt(self.operand(x)), self.deps_of(self.operand(x))),
+            Scalar::Binary(op, x, y) => {
+                let (x, y) = (self.operand(x), self.operand(y));
+                let mut deps = self.deps_of(x);
+                deps.extend(self.deps_of(y));
+                (Instr::Binary(op, x, y), deps)
+            }
+            Scalar::Measure(m) => self.form(m),
+            Scalar::Const(_) => return,
+        };
+        self.registers.insert(s, self.instrs.len());
+        self.instrs.push(instr);
+        self.deps.push(deps);
+    }
+
+    fn form(&self, measure: MeasureId) -> (Instr, BTreeSet<usize>) {
+        let form = self.walk.values.forms.get(&measure).cloned();
+        let (a, b): (Vec<Operand>, Vec<Operand>) = match &form {
+            Some(f) => (
+                f.a.iter().map(|c| self.coef(c)).collect(),
+                f.b.iter().map(|c| self.coef(c)).collect(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        let mut deps = BTreeSet::new();
+        a.iter().chain(&b).for_each(|o| deps.extend(self.deps_of(*o)));
+        // Mixed radix over the variables it depends on, the last fastest.
+        let mut stride = 1u64;
+        let mut key: Vec<(usize, u64)> = Vec::new();
+        for slot in deps.iter().rev() {
+            key.push((*slot, stride));
+            stride = stride.saturating_mul(self.walk.sizes[*slot] as u64);
+        }
+        let at = FormAt {
+            measure,
+            form,
+            a,
+            b,
+            key,
+        };
+        (Instr::Form(Box::new(at)), deps)
+    }
+}
