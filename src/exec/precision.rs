@@ -48,7 +48,11 @@ fn differences_into(raw: &[f64], r: usize, out: &mut [f64]) {
     raw.iter().for_each(|c| sum.add(*c));
     let magnitude: f64 = raw.iter().map(|c| c.abs()).sum();
     let total = sum.value();
-    out[r] = if total.abs() <= NOISE * magnitude { 0.0 } else { total };
+    // (Never for infinite coefficients: inf is not noise.)
+    out[r] = match magnitude.is_finite() && total.abs() <= NOISE * magnitude {
+        true => 0.0,
+        false => total,
+    };
 }
 
 /// A family's Gram matrix on the basis `x_r, x_k - x_r`, dense and
@@ -153,6 +157,7 @@ mod tests {
         assert_eq!(differences(&[1.0, 2.0, -1.0], 2), vec![1.0, 2.0, 2.0]);
         // 0.1 + 0.2 - fl(0.1 + 0.2) is rounding noise of the coefficients.
         assert_eq!(differences(&[0.1, 0.2, -(0.1 + 0.2)], 2)[2], 0.0);
+        assert_eq!(differences(&[f64::INFINITY], 0), vec![f64::INFINITY]);
     }
 
     #[test]

@@ -167,3 +167,39 @@ fn a_long_text_is_tokenized_in_bounded_memory() {
     let output = bounded(dir.path(), &["check", "exp.tv"], GIB);
     assert!(output.status.success(), "{}", stderr(&output));
 }
+
+/// A sweep evaluated by formulas is lowered once and its rows streamed to
+/// the report: 810,000 points run within an address space that the same
+/// sweep elaborated point by point does not fit in.
+#[test]
+fn large_sweeps_stream_their_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = crate::common::random_model(1, safetensors::Dtype::F32, 1.0);
+    crate::common::write_file(&dir.path().join("a.safetensors"), &model);
+    let model = crate::common::random_model(2, safetensors::Dtype::F32, 1.0);
+    crate::common::write_file(&dir.path().join("b.safetensors"), &model);
+    let program = "let a = load(\"a.safetensors\")\nlet b = load(\"b.safetensors\")\n\
+                   sweep x in 0..900, y in 0..900 {\n    eval c = cosine(x * a - y * b, a)\n}\n";
+    std::fs::write(dir.path().join("exp.tv"), program).unwrap();
+    let limit = 384 << 20;
+    let output = bounded(dir.path(), &["run", "exp.tv", "-o", "out.csv", "--threads", "2"], limit);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+    assert_eq!(report.lines().count(), 1 + 900 * 900);
+    assert!(report.starts_with("x,y,c\n0,0,NaN\n0,1,-"), "{}", &report[..40]);
+    assert!(report.len() > 16 << 20, "the report outgrows the in-memory buffer");
+    let elaborated = bounded(
+        dir.path(),
+        &[
+            "run",
+            "exp.tv",
+            "-o",
+            "out2.csv",
+            "--threads",
+            "2",
+            "--elaborate-sweeps",
+        ],
+        limit,
+    );
+    assert!(!elaborated.status.success(), "the elaborated sweep should not fit");
+}
