@@ -33,44 +33,99 @@ impl Source<'_> {
                 let values = &values[start..start + out.len()];
                 out.iter_mut().zip(values).for_each(|(o, v)| *o = *v as f64);
             }
-            Source::Raw(dtype, bytes) => {
-                let mut at = 0;
-                decode_each(dtype, bytes, start, out.len(), |x| {
-                    out[at] = x;
-                    at += 1;
-                });
-            }
+            Source::Raw(dtype, bytes) => decode(dtype, bytes, start, out),
         }
     }
 }
 
-/// Calls `f` with each of `count` elements from `start`, as f64.
-fn decode_each(dtype: Dtype, bytes: &[u8], start: usize, count: usize, mut f: impl FnMut(f64)) {
-    let size = dtype.bitsize() / 8;
-    let bytes = &bytes[start * size..(start + count) * size];
-    match dtype {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .for_each(|b| f(f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .for_each(|b| f(half::f16::from_le_bytes([b[0], b[1]]).to_f64())),
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .for_each(|b| f(half::bf16::from_le_bytes([b[0], b[1]]).to_f64())),
-        Dtype::F64 => bytes
-            .chunks_exact(8)
-            .for_each(|b| f(f64::from_le_bytes(b.try_into().unwrap_or([0; 8])))),
-        _ => (0..count).for_each(|_| f(0.0)),
+impl Source<'_> {
+    /// `out += coef * x` for elements `start..start + out.len()`, decoding
+    /// as `read_f64` does.
+    pub fn add_scaled(&self, start: usize, coef: f64, out: &mut [f64]) {
+        match *self {
+            Source::Zero => {}
+            Source::F32(values) => {
+                let values = &values[start..start + out.len()];
+                out.iter_mut().zip(values).for_each(|(o, v)| *o += coef * *v as f64);
+            }
+            Source::Raw(dtype, bytes) => add_decoded(dtype, bytes, start, coef, out),
+        }
     }
 }
 
-/// The chunks of a tensor of `numel` elements, as (index, start, length).
-fn chunks(numel: usize) -> impl IndexedParallelIterator<Item = (usize, usize)> {
-    let count = numel.div_ceil(CHUNK);
-    (0..count)
-        .into_par_iter()
-        .map(move |i| (i * CHUNK, CHUNK.min(numel - i * CHUNK)))
+/// `out += coef * x` over little-endian `bytes` from element `start`.
+fn add_decoded(dtype: Dtype, bytes: &[u8], start: usize, coef: f64, out: &mut [f64]) {
+    let size = dtype.bitsize() / 8;
+    let bytes = &bytes[start * size..(start + out.len()) * size];
+    match dtype {
+        Dtype::F32 => out
+            .iter_mut()
+            .zip(bytes.chunks_exact(4))
+            .for_each(|(o, b)| *o += coef * f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
+        Dtype::BF16 => out
+            .iter_mut()
+            .zip(bytes.chunks_exact(2))
+            .for_each(|(o, b)| *o += coef * f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16) as f64),
+        Dtype::F16 => {
+            let table = f16_table();
+            out.iter_mut()
+                .zip(bytes.chunks_exact(2))
+                .for_each(|(o, b)| *o += coef * table[u16::from_le_bytes([b[0], b[1]]) as usize] as f64);
+        }
+        Dtype::F64 => out
+            .iter_mut()
+            .zip(bytes.chunks_exact(8))
+            .for_each(|(o, b)| *o += coef * f64::from_le_bytes(b.try_into().unwrap_or([0; 8]))),
+        _ => {}
+    }
+}
+
+/// Decodes elements `start..start + out.len()` of little-endian `bytes`
+/// to f64, exactly. Written as plain loops over fixed-size chunks, which
+/// the compiler vectorises: this is the hot loop of a merge.
+fn decode(dtype: Dtype, bytes: &[u8], start: usize, out: &mut [f64]) {
+    let size = dtype.bitsize() / 8;
+    let bytes = &bytes[start * size..(start + out.len()) * size];
+    match dtype {
+        Dtype::F32 => out
+            .iter_mut()
+            .zip(bytes.chunks_exact(4))
+            .for_each(|(o, b)| *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
+        // A bf16 is the top half of an f32.
+        Dtype::BF16 => out
+            .iter_mut()
+            .zip(bytes.chunks_exact(2))
+            .for_each(|(o, b)| *o = f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16) as f64),
+        Dtype::F16 => {
+            let table = f16_table();
+            out.iter_mut()
+                .zip(bytes.chunks_exact(2))
+                .for_each(|(o, b)| *o = table[u16::from_le_bytes([b[0], b[1]]) as usize] as f64);
+        }
+        Dtype::F64 => out
+            .iter_mut()
+            .zip(bytes.chunks_exact(8))
+            .for_each(|(o, b)| *o = f64::from_le_bytes(b.try_into().unwrap_or([0; 8]))),
+        _ => out.fill(0.0),
+    }
+}
+
+/// Every f16 bit pattern's value, computed once (256 KiB): a lookup is
+/// faster than converting each element's bits.
+fn f16_table() -> &'static [f32] {
+    static TABLE: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| (0..=u16::MAX).map(|bits| half::f16::from_bits(bits).to_f32()).collect())
+}
+
+/// `x` rounded to bf16 (to nearest, ties to even), as `half` rounds it.
+#[inline]
+fn bf16_bits(x: f32) -> u16 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        return ((bits >> 16) | 0x0040) as u16;
+    }
+    let round = ((bits >> 16) & 1) + 0x7FFF;
+    ((bits as u64 + round as u64) >> 16) as u16
 }
 
 /// Adds per-chunk partial sums in chunk order, compensated, so that how
@@ -137,15 +192,52 @@ pub struct TensorSums {
 /// product and save.
 pub fn run(work: &TensorWork, numel: usize) -> Result<TensorSums, IoError> {
     let width = work.pairs.len() + work.direct.len();
-    let partials: Vec<Vec<f64>> = chunks(numel)
-        .map(|(start, len)| chunk(work, start, len))
+    let blocks = numel.div_ceil(CHUNK).div_ceil(BLOCK_CHUNKS);
+    let partials: Vec<Vec<Vec<f64>>> = (0..blocks)
+        .into_par_iter()
+        .map(|b| block(work, numel, b))
         .collect::<Result<_, _>>()?;
-    let mut totals = sum_in_order(partials, width);
+    let mut totals = sum_in_order(partials.into_iter().flatten().collect(), width);
     let direct = totals.split_off(work.pairs.len());
     Ok(TensorSums { gram: totals, direct })
 }
 
-fn chunk(work: &TensorWork, start: usize, len: usize) -> Result<Vec<f64>, IoError> {
+/// Chunks per block. A block's chunks run in order on one worker, and each
+/// save's bytes of the block go out in one write: small writes from several
+/// threads contend for the file.
+const BLOCK_CHUNKS: usize = 16;
+
+/// Block `b` of a tensor: each chunk's sums, in order; its saves written.
+fn block(work: &TensorWork, numel: usize, b: usize) -> Result<Vec<Vec<f64>>, IoError> {
+    OUTPUTS.with(|outputs| {
+        let outputs = &mut *outputs.borrow_mut();
+        outputs.resize_with(work.saves.len(), Vec::new);
+        outputs.iter_mut().for_each(Vec::clear);
+        let first = b * BLOCK_CHUNKS * CHUNK;
+        let end = numel.min(first + BLOCK_CHUNKS * CHUNK);
+        let sums = (first..end)
+            .step_by(CHUNK)
+            .map(|start| chunk(work, start, CHUNK.min(end - start), outputs))
+            .collect::<Result<_, _>>()?;
+        for (save, bytes) in work.saves.iter().zip(outputs.iter()) {
+            (save.emit)(first * save.dtype.bitsize() / 8, bytes)?;
+        }
+        Ok(sums)
+    })
+}
+
+thread_local! {
+    /// Each save's bytes of the block being computed, reused from block to
+    /// block (fresh buffers would be new pages every time).
+    static OUTPUTS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One chunk: returns its sums and appends each save's bytes to `outputs`.
+fn chunk(work: &TensorWork, start: usize, len: usize, outputs: &mut [Vec<u8>]) -> Result<Vec<f64>, IoError> {
+    if let ([save], true, true) = (work.saves.as_slice(), work.pairs.is_empty(), work.direct.is_empty()) {
+        save_only(work, save, start, len, &mut outputs[0]);
+        return Ok(Vec::new());
+    }
     SCRATCH.with(|scratch| {
         let scratch = &mut *scratch.borrow_mut();
         let inputs = work.sources.len();
@@ -172,14 +264,31 @@ fn chunk(work: &TensorWork, start: usize, len: usize) -> Result<Vec<f64>, IoErro
             combine_exact(&basis, b, right);
             sums.push(dot_f64(left, right));
         }
-        for save in &work.saves {
+        for (save, out) in work.saves.iter().zip(outputs.iter_mut()) {
             combine(&basis, save.coefs, left);
-            if !encode(save.dtype, left, &mut scratch.bytes) {
+            if !encode(save.dtype, left, out) {
                 save.non_finite.store(true, std::sync::atomic::Ordering::Relaxed);
             }
-            (save.emit)(start * save.dtype.bitsize() / 8, &scratch.bytes)?;
         }
         Ok(sums)
+    })
+}
+
+/// A chunk of a merge, the commonest work: each input is decoded straight
+/// into the weighted sum, so no input is copied to a buffer of its own
+/// (which halves the memory traffic: merges are memory-bound).
+fn save_only(work: &TensorWork, save: &SaveOut, start: usize, len: usize, out: &mut Vec<u8>) {
+    SCRATCH.with(|scratch| {
+        let scratch = &mut *scratch.borrow_mut();
+        scratch.values.resize(CHUNK, 0.0);
+        let sum = &mut scratch.values[..len];
+        sum.fill(0.0);
+        for (source, coef) in work.sources.iter().zip(save.coefs).filter(|(_, c)| **c != 0.0) {
+            source.add_scaled(start, *coef, sum);
+        }
+        if !encode(save.dtype, sum, out) {
+            save.non_finite.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     })
 }
 
@@ -188,7 +297,6 @@ fn chunk(work: &TensorWork, start: usize, len: usize) -> Result<Vec<f64>, IoErro
 #[derive(Default)]
 struct Scratch {
     values: Vec<f64>,
-    bytes: Vec<u8>,
 }
 
 thread_local! {
@@ -248,32 +356,40 @@ fn combine_exact(basis: &[&[f64]], coefs: &[f64], out: &mut [f64]) {
     }
 }
 
-/// Values as stored bytes, into `out`. Float tensors are computed in f64:
+/// Values as stored bytes, appended to `out`. Float tensors are computed in f64:
 /// f64 outputs keep them, others are rounded to f32 once, and half-precision
 /// ones from that. Returns whether every stored value is finite (checked in
 /// the same loop, so it costs next to nothing).
 pub(super) fn encode(dtype: Dtype, values: &[f64], out: &mut Vec<u8>) -> bool {
-    out.clear();
+    let size = match dtype {
+        Dtype::F64 => 8,
+        Dtype::F16 | Dtype::BF16 => 2,
+        _ => 4,
+    };
+    let at = out.len();
+    out.resize(at + values.len() * size, 0);
+    let out = &mut out[at..];
     let mut finite = true;
     match dtype {
-        Dtype::F64 => values.iter().for_each(|v| {
+        Dtype::F64 => out.chunks_exact_mut(8).zip(values).for_each(|(o, v)| {
             finite &= v.is_finite();
-            out.extend_from_slice(&v.to_le_bytes())
+            o.copy_from_slice(&v.to_le_bytes());
         }),
-        Dtype::F16 => values.iter().for_each(|v| {
+        Dtype::F16 => out.chunks_exact_mut(2).zip(values).for_each(|(o, v)| {
             let h = half::f16::from_f32(*v as f32);
             finite &= h.is_finite();
-            out.extend_from_slice(&h.to_le_bytes())
+            o.copy_from_slice(&h.to_le_bytes());
         }),
-        Dtype::BF16 => values.iter().for_each(|v| {
-            let h = half::bf16::from_f32(*v as f32);
-            finite &= h.is_finite();
-            out.extend_from_slice(&h.to_le_bytes())
+        Dtype::BF16 => out.chunks_exact_mut(2).zip(values).for_each(|(o, v)| {
+            let h = bf16_bits(*v as f32);
+            // Exponent all ones: inf or NaN.
+            finite &= h & 0x7F80 != 0x7F80;
+            o.copy_from_slice(&h.to_le_bytes());
         }),
-        _ => values.iter().for_each(|v| {
+        _ => out.chunks_exact_mut(4).zip(values).for_each(|(o, v)| {
             let x = *v as f32;
             finite &= x.is_finite();
-            out.extend_from_slice(&x.to_le_bytes())
+            o.copy_from_slice(&x.to_le_bytes());
         }),
     }
     finite
@@ -307,6 +423,43 @@ mod tests {
 
     fn f32_bytes(values: &[f32]) -> Vec<u8> {
         values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn bf16_rounding_and_decoding_match_half() {
+        let mut rng = crate::synth::Rng::new(3);
+        let mut values: Vec<f32> = rng.normals(10_000, 1.0);
+        values.extend([
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            1e-40,
+            -3.4e38,
+            f32::MAX,
+        ]);
+        // Ties: halfway between two bf16 values.
+        values.extend([f32::from_bits(0x3F80_8000), f32::from_bits(0x3F81_8000)]);
+        for v in values {
+            let want = half::bf16::from_f32(v).to_bits();
+            assert_eq!(bf16_bits(v), want, "{v}");
+        }
+        let bytes: Vec<u8> = (0..=u16::MAX).flat_map(|b| b.to_le_bytes()).collect();
+        for dtype in [Dtype::BF16, Dtype::F16] {
+            let mut out = vec![0.0; 1 << 16];
+            decode(dtype, &bytes, 0, &mut out);
+            for (bits, got) in out.iter().enumerate() {
+                let want = match dtype {
+                    Dtype::BF16 => half::bf16::from_bits(bits as u16).to_f64(),
+                    _ => half::f16::from_bits(bits as u16).to_f64(),
+                };
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "{bits:#x}"
+                );
+            }
+        }
     }
 
     #[test]

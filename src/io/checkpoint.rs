@@ -108,13 +108,6 @@ impl Checkpoint {
     pub fn bytes(&self, i: usize) -> &[u8] {
         let location = &self.locations[i];
         let map = &self.shards[location.shard].map;
-        // Map the whole tensor's pages in one call: faulting them in one by
-        // one costs more than reading them. Only a hint; it may be refused.
-        let _ = map.advise_range(
-            memmap2::Advice::PopulateRead,
-            location.range.start,
-            location.range.len(),
-        );
         let bytes = &map[location.range.clone()];
         self.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         bytes
