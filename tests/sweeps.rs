@@ -218,3 +218,60 @@ fn mixed_sweeps_report_what_elaborated_sweeps_report() {
     assert_eq!(rows.len(), 1 + 1 + 2 * (1 + 6) + 2 * (1 + 2));
     assert!(stats.passes <= 2, "{stats:?}");
 }
+
+/// Where the basis cannot avoid cancellation (the shared base is the
+/// reference, and two models a millionth apart are compared), the Gram
+/// result is measured directly at each point that needs it, and what
+/// depends on it is evaluated again with the direct value.
+#[test]
+fn near_duplicates_are_measured_directly_per_point() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path(), Dtype::F32);
+    let tensors = read_file(&dir.path().join("a.safetensors"));
+    let mut rng = tv::synth::Rng::new(5);
+    let near: Vec<Raw> = SHAPES
+        .iter()
+        .map(|(name, shape)| {
+            let values = decode(tensors[*name].dtype, &tensors[*name].bytes).unwrap();
+            let noise = rng.normals(values.len(), 1e-6);
+            let moved: Vec<f32> = values.iter().zip(noise).map(|(v, e)| (*v as f32) * (1.0 + e)).collect();
+            Raw {
+                name: name.to_string(),
+                dtype: Dtype::F32,
+                shape: shape.to_vec(),
+                bytes: encode(Dtype::F32, &moved),
+            }
+        })
+        .collect();
+    write_file(&dir.path().join("near.safetensors"), &near);
+    let a = &vectors(dir.path())["a"];
+    let near: Vec<f64> = SHAPES
+        .iter()
+        .flat_map(|(t, _)| {
+            let loaded = read_file(&dir.path().join("near.safetensors"));
+            decode(loaded[*t].dtype, &loaded[*t].bytes).unwrap()
+        })
+        .collect();
+    let gap: Vec<f64> = a.iter().zip(&near).map(|(x, y)| x - y).collect();
+    // Task vectors of the base dominate the family, so the base is the
+    // reference atom.
+    let program = "let a = load(\"a.safetensors\")\nlet near = load(\"near.safetensors\")\n\
+                   eval e = norm(tb) + norm(tc) + norm(tb - tc) + dot(tb, tc)\n\
+                   sweep x in [0, 1, 2.5] {\n\
+                   \x20   eval d = norm(x * a - x * near)\n\
+                   \x20   eval unit = norm((a - near) / norm(x * a - x * near))\n\
+                   \x20   eval t = cosine(x * ta + tb, tc)\n\
+                   }\n";
+    let (rows, stats) = run(dir.path(), program, false);
+    // d at two points, and unit, which depends on it, at the same two.
+    assert!(stats.remeasured >= 4, "{stats:?}");
+    let length = dot(&gap, &gap).sqrt();
+    assert_eq!(rows[2][2], "0");
+    for row in &rows[3..] {
+        let x: f64 = row[0].parse().unwrap();
+        close(&row[2], x * length, 0.0);
+        close(&row[3], 1.0 / x, 0.0);
+    }
+    let (elaborated, _) = run(dir.path(), program, true);
+    assert_eq!(rows, elaborated);
+}

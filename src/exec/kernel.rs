@@ -117,15 +117,20 @@ fn f16_table() -> &'static [f32] {
     TABLE.get_or_init(|| (0..=u16::MAX).map(|bits| half::f16::from_bits(bits).to_f32()).collect())
 }
 
-/// `x` rounded to bf16 (to nearest, ties to even), as `half` rounds it.
+/// `x` rounded to bf16 (to nearest, ties to even), as `half` rounds it;
+/// without branches, so that the loop around it vectorises.
 #[inline]
 fn bf16_bits(x: f32) -> u16 {
     let bits = x.to_bits();
-    if x.is_nan() {
-        return ((bits >> 16) | 0x0040) as u16;
-    }
+    let nan = (bits & 0x7FFF_FFFF) > 0x7F80_0000;
     let round = ((bits >> 16) & 1) + 0x7FFF;
-    ((bits as u64 + round as u64) >> 16) as u16
+    let rounded = (bits.wrapping_add(round) >> 16) as u16;
+    let quiet = ((bits >> 16) | 0x0040) as u16;
+    if nan {
+        quiet
+    } else {
+        rounded
+    }
 }
 
 /// Adds per-chunk partial sums in chunk order, compensated, so that how
@@ -278,18 +283,22 @@ fn chunk(work: &TensorWork, start: usize, len: usize, outputs: &mut [Vec<u8>]) -
 /// into the weighted sum, so no input is copied to a buffer of its own
 /// (which halves the memory traffic: merges are memory-bound).
 fn save_only(work: &TensorWork, save: &SaveOut, start: usize, len: usize, out: &mut Vec<u8>) {
-    SCRATCH.with(|scratch| {
-        let scratch = &mut *scratch.borrow_mut();
-        scratch.values.resize(CHUNK, 0.0);
-        let sum = &mut scratch.values[..len];
+    // Pieces small enough that the sum stays in the first-level cache
+    // while every input is added to it.
+    const PIECE: usize = 2048;
+    let mut sum = [0.0f64; PIECE];
+    let mut finite = true;
+    for at in (start..start + len).step_by(PIECE) {
+        let sum = &mut sum[..PIECE.min(start + len - at)];
         sum.fill(0.0);
         for (source, coef) in work.sources.iter().zip(save.coefs).filter(|(_, c)| **c != 0.0) {
-            source.add_scaled(start, *coef, sum);
+            source.add_scaled(at, *coef, sum);
         }
-        if !encode(save.dtype, sum, out) {
-            save.non_finite.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    })
+        finite &= encode(save.dtype, sum, out);
+    }
+    if !finite {
+        save.non_finite.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Per-thread buffers, reused from chunk to chunk: fresh ones of this size

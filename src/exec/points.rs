@@ -78,7 +78,14 @@ pub fn write_rows(
 ) -> Result<(), csv::Error> {
     let mut walk = Walk::new(block, values);
     let mut row = |cells: &RowCells, level: &Level| emit(&cells.render(block, level, columns));
-    walk.level(&block.level, &mut row, &mut |_, _, _, _, _| {})
+    walk.level(&block.level, &mut row, &mut |_, _, _, _, _| {})?;
+    for place in &walk.zero_divisions {
+        let (_, place) = &values.graph.divisions[*place];
+        crate::diag::warn(format!(
+            "{place}: division by a measured zero; the result is inf or NaN"
+        ));
+    }
+    Ok(())
 }
 
 /// What a row needs: the variables in scope and how their values show,
@@ -133,6 +140,9 @@ struct Walk<'v> {
     /// Coefficient buffers, reused from point to point.
     a: Vec<f64>,
     b: Vec<f64>,
+    waiting: Vec<bool>,
+    /// Divisions (by index in `Graph::divisions`) whose divisor was 0.
+    zero_divisions: BTreeSet<usize>,
 }
 
 /// Domains up to this size have their values and texts computed once.
@@ -153,6 +163,8 @@ impl<'v> Walk<'v> {
             registers: Vec::new(),
             a: Vec::new(),
             b: Vec::new(),
+            waiting: Vec::new(),
+            zero_divisions: BTreeSet::new(),
         };
         walk.note_domains(&block.level);
         walk
@@ -251,6 +263,9 @@ enum Instr {
     Neg(Operand),
     Sqrt(Operand),
     Binary(BinOp, Operand, Operand),
+    /// A division by a measured number, with its place in
+    /// `Graph::divisions`: a zero divisor is reported.
+    Divide(Operand, Operand, usize),
     Form(Box<FormAt>),
 }
 
@@ -305,16 +320,36 @@ impl Tape {
     fn run(&self, walk: &mut Walk, out: &mut [f64], on_untrusted: &mut OnUntrusted) {
         let mut registers = std::mem::take(&mut walk.registers);
         registers.resize(self.instrs.len(), 0.0);
+        // Registers that wait for a direct measurement at this point: what
+        // is computed from them is not asked for until it is made.
+        let mut waiting = std::mem::take(&mut walk.waiting);
+        waiting.clear();
+        waiting.resize(self.instrs.len(), false);
         let get = |r: &[f64], o: Operand| match o {
             Operand::Register(i) => r[i],
             Operand::Value(v) => v,
         };
+        let waits = |w: &[bool], o: &Operand| matches!(o, Operand::Register(i) if w[*i]);
         for (i, instr) in self.instrs.iter().enumerate() {
+            waiting[i] = match instr {
+                Instr::Var(_) => false,
+                Instr::Neg(x) | Instr::Sqrt(x) => waits(&waiting, x),
+                Instr::Binary(_, x, y) | Instr::Divide(x, y, _) => waits(&waiting, x) || waits(&waiting, y),
+                Instr::Form(f) => f.a.iter().chain(&f.b).any(|o| waits(&waiting, o)),
+            };
             registers[i] = match instr {
                 Instr::Var(slot) => walk.vars[*slot],
                 Instr::Neg(x) => -get(&registers, *x),
                 Instr::Sqrt(x) => get(&registers, *x).sqrt(),
                 Instr::Binary(op, x, y) => crate::graph::scalar::apply(*op, get(&registers, *x), get(&registers, *y)),
+                Instr::Divide(x, y, place) => {
+                    let divisor = get(&registers, *y);
+                    if divisor == 0.0 {
+                        walk.zero_divisions.insert(*place);
+                    }
+                    get(&registers, *x) / divisor
+                }
+                Instr::Form(_) if waiting[i] => f64::NAN,
                 Instr::Form(f) => {
                     let (mut a, mut b) = (std::mem::take(&mut walk.a), std::mem::take(&mut walk.b));
                     a.clear();
@@ -323,7 +358,8 @@ impl Tape {
                     b.extend(f.b.iter().map(|o| get(&registers, *o)));
                     let value = evaluate_form(f, walk, &a, &b, on_untrusted);
                     (walk.a, walk.b) = (a, b);
-                    value
+                    waiting[i] = value.is_none();
+                    value.unwrap_or(f64::NAN)
                 }
             };
         }
@@ -331,26 +367,27 @@ impl Tape {
             *o = get(&registers, *root);
         }
         walk.registers = registers;
+        walk.waiting = waiting;
     }
 }
 
-fn evaluate_form(f: &FormAt, walk: &Walk, a: &[f64], b: &[f64], on_untrusted: &mut OnUntrusted) -> f64 {
-    let Some(form) = &f.form else { return f64::NAN };
+/// The form's value at this point; `None` while it waits for a direct
+/// measurement (asked for through `on_untrusted`).
+fn evaluate_form(f: &FormAt, walk: &Walk, a: &[f64], b: &[f64], on_untrusted: &mut OnUntrusted) -> Option<f64> {
+    let Some(form) = &f.form else { return Some(f64::NAN) };
     if let Some(value) = form.gram.evaluate(a, b) {
-        return value;
+        return Some(value);
     }
     let key: u64 = f
         .key
         .iter()
         .map(|(slot, stride)| walk.indices[*slot] as u64 * stride)
         .sum();
-    match walk.values.at_points.get(&(f.measure, key)) {
-        Some(value) => *value,
-        None => {
-            on_untrusted(f.measure, key, &form.atoms, a, b);
-            f64::NAN
-        }
+    let value = walk.values.at_points.get(&(f.measure, key)).copied();
+    if value.is_none() {
+        on_untrusted(f.measure, key, &form.atoms, a, b);
     }
+    value
 }
 
 /// The scalars a symbolic scalar is computed from.
@@ -413,10 +450,14 @@ impl Compiler<'_, '_> {
             Scalar::Neg(x) => (Instr::Neg(self.operand(x)), self.deps_of(self.operand(x))),
             Scalar::Sqrt(x) => (Instr::Sqrt(self.operand(x)), self.deps_of(self.operand(x))),
             Scalar::Binary(op, x, y) => {
+                let place = self.division_place(op, y);
                 let (x, y) = (self.operand(x), self.operand(y));
                 let mut deps = self.deps_of(x);
                 deps.extend(self.deps_of(y));
-                (Instr::Binary(op, x, y), deps)
+                match place {
+                    Some(place) => (Instr::Divide(x, y, place), deps),
+                    None => (Instr::Binary(op, x, y), deps),
+                }
             }
             Scalar::Measure(m) => self.form(m),
             Scalar::Const(_) => return,
@@ -424,6 +465,18 @@ impl Compiler<'_, '_> {
         self.registers.insert(s, self.instrs.len());
         self.instrs.push(instr);
         self.deps.push(deps);
+    }
+
+    /// Where the program divides by `divisor`, if it is a measured number.
+    fn division_place(&self, op: BinOp, divisor: ScalarId) -> Option<usize> {
+        let graph = self.walk.values.graph;
+        if op != BinOp::Div {
+            return None;
+        }
+        let mut measures = Vec::new();
+        graph.scalars.measures_in(divisor, &mut measures);
+        let place = graph.divisions.iter().position(|(d, _)| *d == divisor);
+        place.filter(|_| !measures.is_empty())
     }
 
     fn form(&self, measure: MeasureId) -> (Instr, BTreeSet<usize>) {

@@ -254,10 +254,13 @@ fn write_headers(paths: &[PathBuf], plan: &Layout) -> Result<Vec<File>, IoError>
         .iter()
         .zip(&plan.files)
         .map(|(path, planned)| {
+            // Not truncated: `set_len` sizes the file and every byte is then
+            // written. (On ext4, truncating a file to 0 makes its close
+            // start writing back all its data, which stalls the run.)
             let file = fs::OpenOptions::new()
                 .write(true)
                 .create(true)
-                .truncate(true)
+                .truncate(false)
                 .open(path)
                 .map_err(|e| write_error(path, e))?;
             file.set_len(planned.len).map_err(|e| write_error(path, e))?;

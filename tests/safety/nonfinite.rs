@@ -164,3 +164,43 @@ fn divisions_by_a_measured_zero_and_half_precision_overflow_are_named() {
     );
     assert!(!String::from_utf8_lossy(&std::fs::read(dir.path().join("exp.tv")).unwrap()).contains("warning"));
 }
+
+/// In a sweep evaluated by formulas the divisor is measured per point: a
+/// zero at one point is named as in an elaborated sweep.
+#[test]
+fn divisions_by_zero_at_a_sweep_point_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "m.safetensors", &CLEAN_A, &CLEAN_B);
+    let program = "let m = load(\"m.safetensors\")\nsweep x in [1, 0] {\n    eval r = norm(m) / norm(x * m)\n}\n";
+    let (_, stderr) = run(dir.path(), program, &[]);
+    assert!(stderr.contains("exp.tv:3:14: division by a measured zero"), "{stderr}");
+}
+
+/// The same in a sweep evaluated by formulas: points whose coefficient on
+/// the poisoned checkpoint is 0 are measured as if it were not there,
+/// whichever atom is the reference of the Gram basis.
+#[test]
+fn a_poisoned_checkpoint_does_not_reach_sweep_points_that_do_not_use_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "bad.safetensors", &[1.0, f32::INFINITY, 3.0, 4.0], &CLEAN_B);
+    write(dir.path(), "good.safetensors", &CLEAN_A, &CLEAN_B);
+    for (first, second) in [("bad", "good"), ("good", "bad")] {
+        let program = format!(
+            "let {first} = load(\"{first}.safetensors\")\nlet {second} = load(\"{second}.safetensors\")\n\
+             sweep x in [0, 1] {{\n    eval n = norm(x * bad + good)\n    eval c = cosine(x * bad + good, good)\n}}\n"
+        );
+        std::fs::write(dir.path().join("exp.tv"), program).unwrap();
+        let output = common::tv_command(dir.path(), &["run", "exp.tv"]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let csv = String::from_utf8(output.stdout).unwrap();
+        let rows: Vec<Vec<f64>> = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+            .collect();
+        let expected = norm(&[&CLEAN_A, &CLEAN_B]);
+        assert!((rows[0][1] - expected).abs() <= 1e-12 * expected, "{csv}");
+        assert!((rows[0][2] - 1.0).abs() <= 1e-12, "{csv}");
+        assert!(!rows[1][1].is_finite() && !rows[1][2].is_finite(), "{csv}");
+    }
+}
