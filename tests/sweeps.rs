@@ -275,3 +275,17 @@ fn near_duplicates_are_measured_directly_per_point() {
     let (elaborated, _) = run(dir.path(), program, true);
     assert_eq!(rows, elaborated);
 }
+
+/// Weights divided by a sweep variable that takes the value 0 are an error
+/// at that point, as written: the sweep is elaborated to find it.
+#[test]
+fn weights_divided_by_a_swept_zero_are_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path(), Dtype::F32);
+    let path = dir.path().join("exp.tv");
+    std::fs::write(&path, format!("{LOADS}sweep x in [1, 0] {{\n    eval n = norm(ta / x)\n}}\n")).unwrap();
+    let mut sources = tv::diag::Sources::default();
+    let diags = tv::check(&mut sources, &path, &tv::Overrides::default()).err().expect("an error");
+    let text = tv::diag::render_plain(&diags, &sources, 100);
+    assert!(text.contains("weights divided by zero"), "{text}");
+}

@@ -53,8 +53,38 @@ impl Source<'_> {
     }
 }
 
+/// Runs `$body` compiled for AVX2 where the CPU has it (the loops are the
+/// same Rust, so the results are bit for bit the same; only wider).
+macro_rules! wide {
+    ($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty, $generic:ident) => {
+        fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($arg: $ty),*) -> $ret {
+                    $generic($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2, checked just above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $generic($($arg),*)
+        }
+    };
+}
+
+wide!(add_decoded(dtype: Dtype, bytes: &[u8], start: usize, coef: f64, out: &mut [f64]) -> (), add_decoded_generic);
+wide!(encode_wide(dtype: Dtype, values: &[f64], out: &mut Vec<u8>) -> bool, encode_generic);
+
+/// Values as stored bytes, appended to `out` (see `encode_generic`).
+pub(super) fn encode(dtype: Dtype, values: &[f64], out: &mut Vec<u8>) -> bool {
+    encode_wide(dtype, values, out)
+}
+
 /// `out += coef * x` over little-endian `bytes` from element `start`.
-fn add_decoded(dtype: Dtype, bytes: &[u8], start: usize, coef: f64, out: &mut [f64]) {
+#[inline(always)]
+fn add_decoded_generic(dtype: Dtype, bytes: &[u8], start: usize, coef: f64, out: &mut [f64]) {
     let size = dtype.bitsize() / 8;
     let bytes = &bytes[start * size..(start + out.len()) * size];
     match dtype {
@@ -369,7 +399,8 @@ fn combine_exact(basis: &[&[f64]], coefs: &[f64], out: &mut [f64]) {
 /// f64 outputs keep them, others are rounded to f32 once, and half-precision
 /// ones from that. Returns whether every stored value is finite (checked in
 /// the same loop, so it costs next to nothing).
-pub(super) fn encode(dtype: Dtype, values: &[f64], out: &mut Vec<u8>) -> bool {
+#[inline(always)]
+fn encode_generic(dtype: Dtype, values: &[f64], out: &mut Vec<u8>) -> bool {
     let size = match dtype {
         Dtype::F64 => 8,
         Dtype::F16 | Dtype::BF16 => 2,

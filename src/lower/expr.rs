@@ -162,6 +162,11 @@ impl Lowerer<'_> {
                 Weights(self.graph.scale(c, w, span))
             }
             (BinOp::Div, Weights(w), Num(c)) => {
+                // Dividing weights by a sweep variable is an error at a point
+                // where it is 0, which only the point's own value shows.
+                if self.graph.scalars.is_symbolic(c) && self.fail_trial() {
+                    return Error;
+                }
                 if self.graph.scalars.known(c) == Some(0.0) {
                     let diag =
                         Diagnostic::new("tv::division_by_zero", "weights divided by zero").at(span, "divisor is 0");
