@@ -283,9 +283,15 @@ fn weights_divided_by_a_swept_zero_are_an_error() {
     let dir = tempfile::tempdir().unwrap();
     fixture(dir.path(), Dtype::F32);
     let path = dir.path().join("exp.tv");
-    std::fs::write(&path, format!("{LOADS}sweep x in [1, 0] {{\n    eval n = norm(ta / x)\n}}\n")).unwrap();
+    std::fs::write(
+        &path,
+        format!("{LOADS}sweep x in [1, 0] {{\n    eval n = norm(ta / x)\n}}\n"),
+    )
+    .unwrap();
     let mut sources = tv::diag::Sources::default();
-    let diags = tv::check(&mut sources, &path, &tv::Overrides::default()).err().expect("an error");
+    let diags = tv::check(&mut sources, &path, &tv::Overrides::default())
+        .err()
+        .expect("an error");
     let text = tv::diag::render_plain(&diags, &sources, 100);
     assert!(text.contains("weights divided by zero"), "{text}");
 }

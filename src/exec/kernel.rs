@@ -85,57 +85,48 @@ pub(super) fn encode(dtype: Dtype, values: &[f64], out: &mut Vec<u8>) -> bool {
 /// `out += coef * x` over little-endian `bytes` from element `start`.
 #[inline(always)]
 fn add_decoded_generic(dtype: Dtype, bytes: &[u8], start: usize, coef: f64, out: &mut [f64]) {
+    zip_decoded(dtype, bytes, start, out, |o, x| *o += coef * x);
+}
+
+/// Calls `f` with each element of `out` and the matching element of
+/// little-endian `bytes` from element `start`, decoded exactly to f64 (for
+/// float dtypes; others are skipped). Plain loops, which the compiler
+/// vectorises: this is the hot loop of a merge.
+#[inline(always)]
+fn zip_decoded(dtype: Dtype, bytes: &[u8], start: usize, out: &mut [f64], f: impl Fn(&mut f64, f64)) {
     let size = dtype.bitsize() / 8;
     let bytes = &bytes[start * size..(start + out.len()) * size];
     match dtype {
         Dtype::F32 => out
             .iter_mut()
             .zip(bytes.chunks_exact(4))
-            .for_each(|(o, b)| *o += coef * f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
-        Dtype::BF16 => out
-            .iter_mut()
-            .zip(bytes.chunks_exact(2))
-            .for_each(|(o, b)| *o += coef * f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16) as f64),
+            .for_each(|(o, b)| f(o, f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)),
+        // A bf16 is the top half of an f32.
+        Dtype::BF16 => out.iter_mut().zip(bytes.chunks_exact(2)).for_each(|(o, b)| {
+            f(
+                o,
+                f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16) as f64,
+            )
+        }),
         Dtype::F16 => {
             let table = f16_table();
             out.iter_mut()
                 .zip(bytes.chunks_exact(2))
-                .for_each(|(o, b)| *o += coef * table[u16::from_le_bytes([b[0], b[1]]) as usize] as f64);
+                .for_each(|(o, b)| f(o, table[u16::from_le_bytes([b[0], b[1]]) as usize] as f64));
         }
         Dtype::F64 => out
             .iter_mut()
             .zip(bytes.chunks_exact(8))
-            .for_each(|(o, b)| *o += coef * f64::from_le_bytes(b.try_into().unwrap_or([0; 8]))),
+            .for_each(|(o, b)| f(o, f64::from_le_bytes(b.try_into().unwrap_or([0; 8])))),
         _ => {}
     }
 }
 
 /// Decodes elements `start..start + out.len()` of little-endian `bytes`
-/// to f64, exactly. Written as plain loops over fixed-size chunks, which
-/// the compiler vectorises: this is the hot loop of a merge.
+/// to f64, exactly (zeros for a dtype that is not float).
 fn decode(dtype: Dtype, bytes: &[u8], start: usize, out: &mut [f64]) {
-    let size = dtype.bitsize() / 8;
-    let bytes = &bytes[start * size..(start + out.len()) * size];
     match dtype {
-        Dtype::F32 => out
-            .iter_mut()
-            .zip(bytes.chunks_exact(4))
-            .for_each(|(o, b)| *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
-        // A bf16 is the top half of an f32.
-        Dtype::BF16 => out
-            .iter_mut()
-            .zip(bytes.chunks_exact(2))
-            .for_each(|(o, b)| *o = f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16) as f64),
-        Dtype::F16 => {
-            let table = f16_table();
-            out.iter_mut()
-                .zip(bytes.chunks_exact(2))
-                .for_each(|(o, b)| *o = table[u16::from_le_bytes([b[0], b[1]]) as usize] as f64);
-        }
-        Dtype::F64 => out
-            .iter_mut()
-            .zip(bytes.chunks_exact(8))
-            .for_each(|(o, b)| *o = f64::from_le_bytes(b.try_into().unwrap_or([0; 8]))),
+        Dtype::F32 | Dtype::BF16 | Dtype::F16 | Dtype::F64 => zip_decoded(dtype, bytes, start, out, |o, x| *o = x),
         _ => out.fill(0.0),
     }
 }

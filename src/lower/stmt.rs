@@ -233,23 +233,11 @@ impl Lowerer<'_> {
             return self.symbolic_eval(name, scalar);
         }
         if self.table.has_var(&name.node) {
-            let diag = Diagnostic::new(
-                "tv::duplicate_eval",
-                format!("`{}` is already the name of a sweep variable", name.node),
-            )
-            .at(name.span, "this eval")
-            .help("each eval names a column of the report; give this one another name");
-            self.error(diag);
+            self.error(eval_is_var(name));
             return;
         }
         if !self.table.record(&self.row, &name.node, scalar) {
-            let diag = Diagnostic::new(
-                "tv::duplicate_eval",
-                format!("`{}` is measured twice in the same row", name.node),
-            )
-            .at(name.span, "measured again here")
-            .help("each eval names one column; give this one another name");
-            self.error(diag);
+            self.error(measured_twice(name));
         }
     }
 
@@ -314,6 +302,24 @@ pub(super) fn too_many_points(points: f64, nested: bool, span: Span) -> Diagnost
     Diagnostic::new("tv::bad_range", format!("the sweep has {points:.0} points{with}"))
         .at(Span::new(span.file, span.start, span.start + 5), "this sweep")
         .help(help)
+}
+
+pub(super) fn eval_is_var(name: &Ident) -> Diagnostic {
+    Diagnostic::new(
+        "tv::duplicate_eval",
+        format!("`{}` is already the name of a sweep variable", name.node),
+    )
+    .at(name.span, "this eval")
+    .help("each eval names a column of the report; give this one another name")
+}
+
+pub(super) fn measured_twice(name: &Ident) -> Diagnostic {
+    Diagnostic::new(
+        "tv::duplicate_eval",
+        format!("`{}` is measured twice in the same row", name.node),
+    )
+    .at(name.span, "measured again here")
+    .help("each eval names one column; give this one another name")
 }
 
 fn eval_hint(value: &Value) -> &'static str {

@@ -17,7 +17,7 @@
 use super::domain::{Values, MAX_SYMBOLIC_POINTS};
 use super::env::{Bound, Env, Frame};
 use super::{CallKey, Lowerer, RowKeyPart, Value};
-use crate::diag::{Diagnostic, Span};
+use crate::diag::Span;
 use crate::graph::{Measure, MeasureId, NodeId, Op, ScalarId};
 use crate::report::block::{Item, Level, SweepBlock, SweepDomain, SweptVar};
 use crate::syntax::ast::{Binding, Ident, Stmt};
@@ -176,21 +176,15 @@ impl Lowerer<'_> {
     /// An eval inside a trial: one formula for the rows of its level.
     pub(super) fn symbolic_eval(&mut self, name: &Ident, scalar: Option<ScalarId>) {
         if self.table.has_var(&name.node) {
-            self.error(eval_is_var(&name.node).at(name.span, "this eval"));
+            self.error(super::stmt::eval_is_var(name));
             return;
         }
-        let level = self.current_level();
-        if level.evals().any(|(n, _)| n == name.node) {
-            let diag = Diagnostic::new(
-                "tv::duplicate_eval",
-                format!("`{}` is measured twice in the same row", name.node),
-            )
-            .at(name.span, "measured again here")
-            .help("each eval names one column; give this one another name");
-            self.error(diag);
+        if self.current_level().evals().any(|(n, _)| n == name.node) {
+            self.error(super::stmt::measured_twice(name));
             return;
         }
-        level.items.push(Item::Eval(name.node.clone(), scalar));
+        let item = Item::Eval(name.node.clone(), scalar);
+        self.current_level().items.push(item);
     }
 
     /// Whether the trial made something that needs the variables' values:
@@ -238,12 +232,4 @@ fn numeric(scalars: &crate::graph::Scalars, domains: &[Values]) -> Option<Vec<Sw
         }
     };
     domains.iter().map(domain).collect()
-}
-
-fn eval_is_var(name: &str) -> Diagnostic {
-    Diagnostic::new(
-        "tv::duplicate_eval",
-        format!("`{name}` is already the name of a sweep variable"),
-    )
-    .help("each eval names a column of the report; give this one another name")
 }
