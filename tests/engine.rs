@@ -36,6 +36,8 @@ fn checkpoints() -> &'static Path {
         };
         let near = plus(&a, &random(1e-6));
         let nearer = plus(&near, &random(1e-9));
+        let o = random(1.0);
+        let (t1, t2) = nearly_orthogonal(random(0.01), random(0.01));
         let models = [
             ("a", a, Dtype::F32),
             ("b", random(1.0), Dtype::F32),
@@ -45,12 +47,37 @@ fn checkpoints() -> &'static Path {
             ("nearer", nearer, Dtype::F32),
             ("h", random(1.0), Dtype::F16),
             ("g", random(1.0), Dtype::BF16),
+            ("o1", plus(&o, &t1), Dtype::F32),
+            ("o2", plus(&o, &t2), Dtype::F32),
+            ("o", o, Dtype::F32),
         ];
         for (name, values, dtype) in models {
             write(&dir.join(format!("{name}.safetensors")), &shapes, &values, dtype);
         }
         dir
     })
+}
+
+/// Two changes of 1% of the weights, as independent fine-tunes make them:
+/// `t2` is made orthogonal to `t1` (over all tensors), then given a cosine
+/// of 1e-4 with it.
+fn nearly_orthogonal(t1: Vec<Vec<f32>>, t2: Vec<Vec<f32>>) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let flat = |t: &[Vec<f32>]| -> Vec<f64> { t.iter().flatten().map(|v| *v as f64).collect() };
+    let (x, mut y) = (flat(&t1), flat(&t2));
+    let dot = |p: &[f64], q: &[f64]| -> f64 { p.iter().zip(q).map(|(a, b)| a * b).sum() };
+    let along = dot(&y, &x) / dot(&x, &x);
+    y.iter_mut().zip(&x).for_each(|(v, u)| *v -= along * u);
+    let scale = 1e-4 * (dot(&y, &y) / dot(&x, &x)).sqrt();
+    y.iter_mut().zip(&x).for_each(|(v, u)| *v += scale * u);
+    let mut at = 0;
+    let y = t2
+        .iter()
+        .map(|tensor| {
+            at += tensor.len();
+            y[at - tensor.len()..at].iter().map(|v| *v as f32).collect()
+        })
+        .collect();
+    (t1, y)
 }
 
 fn write(path: &Path, shapes: &[(&str, Vec<usize>)], values: &[Vec<f32>], dtype: Dtype) {
@@ -121,14 +148,19 @@ fn assert_close(fast: &[Option<f64>], reference: &[Option<f64>], program: &str) 
     }
 }
 
-const NAMES: [&str; 8] = ["a", "b", "c", "d", "near", "nearer", "h", "g"];
+const NAMES: [&str; 11] = ["a", "b", "c", "d", "near", "nearer", "h", "g", "o", "o1", "o2"];
 /// The checkpoints that are not near-duplicates of another.
-const DISTINCT: [&str; 6] = ["a", "b", "c", "d", "h", "g"];
+const DISTINCT: [&str; 9] = ["a", "b", "c", "d", "h", "g", "o", "o1", "o2"];
+/// Task vectors of one base, nearly orthogonal (cosine 1e-4), as leaves.
+const TASK_VECTORS: [&str; 2] = ["(o1 - o)", "(o2 - o)"];
 
 /// A random expression over the checkpoints and the sweep variable: linear,
 /// or with a merge primitive inside (an atom computed per tensor).
 fn expression(names: &'static [&'static str]) -> impl Strategy<Value = String> {
-    let leaf = prop::sample::select(names).prop_map(String::from);
+    let leaf = prop_oneof![
+        3 => prop::sample::select(names).prop_map(String::from),
+        1 => prop::sample::select(&TASK_VECTORS[..]).prop_map(String::from),
+    ];
     let coef = prop_oneof![
         (-3.0f64..3.0).prop_map(|c| format!("{c:.3}")),
         Just("x".to_string()),

@@ -189,7 +189,8 @@ impl<'a> Executor<'a> {
         let graph = &self.plan.graph;
         let measured = &self.measured;
         let coef = |s: ScalarId| coefficient(graph, measured, s);
-        let known = |s: ScalarId| Some(coef(s)).filter(|v| !v.is_nan() || graph.scalars.known(s).is_some());
+        let made = |m: MeasureId| measured.get(m.0 as usize).copied().flatten();
+        let known = |s: ScalarId| graph.scalars.value(s, &made);
         let sample = |s: ScalarId| sample(graph, measured, s);
         let work = family::Work {
             measures,

@@ -53,7 +53,12 @@ pub fn check(
     };
     let mut found = Vec::new();
     let mut seen = HashSet::new();
-    for block in plan.table.blocks() {
+    for block in plan
+        .table
+        .blocks()
+        .iter()
+        .filter(|b| measures_per_point(&plan.graph, b))
+    {
         let mut walk = Walk::new(block, &values);
         let mut on_untrusted = |m: MeasureId, key: u64, atoms: &[crate::graph::NodeId], a: &[f64], b: &[f64]| {
             if seen.insert((m, key)) {
@@ -67,6 +72,18 @@ pub fn check(
             .unwrap_or(());
     }
     found
+}
+
+/// Whether any eval of the block measures weights that depend on its
+/// variables (else no point can need a direct measurement).
+fn measures_per_point(graph: &Graph, block: &SweepBlock) -> bool {
+    let mut scalars = Vec::new();
+    block.level.scalars(&mut scalars);
+    let mut measures = Vec::new();
+    scalars
+        .iter()
+        .for_each(|s| graph.scalars.measures_in(*s, &mut measures));
+    measures.iter().any(|m| graph.scalars.is_symbolic_measure(*m))
 }
 
 /// Writes a block's rows through `emit`, with the table's `columns`.

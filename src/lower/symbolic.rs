@@ -207,11 +207,11 @@ impl Lowerer<'_> {
     fn roll_back(&mut self, mark: &Mark, trial: Trial) {
         self.diags.truncate(mark.diags);
         self.graph.divisions.truncate(mark.divisions);
+        // The symbols and graph nodes made stay, unused: symbols are never
+        // reused, so blocks stay apart.
         for key in trial.calls {
             self.call_results.remove(&key);
         }
-        // The symbols stay unused; numbering them afresh keeps blocks apart.
-        let _ = mark.first_var;
     }
 }
 
