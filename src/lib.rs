@@ -257,10 +257,15 @@ pub fn run_staged(
     progress: bool,
 ) -> Result<RunOutput, Diagnostics> {
     let (plan, report) = read_and_check(sources, path, overrides, true)?;
-    let mut output = execute_staged(&plan, progress)?;
+    // The `-o` report is written straight into its staged file, row by row.
+    let spool = match &report {
+        Some(report) => report.spool()?,
+        None => report::Spool::default(),
+    };
+    let mut output = execute_into(&plan, progress, spool, overrides.report.as_deref())?;
     output.outputs.allow_overwrite(overrides.overwrite);
     if let Some(report) = report {
-        let sealed = report.write(&output.report)?;
+        let sealed = report.seal(&output.report)?;
         output.outputs.push(sealed);
     }
     Ok(output)
@@ -279,8 +284,13 @@ impl StagedReport {
         Ok(StagedReport { file, path })
     }
 
-    fn write(self, report: &report::Spool) -> Result<io::commit::Sealed, Diagnostics> {
-        self.file.write(report).map_err(|e| report_error(&self.path, e))
+    /// A spool that writes into the staged file.
+    fn spool(&self) -> Result<report::Spool, Diagnostics> {
+        self.file.spool().map_err(|e| report_error(&self.path, e))
+    }
+
+    fn seal(self, report: &report::Spool) -> Result<io::commit::Sealed, Diagnostics> {
+        self.file.seal(report).map_err(|e| report_error(&self.path, e))
     }
 }
 
@@ -300,6 +310,17 @@ pub fn execute(plan: &Plan, progress: bool) -> Result<RunOutput, Diagnostics> {
 
 /// Executes a checked plan and renders its report; the saves stay staged.
 pub fn execute_staged(plan: &Plan, progress: bool) -> Result<RunOutput, Diagnostics> {
+    execute_into(plan, progress, report::Spool::default(), None)
+}
+
+/// Executes a checked plan and writes its report into `spool` (the staged
+/// file of `-o PATH`, if given); the saves stay staged.
+fn execute_into(
+    plan: &Plan,
+    progress: bool,
+    mut spool: report::Spool,
+    path: Option<&Path>,
+) -> Result<RunOutput, Diagnostics> {
     let backend = exec::Backend::for_device(&plan.settings.device).map_err(|e| {
         let message = format!("device \"{}\" is not available: {e}", plan.settings.device);
         vec![Diagnostic::new("tv::device", message)]
@@ -315,9 +336,10 @@ pub fn execute_staged(plan: &Plan, progress: bool) -> Result<RunOutput, Diagnost
     let measured = |m: graph::MeasureId| outcome.measured.get(m.0 as usize).copied().flatten();
     let value = |s: graph::ScalarId| plan.graph.scalars.value(s, &measured);
     warn_divisions_by_zero(plan, &value);
-    let mut spool = report::Spool::default();
-    write_report(plan, &outcome, &mut spool)
-        .map_err(|e| vec![Diagnostic::new("tv::report", format!("cannot write the report: {e}"))])?;
+    write_report(plan, &outcome, &mut spool).map_err(|e| match path {
+        Some(path) => report_error(path, std::io::Error::other(e)),
+        None => vec![Diagnostic::new("tv::report", format!("cannot write the report: {e}"))],
+    })?;
     Ok(RunOutput {
         report: spool,
         stats: outcome.stats,

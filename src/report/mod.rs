@@ -14,7 +14,6 @@ pub use table::{RowKeyPart, Table};
 
 use crate::io::commit::Sealed;
 use crate::io::staging::{self, CreatedDirs, StagedPath};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The report file of `-o`, staged before the run: a target that cannot be
@@ -44,13 +43,15 @@ impl StagedFile {
         })
     }
 
-    /// Writes the report (to disk, so a full disk fails here) and seals the
-    /// file for the run's commit.
-    pub fn write(mut self, report: &Spool) -> std::io::Result<Sealed> {
-        let mut out = std::io::BufWriter::new(&mut self.file);
-        report.copy_to(&mut out)?;
-        out.flush()?;
-        drop(out);
+    /// A spool that writes straight into the staged file, so a large
+    /// report is written once.
+    pub fn spool(&self) -> std::io::Result<Spool> {
+        Ok(Spool::into_file(self.file.try_clone()?))
+    }
+
+    /// Makes sure the report written through `spool` is on disk (so a full
+    /// disk fails here) and seals the file for the run's commit.
+    pub fn seal(self, report: &Spool) -> std::io::Result<Sealed> {
         self.file.sync_all()?;
         let kind = crate::io::manifest::OutputKind::Report(report.header());
         Ok(Sealed::new(self.staged, self.target, self.created, kind))

@@ -45,6 +45,14 @@ impl Write for Spool {
 }
 
 impl Spool {
+    /// A spool that writes everything into `file` (the staged `-o` file).
+    pub fn into_file(file: std::fs::File) -> Spool {
+        Spool {
+            file: Some(file),
+            ..Spool::default()
+        }
+    }
+
     /// Copies the whole report to `out`.
     pub fn copy_to(&self, out: &mut dyn Write) -> std::io::Result<()> {
         match &self.file {
@@ -73,7 +81,7 @@ impl Spool {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.file.is_none() && self.memory.is_empty()
+        self.head.is_empty()
     }
 }
 
