@@ -529,7 +529,11 @@ fn plan_shows_passes_bytes_and_the_gram_path_without_reading_data() {
             .unwrap_or_else(|| panic!("{stdout}"));
         found.trim_start()[key.len()..].trim().to_string()
     };
-    assert_eq!(line("sweep points"), "100", "{stdout}");
+    assert_eq!(
+        line("sweep points"),
+        "100 (100 evaluated by formulas over Gram matrices)",
+        "{stdout}"
+    );
     assert_eq!(line("passes over data"), "1", "{stdout}");
     assert!(line("n ").starts_with("Gram path"), "{stdout}");
     assert!(line("size").starts_with("no tensor data"), "{stdout}");

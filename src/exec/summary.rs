@@ -12,6 +12,8 @@ use std::collections::HashSet;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
     pub sweep_points: usize,
+    /// Of which in sweeps lowered once, whose evals are formulas.
+    pub formula_points: u64,
     /// Passes over the data, not counting re-measurements of Gram results
     /// that turn out to cancel (known only once measured).
     pub passes: usize,
@@ -66,6 +68,7 @@ pub fn summarize(plan: &Plan, threads: usize) -> Summary {
     let widest = families.iter().map(|f| f.atoms.len()).max().unwrap_or(0);
     Summary {
         sweep_points: plan.table.sweep_points(),
+        formula_points: plan.table.blocks().iter().map(|b| b.level.innermost_points()).sum(),
         passes,
         checkpoints: plan.graph.leaves().len(),
         bytes_read: families.iter().map(|f| super::pass::read_bytes(&plan.graph, f)).sum(),

@@ -7,7 +7,14 @@ use std::fmt::Write;
 pub fn plan_text(file: &str, s: &Summary) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "plan for {file}");
-    let _ = writeln!(out, "  sweep points       {}", s.sweep_points);
+    let _ = match s.formula_points {
+        0 => writeln!(out, "  sweep points       {}", s.sweep_points),
+        n => writeln!(
+            out,
+            "  sweep points       {} ({n} evaluated by formulas over Gram matrices)",
+            s.sweep_points
+        ),
+    };
     let _ = writeln!(out, "  passes over data   {}", s.passes);
     let _ = writeln!(
         out,
