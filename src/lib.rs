@@ -371,9 +371,7 @@ pub fn write_report(plan: &Plan, outcome: &exec::Outcome, out: &mut dyn std::io:
 fn warn_divisions_by_zero(plan: &Plan, value: &dyn Fn(graph::ScalarId) -> Option<f64>) {
     for (divisor, place) in &plan.graph.divisions {
         if value(*divisor) == Some(0.0) {
-            diag::warn(format!(
-                "{place}: division by a measured zero; the result is inf or NaN"
-            ));
+            exec::nonfinite::warn_division(place);
         }
     }
 }

@@ -53,11 +53,12 @@ impl Source<'_> {
     }
 }
 
-/// Runs `$body` compiled for AVX2 where the CPU has it (the loops are the
-/// same Rust, so the results are bit for bit the same; only wider).
+/// Defines `$name` to run `$generic` compiled for AVX2 where the CPU has
+/// it (the loops are the same Rust, so the results are bit for bit the
+/// same; only wider).
 macro_rules! wide {
-    ($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty, $generic:ident) => {
-        fn $name($($arg: $ty),*) -> $ret {
+    ($vis:vis $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty, $generic:ident) => {
+        $vis fn $name($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2")]
@@ -75,12 +76,7 @@ macro_rules! wide {
 }
 
 wide!(add_decoded(dtype: Dtype, bytes: &[u8], start: usize, coef: f64, out: &mut [f64]) -> (), add_decoded_generic);
-wide!(encode_wide(dtype: Dtype, values: &[f64], out: &mut Vec<u8>) -> bool, encode_generic);
-
-/// Values as stored bytes, appended to `out` (see `encode_generic`).
-pub(super) fn encode(dtype: Dtype, values: &[f64], out: &mut Vec<u8>) -> bool {
-    encode_wide(dtype, values, out)
-}
+wide!(pub(super) encode(dtype: Dtype, values: &[f64], out: &mut Vec<u8>) -> bool, encode_generic);
 
 /// `out += coef * x` over little-endian `bytes` from element `start`.
 #[inline(always)]

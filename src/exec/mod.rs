@@ -14,7 +14,7 @@ mod family;
 mod kernel;
 pub mod materialize;
 mod models;
-mod nonfinite;
+pub(crate) mod nonfinite;
 mod pass;
 pub mod points;
 pub(crate) mod precision;
@@ -189,8 +189,7 @@ impl<'a> Executor<'a> {
         let graph = &self.plan.graph;
         let measured = &self.measured;
         let coef = |s: ScalarId| coefficient(graph, measured, s);
-        let made = |m: MeasureId| measured.get(m.0 as usize).copied().flatten();
-        let known = |s: ScalarId| graph.scalars.value(s, &made);
+        let known = |s: ScalarId| measured_value(graph, measured, s);
         let sample = |s: ScalarId| sample(graph, measured, s);
         let work = family::Work {
             measures,
@@ -273,7 +272,8 @@ impl<'a> Executor<'a> {
             self.stats.remeasured += requests.len();
             let answers = self.pass(&[], &requests, &[], savers)?;
             for r in &requests {
-                self.measured[r.measure.0 as usize] = answers.get(&r.tag).copied();
+                let value = answers.get(&r.tag).copied().unwrap_or(f64::NAN);
+                self.measured[r.measure.0 as usize] = Some(value);
             }
         }
     }
@@ -283,29 +283,24 @@ impl<'a> Executor<'a> {
     /// turn out untrusted in turn.
     fn remeasure_at_points(
         &mut self,
-        mut requests: Vec<points::PointRequest>,
+        mut found: points::PointRequests,
         savers: &[save::Saver],
     ) -> Result<(), Diagnostic> {
         // A handful of rounds at most: each settles one more link of a chain.
-        while !requests.is_empty() {
-            self.stats.remeasured += requests.len();
-            for batch in requests.chunks(points::BATCH) {
-                let direct: Vec<Request> = batch
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| {
-                        let mut req = r.request.clone();
-                        req.tag = i;
-                        req
-                    })
-                    .collect();
-                let answers = self.pass(&[], &direct, &[], savers)?;
-                for (i, r) in batch.iter().enumerate() {
-                    let value = answers.get(&i).copied().unwrap_or(f64::NAN);
-                    self.at_points.insert((r.request.measure, r.key), value);
+        while !found.requests.is_empty() {
+            self.stats.remeasured += found.requests.len();
+            let batches = found
+                .requests
+                .chunks(points::BATCH)
+                .zip(found.keys.chunks(points::BATCH));
+            for (batch, keys) in batches {
+                let answers = self.pass(&[], batch, &[], savers)?;
+                for (r, key) in batch.iter().zip(keys) {
+                    let value = answers.get(&r.tag).copied().unwrap_or(f64::NAN);
+                    self.at_points.insert((r.measure, *key), value);
                 }
             }
-            requests = points::check(self.plan, &self.measured, &self.forms, &self.at_points);
+            found = points::check(self.plan, &self.measured, &self.forms, &self.at_points);
         }
         Ok(())
     }
@@ -355,10 +350,7 @@ fn coefficients(
 ) -> Option<(Vec<f64>, Vec<f64>)> {
     let value = |c: &Coef| match *c {
         Coef::Known(v) => Some(v),
-        Coef::Scalar(s) => {
-            let known = |m: MeasureId| measured.get(m.0 as usize).copied().flatten();
-            graph.scalars.value(s, &known)
-        }
+        Coef::Scalar(s) => measured_value(graph, measured, s),
     };
     let side = |v: &[Coef]| v.iter().map(value).collect::<Option<Vec<f64>>>();
     Some((side(&form.a)?, side(&form.b)?))
@@ -376,6 +368,12 @@ fn sample(graph: &crate::graph::Graph, measured: &[Option<f64>], scalar: ScalarI
 /// A coefficient's value; the schedule guarantees its measurements are made
 /// by the time it is needed.
 fn coefficient(graph: &crate::graph::Graph, measured: &[Option<f64>], scalar: ScalarId) -> f64 {
+    measured_value(graph, measured, scalar).unwrap_or(f64::NAN)
+}
+
+/// A scalar's value from the measurements made so far; `None` while one
+/// it needs is missing (or it depends on a sweep variable).
+fn measured_value(graph: &crate::graph::Graph, measured: &[Option<f64>], scalar: ScalarId) -> Option<f64> {
     let known = |m: MeasureId| measured.get(m.0 as usize).copied().flatten();
-    graph.scalars.value(scalar, &known).unwrap_or(f64::NAN)
+    graph.scalars.value(scalar, &known)
 }

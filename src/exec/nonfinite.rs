@@ -62,6 +62,14 @@ pub fn warn_inputs(graph: &Graph, atoms: &[NodeId], name: &str) -> bool {
 
 /// Warns about a save whose tensor came out non-finite from finite inputs:
 /// values too large for its dtype, or a coefficient that is not finite.
+/// Warns that the division at `place` (`file:line:col`) had a measured
+/// divisor of zero.
+pub fn warn_division(place: &str) {
+    crate::diag::warn(format!(
+        "{place}: division by a measured zero; the result is inf or NaN"
+    ));
+}
+
 pub fn warn_save(path: &std::path::Path, name: &str, dtype: Dtype, coefs: &[f64]) {
     let cause = match coefs.iter().any(|c| !c.is_finite()) {
         true => "a coefficient is not finite (a division by a measured zero?)".to_string(),

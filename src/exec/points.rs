@@ -20,12 +20,13 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 /// Direct measurements per pass when re-measuring sweep points.
 pub const BATCH: usize = 1 << 12;
 
-/// A Gram result at one sweep point to measure directly.
-#[derive(Clone, Debug)]
-pub struct PointRequest {
-    pub request: Request,
-    /// The point, as a number of the variables the measurement depends on.
-    pub key: u64,
+/// Gram results at single sweep points to measure directly: each request
+/// is tagged with its position, and `keys` says at which point (as a
+/// number of the variables its measurement depends on).
+#[derive(Debug, Default)]
+pub struct PointRequests {
+    pub requests: Vec<Request>,
+    pub keys: Vec<u64>,
 }
 
 /// What the formulas read: measurements made once, Gram forms, and
@@ -44,14 +45,14 @@ pub fn check(
     measured: &[Option<f64>],
     forms: &HashMap<MeasureId, GramForm>,
     at_points: &HashMap<(MeasureId, u64), f64>,
-) -> Vec<PointRequest> {
+) -> PointRequests {
     let values = Values {
         graph: &plan.graph,
         measured,
         forms,
         at_points,
     };
-    let mut found = Vec::new();
+    let mut found = PointRequests::default();
     let mut seen = HashSet::new();
     for block in plan
         .table
@@ -62,13 +63,12 @@ pub fn check(
         let mut walk = Walk::new(block, &values);
         let mut on_untrusted = |m: MeasureId, key: u64, atoms: &[crate::graph::NodeId], a: &[f64], b: &[f64]| {
             if seen.insert((m, key)) {
-                found.push(PointRequest {
-                    request: request(m, 0, atoms, a, b),
-                    key,
-                });
+                found.requests.push(request(m, found.keys.len(), atoms, a, b));
+                found.keys.push(key);
             }
         };
-        walk.level(&block.level, &mut |_, _| Ok(()), &mut on_untrusted)
+        let tapes = Tapes::compile(&block.level, &walk);
+        walk.level(&block.level, &tapes, &mut |_, _| Ok(()), &mut on_untrusted)
             .unwrap_or(());
     }
     found
@@ -94,13 +94,12 @@ pub fn write_rows(
     emit: &mut dyn FnMut(&[String]) -> Result<(), csv::Error>,
 ) -> Result<(), csv::Error> {
     let mut walk = Walk::new(block, values);
+    let tapes = Tapes::compile(&block.level, &walk);
     let mut row = |cells: &RowCells, level: &Level| emit(&cells.render(block, level, columns));
-    walk.level(&block.level, &mut row, &mut |_, _, _, _, _| {})?;
+    walk.level(&block.level, &tapes, &mut row, &mut |_, _, _, _, _| {})?;
     for place in &walk.zero_divisions {
         let (_, place) = &values.graph.divisions[*place];
-        crate::diag::warn(format!(
-            "{place}: division by a measured zero; the result is inf or NaN"
-        ));
+        super::nonfinite::warn_division(place);
     }
     Ok(())
 }
@@ -218,14 +217,19 @@ impl<'v> Walk<'v> {
         }
     }
 
-    fn level(&mut self, level: &Level, on_row: &mut OnRow, on_untrusted: &mut OnUntrusted) -> Result<(), csv::Error> {
-        let tape = Tape::compile(level, self);
-        let mut out = vec![0.0; tape.roots.len()];
+    fn level(
+        &mut self,
+        level: &Level,
+        tapes: &Tapes,
+        on_row: &mut OnRow,
+        on_untrusted: &mut OnUntrusted,
+    ) -> Result<(), csv::Error> {
+        let mut out = vec![0.0; tapes.tape.roots.len()];
         let scope_len = self.scope.len();
         for var in &level.vars {
             self.scope.push((var.name.clone(), (var.id - self.first_var) as usize));
         }
-        let walked = self.points(level, &tape, &mut out, on_row, on_untrusted);
+        let walked = self.points(level, tapes, &mut out, on_row, on_untrusted);
         self.scope.truncate(scope_len);
         walked
     }
@@ -233,7 +237,7 @@ impl<'v> Walk<'v> {
     fn points(
         &mut self,
         level: &Level,
-        tape: &Tape,
+        tapes: &Tapes,
         out: &mut [f64],
         on_row: &mut OnRow,
         on_untrusted: &mut OnUntrusted,
@@ -246,8 +250,9 @@ impl<'v> Walk<'v> {
                 self.set(slot, (rest % size) as usize, level, which);
                 rest /= size;
             }
-            tape.run(self, out, on_untrusted);
+            tapes.tape.run(self, out, on_untrusted);
             let mut written = false;
+            let mut nested = tapes.nested.iter();
             for item in &level.items {
                 match item {
                     Item::Eval(..) if !written => {
@@ -260,7 +265,10 @@ impl<'v> Walk<'v> {
                         on_row(&cells, level)?;
                     }
                     Item::Eval(..) => {}
-                    Item::Sweep(inner) => self.level(inner, on_row, on_untrusted)?,
+                    Item::Sweep(inner) => {
+                        let inner_tapes = nested.next().expect("a tape per nested level");
+                        self.level(inner, inner_tapes, on_row, on_untrusted)?
+                    }
                 }
             }
         }
@@ -294,6 +302,22 @@ struct FormAt {
     b: Vec<Operand>,
     /// The variables it depends on, as `(slot, stride)`: its point key.
     key: Vec<(usize, u64)>,
+}
+
+/// A level's tape and, in order, those of its nested levels: compiled once
+/// per walk, however many times a nested level is entered.
+struct Tapes {
+    tape: Tape,
+    nested: Vec<Tapes>,
+}
+
+impl Tapes {
+    fn compile(level: &Level, walk: &Walk) -> Tapes {
+        Tapes {
+            tape: Tape::compile(level, walk),
+            nested: level.nested().map(|inner| Tapes::compile(inner, walk)).collect(),
+        }
+    }
 }
 
 /// A level's evals as one straight-line program, in scalar order (which is
@@ -439,8 +463,7 @@ impl Compiler<'_, '_> {
             return Operand::Register(*r);
         }
         let values = self.walk.values;
-        let known = |m: MeasureId| values.measured.get(m.0 as usize).copied().flatten();
-        Operand::Value(values.graph.scalars.value(s, &known).unwrap_or(f64::NAN))
+        Operand::Value(super::coefficient(values.graph, values.measured, s))
     }
 
     fn deps_of(&self, o: Operand) -> BTreeSet<usize> {

@@ -29,23 +29,25 @@ pub struct Scalars {
     index: HashMap<Scalar, ScalarId>,
     /// Whether each scalar depends on a sweep variable.
     symbolic: Vec<bool>,
-    /// Measurements whose weights depend on a sweep variable.
-    symbolic_measures: std::collections::HashSet<MeasureId>,
 }
 
 impl Scalars {
     fn intern(&mut self, scalar: Scalar) -> ScalarId {
+        let symbolic = match scalar {
+            Scalar::Const(_) | Scalar::Measure(_) => false,
+            Scalar::Var(_) => true,
+            Scalar::Neg(x) | Scalar::Sqrt(x) => self.is_symbolic(x),
+            Scalar::Binary(_, a, b) => self.is_symbolic(a) || self.is_symbolic(b),
+        };
+        self.intern_flagged(scalar, symbolic)
+    }
+
+    /// Interns `scalar`, depending on a sweep variable as `symbolic` says.
+    fn intern_flagged(&mut self, scalar: Scalar, symbolic: bool) -> ScalarId {
         if let Some(id) = self.index.get(&scalar) {
             return *id;
         }
         let id = ScalarId(self.items.len() as u32);
-        let symbolic = match scalar {
-            Scalar::Const(_) => false,
-            Scalar::Var(_) => true,
-            Scalar::Measure(m) => self.symbolic_measures.contains(&m),
-            Scalar::Neg(x) | Scalar::Sqrt(x) => self.is_symbolic(x),
-            Scalar::Binary(_, a, b) => self.is_symbolic(a) || self.is_symbolic(b),
-        };
         self.items.push(scalar);
         self.symbolic.push(symbolic);
         self.index.insert(scalar, id);
@@ -63,15 +65,6 @@ impl Scalars {
         self.intern(Scalar::Var(var))
     }
 
-    /// Scalars so far: ids below this exist.
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
     pub fn get(&self, id: ScalarId) -> Scalar {
         self.items[id.0 as usize]
     }
@@ -83,14 +76,12 @@ impl Scalars {
     /// The scalar of a measurement; `symbolic` when its weights depend on
     /// a sweep variable (decided when the measurement is first made).
     pub fn measure(&mut self, measure: MeasureId, symbolic: bool) -> ScalarId {
-        if symbolic {
-            self.symbolic_measures.insert(measure);
-        }
-        self.intern(Scalar::Measure(measure))
+        self.intern_flagged(Scalar::Measure(measure), symbolic)
     }
 
     pub fn is_symbolic_measure(&self, measure: MeasureId) -> bool {
-        self.symbolic_measures.contains(&measure)
+        let id = self.index.get(&Scalar::Measure(measure));
+        id.is_some_and(|id| self.is_symbolic(*id))
     }
 
     /// The value if it needs no measurement. Constants fold as they are

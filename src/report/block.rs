@@ -4,7 +4,6 @@
 //! formula per eval (see `exec::points`). Lowering time and memory do not
 //! depend on the number of points.
 
-use super::format_number;
 use crate::graph::ScalarId;
 
 /// The values of a sweep variable, without listing a range's values.
@@ -141,9 +140,4 @@ pub struct SweepBlock {
     /// Its variables' ids are `first_var..first_var + var_count`.
     pub first_var: u32,
     pub var_count: u32,
-}
-
-/// How a sweep variable's value is shown in the report.
-pub fn shown(value: f64) -> String {
-    format_number(value)
 }

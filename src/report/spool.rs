@@ -79,10 +79,6 @@ impl Spool {
         let line = self.head.split(|b| *b == b'\n').next().unwrap_or_default();
         String::from_utf8_lossy(line).into_owned()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.head.is_empty()
-    }
 }
 
 #[cfg(test)]
