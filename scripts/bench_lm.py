@@ -29,6 +29,13 @@ The script prints both perplexities, their relative difference and the
 ratio of tv's throughput to transformers'. It exits with status 1 when the
 tv binary is missing or fails (``--skip-tv`` measures transformers alone).
 
+``--model DIR`` times an existing Hugging Face model folder instead of the
+random model (it must have a ``tokenizer.json``; e.g. ``models/smollm2-135m``
+written by ``scripts/smollm2.py``), ``--text FILE`` an existing text instead
+of the repeated fixture texts (``--chars`` is then ignored); either can be
+given alone. ``--context``, ``--stride`` and ``--batch`` replace the 256, 256
+and 8 above, for both transformers and tv.
+
 The weights are not transformers' default init (which predicts an almost
 uniform distribution, so any perplexity would be close to 512): matrices
 are drawn from N(0, 1/fan_in), embeddings from N(0, 1), norm weights are 1,
@@ -41,6 +48,8 @@ Usage, from the repository root (environment as in
     /tmp/fixvenv/bin/python scripts/bench_lm.py                 # all cores
     /tmp/fixvenv/bin/python scripts/bench_lm.py --threads 1 --tv target/release/tv
     /tmp/fixvenv/bin/python scripts/bench_lm.py --skip-tv --attn eager --runs 1
+    /tmp/fixvenv/bin/python scripts/bench_lm.py --model models/smollm2-135m \\
+        --text /usr/share/common-licenses/Apache-2.0 --threads 2 --skip-tv
 """
 
 import argparse
@@ -138,17 +147,18 @@ def windows(n, context, stride):
 
 
 @torch.inference_mode()
-def transformers_perplexity(model, tokenizer, text):
-    """(perplexity, scored tokens); windows of equal length batched by BATCH."""
+def transformers_perplexity(model, tokenizer, text, context=CONTEXT, stride=STRIDE,
+                            batch_size=BATCH):
+    """(perplexity, scored tokens); windows of equal length batched by batch_size."""
     ids = tokenizer(text, add_special_tokens=True)["input_ids"]
-    spans = windows(len(ids), CONTEXT, STRIDE)
+    spans = windows(len(ids), context, stride)
     by_length = {}
     for span in spans:
         by_length.setdefault(span[1] - span[0], []).append(span)
     total, count = 0.0, 0
     for length, group in sorted(by_length.items()):
-        for i in range(0, len(group), BATCH):
-            chunk = group[i : i + BATCH]
+        for i in range(0, len(group), batch_size):
+            chunk = group[i : i + batch_size]
             batch = torch.tensor([ids[b:e] for b, e, _ in chunk])
             logp = model(input_ids=batch).logits.log_softmax(-1)
             nll = -logp[:, :-1].gather(2, batch[:, 1:, None])[..., 0]
@@ -158,7 +168,8 @@ def transformers_perplexity(model, tokenizer, text):
     return math.exp(total / count), count
 
 
-def time_transformers(model_dir, text, threads, runs, attn):
+def time_transformers(model_dir, text, threads, runs, attn, context=CONTEXT, stride=STRIDE,
+                      batch=BATCH):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(threads)
@@ -169,11 +180,12 @@ def time_transformers(model_dir, text, threads, runs, attn):
     ).eval()
     print(f"transformers: loaded in {time.perf_counter() - start:.2f}s "
           f"({attn} attention, {threads} threads)")
-    ppl, count = transformers_perplexity(model, tokenizer, text)  # warm-up
+    args = (context, stride, batch)
+    ppl, count = transformers_perplexity(model, tokenizer, text, *args)  # warm-up
     best = math.inf
     for _ in range(runs):
         start = time.perf_counter()
-        again, _ = transformers_perplexity(model, tokenizer, text)
+        again, _ = transformers_perplexity(model, tokenizer, text, *args)
         best = min(best, time.perf_counter() - start)
         assert again == ppl, (again, ppl)
     return ppl, count, best
@@ -193,15 +205,17 @@ def run_tv(tv, program, threads):
     return float(rows[1][rows[0].index("ppl")]), elapsed
 
 
-def time_tv(tv, model_dir, text_path, threads, runs):
+def time_tv(tv, model_dir, text_path, threads, runs, work, context=CONTEXT, stride=STRIDE,
+            batch=BATCH):
     for quote in ('"', "\\", "{", "}"):
         if quote in str(model_dir) + str(text_path):
-            raise RuntimeError(f"temporary path contains {quote!r}; set TMPDIR elsewhere")
-    program = model_dir.parent / "bench.tv"
+            raise RuntimeError(f"model or text path contains {quote!r}; set TMPDIR elsewhere "
+                               "or move the file")
+    program = work / "bench.tv"
     program.write_text(
         f'let m = load("{model_dir}")\n'
-        f'eval ppl = perplexity(m, "{text_path}", context = {CONTEXT}, stride = {STRIDE}, '
-        f"batch = {BATCH})\n"
+        f'eval ppl = perplexity(m, "{text_path}", context = {context}, stride = {stride}, '
+        f"batch = {batch})\n"
     )
     ppl, _ = run_tv(tv, program, threads)  # warm-up
     best = math.inf
@@ -220,7 +234,15 @@ def main():
     parser.add_argument("--tv", type=Path, default=REPO / "target" / "release" / "tv",
                         help="the tv binary (default: target/release/tv)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs after a warm-up")
-    parser.add_argument("--chars", type=int, default=40_000, help="length of the text")
+    parser.add_argument("--chars", type=int, default=40_000,
+                        help="length of the built text (not with --text)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="time this Hugging Face model folder instead of a random model")
+    parser.add_argument("--text", type=Path, default=None,
+                        help="time on this text file instead of the repeated fixture texts")
+    parser.add_argument("--context", type=int, default=CONTEXT, help="window length")
+    parser.add_argument("--stride", type=int, default=STRIDE, help="window stride")
+    parser.add_argument("--batch", type=int, default=BATCH, help="windows per forward pass")
     parser.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa",
                         help="transformers attention implementation")
     parser.add_argument("--skip-tv", action="store_true", help="measure transformers only")
@@ -242,15 +264,25 @@ def main():
         tmp = tempfile.TemporaryDirectory(prefix="tv-bench-lm-")
         work = Path(tmp.name)
     try:
-        model_dir = work / "model"
-        text_path = work / "text.txt"
         torch.set_num_threads(args.threads)
-        params = build_model(model_dir, args.attn)
-        text = build_text(text_path, args.chars)
-        print(f"model: {params} parameters in {model_dir}; text: {len(text)} characters")
+        if args.model:
+            model_dir = args.model.resolve()
+            model_desc = f"{model_dir} (given)"
+        else:
+            model_dir = work / "model"
+            model_desc = f"{build_model(model_dir, args.attn)} parameters in {model_dir}"
+        if args.text:
+            text_path = args.text.resolve()
+            text = text_path.read_text(encoding="utf-8")
+        else:
+            text_path = work / "text.txt"
+            text = build_text(text_path, args.chars)
+        print(f"model: {model_desc}; text: {len(text)} characters in {text_path}")
+        print(f"windows: context {args.context}, stride {args.stride}, batch {args.batch}")
+        shape = (args.context, args.stride, args.batch)
 
         hf_ppl, count, hf_time = time_transformers(
-            model_dir, text, args.threads, args.runs, args.attn
+            model_dir, text, args.threads, args.runs, args.attn, *shape
         )
         hf_rate = count / hf_time
         print(f"transformers: ppl {hf_ppl!r}, {count} scored tokens in {hf_time:.3f}s "
@@ -264,7 +296,7 @@ def main():
             return 1
         try:
             tv_ppl, tv_time = time_tv(args.tv.resolve(), model_dir, text_path, args.threads,
-                                      args.runs)
+                                      args.runs, work, *shape)
         except (OSError, RuntimeError) as err:
             print(f"error: tv failed: {err}", file=sys.stderr)
             return 1

@@ -134,6 +134,7 @@ impl SettingFlags {
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     let mut sources = Sources::default();
     let result = match &cli.command {
@@ -232,7 +233,19 @@ fn plan(sources: &mut Sources, file: &Path, settings: &SettingFlags) -> Result<(
 
 fn inspect(path: &Path) -> Result<(), Vec<Diagnostic>> {
     match tv::io::Checkpoint::open(path) {
-        Ok(checkpoint) => say(&tv::io::describe(&checkpoint)),
+        Ok(checkpoint) => {
+            let folder = if path.is_dir() {
+                path
+            } else {
+                path.parent().unwrap_or(path)
+            };
+            let model = tv::eval::architecture::describe(folder, checkpoint.tensors());
+            say(&format!(
+                "{}{}",
+                model.map(|m| m + "\n").unwrap_or_default(),
+                tv::io::describe(&checkpoint)
+            ))
+        }
         Err(e) => {
             let diag = Diagnostic::new("tv::checkpoint", e.to_string());
             Err(vec![match e.help() {
@@ -240,6 +253,20 @@ fn inspect(path: &Path) -> Result<(), Vec<Diagnostic>> {
                 None => diag,
             }])
         }
+    }
+}
+
+/// A forward pass allocates and frees buffers of megabytes many times per
+/// batch. glibc maps each such buffer afresh and returns it on free, so
+/// every allocation pays page faults and zeroing by the kernel; raising
+/// the mapping threshold to its maximum (32 MiB) and keeping freed memory
+/// lets later buffers reuse the same pages.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // Safety: mallopt only tunes the allocator, before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
 }
 

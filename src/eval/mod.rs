@@ -1,10 +1,12 @@
 //! Model measurements: the built-in MLP classifier and its datasets, causal
-//! language models of the Llama family and their text, external commands,
+//! language models and their text, external commands,
 //! and the training builtins that make weights for the MLP.
 
+pub mod architecture;
 pub mod cache;
 pub mod command;
 pub mod data;
+pub mod fit;
 pub mod lm;
 pub mod mlp;
 pub mod train;
@@ -15,7 +17,7 @@ use std::path::Path;
 #[derive(Clone, Debug, PartialEq)]
 pub enum ModelConfig {
     Mlp(mlp::MlpConfig),
-    Causal(lm::LmConfig),
+    Causal(Box<lm::LmConfig>),
 }
 
 impl ModelConfig {
@@ -38,11 +40,14 @@ impl ModelConfig {
         }
         if object.contains_key("model_type") {
             return lm::LmConfig::parse(object)
-                .map(ModelConfig::Causal)
+                .map(|c| ModelConfig::Causal(Box::new(c)))
                 .map_err(|e| (at(e), LM_CONFIG_HELP));
         }
-        let message = "names neither an `architecture` (\"mlp\") nor a `model_type` (llama, mistral, qwen2)";
-        Err((at(message.into()), CONFIG_HELP))
+        let message = format!(
+            "names neither an `architecture` (\"mlp\") nor a `model_type` ({})",
+            lm::config::supported_types()
+        );
+        Err((at(message), CONFIG_HELP))
     }
 
     /// The tensors the weights must hold: names and shapes.
@@ -55,10 +60,10 @@ impl ModelConfig {
 }
 
 const CONFIG_HELP: &str = "an MLP config is {\"architecture\": \"mlp\", \"layers\": [...], \"activation\": \"relu\"}; \
-     a language model's is a Hugging Face config.json of a llama, mistral or qwen2 model";
+     a language model's is the Hugging Face config.json of a supported family (README, \"Language models\")";
 
-const LM_CONFIG_HELP: &str = "tv computes llama, mistral and qwen2 models (SiLU, unscaled RoPE); it refuses a setting \
-     it does not know rather than ignore one that could change the logits";
+const LM_CONFIG_HELP: &str = "tv computes Llama, Mistral, Qwen2/3, Gemma 1/2/3, Phi-3, GPT-2, GPT-NeoX and OLMo 2 models \
+     (README, \"Language models\"); it refuses a setting it does not know rather than ignore one that could change the logits";
 
 /// What a model measurement is scored on.
 #[derive(Clone, Debug)]

@@ -82,7 +82,7 @@ struct Score {
 
 enum Built {
     Mlp(Mlp),
-    Lm(CausalLm),
+    Lm(Box<CausalLm>),
 }
 
 /// Builds each architecture of one set of weights once and scores each
@@ -103,7 +103,7 @@ impl Scorer<'_> {
         if !self.models.contains_key(&config) {
             let built = match &*self.graph.configs[config] {
                 ModelConfig::Mlp(c) => Mlp::new(c, tensors).map(Built::Mlp),
-                ModelConfig::Causal(c) => CausalLm::new(c, tensors).map(Built::Lm),
+                ModelConfig::Causal(c) => CausalLm::new(c, tensors).map(|lm| Built::Lm(Box::new(lm))),
             };
             self.models.insert(config, built.map_err(|e| e.to_string())?);
         }

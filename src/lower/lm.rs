@@ -89,11 +89,15 @@ impl Lowerer<'_> {
 
     /// `context`, `stride` and `batch`; unset ones (NaN) take defaults.
     fn windowing(&mut self, args: &[(Value, Span)], config: &LmConfig) -> Option<Windowing> {
-        let limit = config.max_positions;
+        let limit = config.context_limit();
+        let why = match limit == config.max_positions {
+            true => " (the model's max_position_embeddings)",
+            false => " (max_position_embeddings times the dynamic RoPE factor)",
+        };
         let context = Setting {
             what: "`context`",
             range: (2, limit),
-            why: " (the model's max_position_embeddings)",
+            why,
             default: limit.min(DEFAULT_CONTEXT_LIMIT),
         };
         let context = self.setting_or(&args[0], context)?;

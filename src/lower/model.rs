@@ -7,6 +7,7 @@ use super::{Lowerer, Value};
 use crate::diag::{Diagnostic, Span};
 use crate::eval::cache::Key;
 use crate::eval::data::Dataset;
+use crate::eval::fit::Held;
 use crate::eval::mlp::MlpConfig;
 use crate::eval::train::{self, FinetuneArgs, Weights};
 use crate::eval::{EvalData, ModelConfig};
@@ -132,33 +133,17 @@ impl Lowerer<'_> {
 
     /// The first few ways the weights' tensors differ from the config's.
     fn config_mismatches(&self, w: NodeId, config: usize) -> Vec<String> {
-        let (specs, config) = (self.graph.specs(w), &*self.graph.configs[config]);
-        let required = config.tensors();
-        let mut out = Vec::new();
-        for (name, shape) in &required {
-            match specs.find(name) {
-                None => out.push(format!("`{name}` is missing")),
-                Some(spec) => out.extend(spec_problem(spec, shape)),
-            }
-        }
-        // A language model's checkpoint holds nothing else, but for the
-        // tensors it may hold or not.
-        if let ModelConfig::Causal(lm) = config {
-            let known: std::collections::HashSet<&str> = required.iter().map(|(n, _)| n.as_str()).collect();
-            let optional: std::collections::HashMap<String, Vec<usize>> = lm.optional_tensors().into_iter().collect();
-            let others = specs
-                .tensors
-                .iter()
-                .filter(|s| !known.contains(s.name.as_str()) && !lm.ignores(&s.name));
-            for spec in others {
-                match optional.get(&spec.name) {
-                    Some(shape) => out.extend(spec_problem(spec, shape)),
-                    None => out.push(format!("`{}` is not part of a {:?} model", spec.name, lm.family)),
-                }
-            }
-        }
-        out.truncate(3);
-        out
+        let specs = self.graph.specs(w);
+        let held: Vec<Held> = specs
+            .tensors
+            .iter()
+            .map(|s| Held {
+                name: &s.name,
+                shape: &s.shape,
+                float: s.float,
+            })
+            .collect();
+        crate::eval::fit::mismatches(&self.graph.configs[config], &held)
     }
 
     /// A dataset for a model, read once per path.
@@ -362,20 +347,6 @@ impl Lowerer<'_> {
 }
 
 /// How a tensor the config calls for differs from what it says.
-fn spec_problem(spec: &crate::graph::Spec, shape: &[usize]) -> Option<String> {
-    let name = &spec.name;
-    if spec.shape != shape {
-        Some(format!(
-            "`{name}` has shape {:?}, the config says {shape:?}",
-            spec.shape
-        ))
-    } else if !spec.float {
-        Some(format!("`{name}` is not floating point"))
-    } else {
-        None
-    }
-}
-
 const DATA_FORMAT: &str =
     "a dataset is a CSV file: a header line, then one row per example: the class label (0, 1, ...), then the features";
 

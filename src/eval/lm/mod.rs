@@ -1,9 +1,19 @@
-//! Causal language models of the Llama family: their configs, a forward
-//! pass of our own, evaluation text and perplexity.
+//! Decoder-only causal language models (Llama, Mistral, Qwen, Gemma,
+//! Phi-3, GPT-2, GPT-NeoX, OLMo 2): their configs, a forward pass of our
+//! own over shared parts, evaluation text and perplexity.
 
+pub mod arch;
+mod attend;
 pub mod config;
+pub mod dense;
+pub mod keys;
 pub mod model;
+#[cfg(target_arch = "x86_64")]
+mod packed;
+pub mod parts;
+pub mod rope;
 pub mod score;
+pub(crate) mod simd;
 pub mod text;
 
 pub use config::{Family, LmConfig};

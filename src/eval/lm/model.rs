@@ -1,87 +1,80 @@
-//! The forward pass of a llama-family decoder, returning the hidden state of
-//! every position (the language-model head is applied by the scorer, a few
-//! rows at a time, so logits for a whole batch never exist at once).
-//!
-//! It follows transformers' eager implementation: RMSNorm before attention
-//! and MLP, rotary embeddings in the "rotate half" layout, grouped-query
-//! attention, a causal (optionally sliding-window) mask, SwiGLU MLP.
+//! The forward pass of a decoder-only language model of any supported
+//! family, returning the hidden state of every position (the head is
+//! applied by the scorer, a few rows at a time, so logits for a whole batch
+//! never exist at once). The model is assembled from the checkpoint's
+//! tensors by the slots its family names.
 
-use super::config::LmConfig;
+use super::arch::{Param, Piece, Role};
+use super::config::{LmConfig, NormKind};
+use super::dense::Dense;
+use super::parts::{Attention, Inputs, Layer, Mlp, Norm, Rotary};
+use super::rope::Rope;
 use candle_core::{Device, Result, Tensor};
-use candle_nn::{Linear, Module};
+use candle_nn::Linear;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 pub struct CausalLm {
     config: LmConfig,
     embed: Tensor,
+    positions: Option<Tensor>,
     layers: Vec<Layer>,
-    norm: Tensor,
-    head: Tensor,
+    norm: Norm,
+    head: Dense,
 }
 
-struct Layer {
-    input_norm: Tensor,
-    post_norm: Tensor,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
-    window: Option<usize>,
+type Pieces = HashMap<(Piece, Param), Tensor>;
+
+fn missing(name: &str) -> candle_core::Error {
+    candle_core::Error::Msg(format!("tensor `{name}` is missing"))
 }
 
 impl CausalLm {
     /// Builds the model from its tensors (as `LmConfig::tensors` names them).
     pub fn new(config: &LmConfig, tensors: &HashMap<String, Tensor>) -> Result<CausalLm> {
-        let get = |name: &str| {
-            tensors
-                .get(name)
-                .cloned()
-                .ok_or_else(|| candle_core::Error::Msg(format!("tensor `{name}` is missing")))
-        };
-        let linear = |name: &str, bias: bool| -> Result<Linear> {
-            let b = if bias {
-                Some(get(&format!("{name}.bias"))?)
-            } else {
-                None
-            };
-            Ok(Linear::new(get(&format!("{name}.weight"))?, b))
-        };
-        let mut layers = Vec::new();
-        for (i, window) in config.windows.iter().enumerate() {
-            let p = format!("model.layers.{i}.");
-            let attn = |n: &str, bias| linear(&format!("{p}self_attn.{n}"), bias);
-            let mlp = |n: &str| linear(&format!("{p}mlp.{n}"), config.mlp_bias);
-            layers.push(Layer {
-                input_norm: get(&format!("{p}input_layernorm.weight"))?,
-                post_norm: get(&format!("{p}post_attention_layernorm.weight"))?,
-                q: attn("q_proj", config.qkv_bias)?,
-                k: attn("k_proj", config.qkv_bias)?,
-                v: attn("v_proj", config.qkv_bias)?,
-                o: attn("o_proj", config.o_bias)?,
-                gate: mlp("gate_proj")?,
-                up: mlp("up_proj")?,
-                down: mlp("down_proj")?,
-                window: *window,
-            });
+        let mut global = HashMap::new();
+        let mut layers: Vec<Pieces> = (0..config.layers).map(|_| HashMap::new()).collect();
+        for slot in config.slots() {
+            let tensor = tensors.get(&slot.name).ok_or_else(|| missing(&slot.name))?;
+            match slot.role {
+                Role::Layer(i, piece, Param::TransposedWeight) => {
+                    layers[i].insert((piece, Param::Weight), tensor.t()?.contiguous()?);
+                }
+                Role::Layer(i, piece, param) => {
+                    layers[i].insert((piece, param), tensor.clone());
+                }
+                role => {
+                    global.insert(role, tensor.clone());
+                }
+            }
         }
-        let embed = get("model.embed_tokens.weight")?;
+        let take = |role: Role| global.get(&role).cloned().ok_or_else(|| missing(&format!("{role:?}")));
+        let embed = take(Role::Embed)?;
         // A tied model saved with its head anyway uses that head, as
         // transformers 5 does (it declines to tie them then).
-        let head = match tensors.get("lm_head.weight") {
+        let head_name = super::arch::head_name(config.family);
+        let head = match tensors.get(head_name) {
             Some(head) => head.clone(),
             None if config.tied => embed.clone(),
-            None => get("lm_head.weight")?,
+            None => return Err(missing(head_name)),
         };
+        let final_norm = norm(
+            config,
+            take(Role::FinalNorm(Param::Weight))?,
+            global.get(&Role::FinalNorm(Param::Bias)),
+        )?;
+        let layers = layers
+            .into_iter()
+            .enumerate()
+            .map(|(i, pieces)| layer(config, i, pieces))
+            .collect::<Result<Vec<Layer>>>()?;
         Ok(CausalLm {
             config: config.clone(),
             embed,
+            positions: global.get(&Role::Positions).cloned(),
             layers,
-            norm: get("model.norm.weight")?,
-            head,
+            norm: final_norm,
+            head: Dense::new(Linear::new(head, None))?,
         })
     }
 
@@ -89,94 +82,213 @@ impl CausalLm {
         &self.config
     }
 
-    /// The `[vocab, hidden]` matrix that maps hidden states to logits.
-    pub fn head(&self) -> &Tensor {
-        &self.head
+    /// Logits `[n, vocab]` of hidden states `[n, hidden]`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.head.forward(hidden)
     }
 
     /// Final hidden states `[batch, len, hidden]` for token ids `[batch, len]`
-    /// at positions `0..len`.
-    pub fn hidden(&self, ids: &Tensor) -> Result<Tensor> {
+    /// at positions `0..len`; `lengths` are the real (unpadded) lengths of
+    /// the rows, which length-dependent RoPE scalings need.
+    pub fn hidden(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
         let (batch, len) = ids.dims2()?;
         let device = ids.device();
         let mut x = self
             .embed
             .index_select(&ids.flatten_all()?, 0)?
             .reshape((batch, len, ()))?;
-        let (cos, sin) = rotary_tables(&self.config, len, device)?;
+        if self.config.embed_scale {
+            x = (x * (self.config.hidden_size as f32).sqrt() as f64)?;
+        }
+        if let Some(positions) = &self.positions {
+            x = x.broadcast_add(&positions.narrow(0, 0, len)?)?;
+        }
+        let global = self
+            .config
+            .rope
+            .as_ref()
+            .map(|r| rotary(r, len, lengths, device))
+            .transpose()?;
+        let local = match &self.config.local_rope {
+            Some(r) => Some(rotary(r, len, lengths, device)?),
+            None => None,
+        };
+        let rotary = global.as_ref().map(|g| (g, local.as_ref().unwrap_or(g)));
         let mut masks: HashMap<Option<usize>, Tensor> = HashMap::new();
-        let rope = Rope { cos: &cos, sin: &sin };
         for layer in &self.layers {
             let mask = match masks.entry(layer.window) {
                 Entry::Occupied(known) => known.into_mut(),
                 Entry::Vacant(slot) => slot.insert(mask(len, layer.window, device)?),
             };
-            x = layer.forward(&x, &rope, mask, &self.config)?;
+            x = layer.forward(&x, &Inputs { rotary, mask })?;
         }
-        candle_nn::ops::rms_norm(&x, &self.norm, self.config.rms_norm_eps as f32)
+        self.norm.forward(&x)
     }
 }
 
-struct Rope<'a> {
-    cos: &'a Tensor,
-    sin: &'a Tensor,
+/// Cosine and sine tables for `len` positions: one table for all rows, or
+/// (for length-dependent scalings) one per row from its real length.
+fn rotary(rope: &Rope, len: usize, lengths: &[usize], device: &Device) -> Result<Rotary> {
+    let half = rope.rotary_dim / 2;
+    if !rope.length_dependent() {
+        let (cos, sin) = rope.tables(len, len);
+        return Ok(Rotary {
+            cos: Tensor::from_vec(cos, (len, half), device)?,
+            sin: Tensor::from_vec(sin, (len, half), device)?,
+        });
+    }
+    let (mut cos, mut sin) = (Vec::new(), Vec::new());
+    for row in lengths {
+        let (c, s) = rope.tables(*row, len);
+        cos.extend(c);
+        sin.extend(s);
+    }
+    let shape = (lengths.len(), len, half);
+    Ok(Rotary {
+        cos: Tensor::from_vec(cos, shape, device)?,
+        sin: Tensor::from_vec(sin, shape, device)?,
+    })
 }
 
-impl Layer {
-    fn forward(&self, x: &Tensor, rope: &Rope, mask: &Tensor, config: &LmConfig) -> Result<Tensor> {
-        let eps = config.rms_norm_eps as f32;
-        let h = candle_nn::ops::rms_norm(x, &self.input_norm, eps)?;
-        let x = (x + self.attention(&h, rope, mask, config)?)?;
-        let h = candle_nn::ops::rms_norm(&x, &self.post_norm, eps)?;
-        let mlp = self
-            .down
-            .forward(&(candle_nn::ops::silu(&self.gate.forward(&h)?)? * self.up.forward(&h)?)?)?;
-        x + mlp
-    }
-
-    /// Grouped-query attention without copying keys and values per query
-    /// head: the query heads that share a key-value head are stacked along
-    /// the sequence axis, so one matmul serves the whole group.
-    fn attention(&self, x: &Tensor, rope: &Rope, mask: &Tensor, config: &LmConfig) -> Result<Tensor> {
-        let (batch, len, _) = x.dims3()?;
-        let (heads, kv_heads, dim) = (config.heads, config.kv_heads, config.head_dim);
-        let group = heads / kv_heads;
-        let split = |t: Tensor, n: usize| t.reshape((batch, len, n, dim))?.transpose(1, 2)?.contiguous();
-        let q = split(self.q.forward(x)?, heads)?;
-        let k = split(self.k.forward(x)?, kv_heads)?;
-        let v = split(self.v.forward(x)?, kv_heads)?;
-        let q = candle_nn::rotary_emb::rope(&q, rope.cos, rope.sin)?;
-        let k = candle_nn::rotary_emb::rope(&k, rope.cos, rope.sin)?;
-        // Scaling the queries costs less than scaling the `len x len` scores.
-        let q = (q * (1.0 / (dim as f64).sqrt()))?.reshape((batch, kv_heads, group * len, dim))?;
-        let scores = q.matmul(&k.t()?)?;
-        let scores = scores
-            .reshape((batch, kv_heads, group, len, len))?
-            .broadcast_add(mask)?;
-        let weights = candle_nn::ops::softmax_last_dim(&scores.reshape((batch, kv_heads, group * len, len))?)?;
-        let out = weights.matmul(&v)?.reshape((batch, heads, len, dim))?;
-        let out = out.transpose(1, 2)?.reshape((batch, len, heads * dim))?;
-        self.o.forward(&out)
-    }
+fn norm(config: &LmConfig, weight: Tensor, bias: Option<&Tensor>) -> Result<Norm> {
+    let weight = match config.norm {
+        NormKind::Rms { unit_offset: true } => (weight + 1.0)?,
+        _ => weight,
+    };
+    Ok(Norm {
+        weight,
+        bias: bias.cloned(),
+        eps: config.norm_eps as f32,
+    })
 }
 
-/// Cosines and sines `[len, head_dim / 2]`, computed in f32 the way
-/// transformers computes them, so long contexts round alike.
-fn rotary_tables(config: &LmConfig, len: usize, device: &Device) -> Result<(Tensor, Tensor)> {
-    let dim = config.head_dim;
-    let theta = config.rope_theta as f32;
-    let inverse: Vec<f32> = (0..dim / 2)
-        .map(|i| 1.0 / theta.powf((2 * i) as f32 / dim as f32))
-        .collect();
-    let angles: Vec<f32> = (0..len)
-        .flat_map(|p| inverse.iter().map(move |f| p as f32 * f))
-        .collect();
-    let cos: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
-    let sin: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
-    Ok((
-        Tensor::from_vec(cos, (len, dim / 2), device)?,
-        Tensor::from_vec(sin, (len, dim / 2), device)?,
-    ))
+fn layer(config: &LmConfig, index: usize, mut pieces: Pieces) -> Result<Layer> {
+    let named = |piece: Piece| format!("layer {index} {piece:?}");
+    let norm_of = |piece: Piece, pieces: &mut Pieces| -> Result<Option<Norm>> {
+        match pieces.remove(&(piece, Param::Weight)) {
+            Some(w) => norm(config, w, pieces.remove(&(piece, Param::Bias)).as_ref()).map(Some),
+            None => Ok(None),
+        }
+    };
+    let attention_norm = norm_of(Piece::AttentionNorm, &mut pieces)?;
+    let attention_post_norm = norm_of(Piece::AttentionPostNorm, &mut pieces)?;
+    let mlp_norm = norm_of(Piece::MlpNorm, &mut pieces)?;
+    let mlp_post_norm = norm_of(Piece::MlpPostNorm, &mut pieces)?;
+    let q_norm = norm_of(Piece::QNorm, &mut pieces)?;
+    let k_norm = norm_of(Piece::KNorm, &mut pieces)?;
+    let has = |piece: Piece, pieces: &Pieces| pieces.contains_key(&(piece, Param::Weight));
+    let (stacked, per_head, gate_up) = (
+        has(Piece::QkvStacked, &pieces),
+        has(Piece::QkvPerHead, &pieces),
+        has(Piece::GateUp, &pieces),
+    );
+    let mut linear = |piece: Piece| -> Result<Linear> {
+        let weight = pieces
+            .remove(&(piece, Param::Weight))
+            .ok_or_else(|| missing(&named(piece)))?;
+        Ok(Linear::new(weight, pieces.remove(&(piece, Param::Bias))))
+    };
+    let (q, k, v) = if stacked {
+        split_stacked(linear(Piece::QkvStacked)?, config)?
+    } else if per_head {
+        split_per_head(linear(Piece::QkvPerHead)?, config)?
+    } else {
+        (linear(Piece::Q)?, linear(Piece::K)?, linear(Piece::V)?)
+    };
+    let (q, k, v, o) = (
+        Dense::new(q)?,
+        Dense::new(k)?,
+        Dense::new(v)?,
+        Dense::new(linear(Piece::O)?)?,
+    );
+    let activation = config.activation;
+    let (gate, up) = if gate_up {
+        let [gate, up] = split_rows(&linear(Piece::GateUp)?, &[config.intermediate_size; 2])?;
+        (Some(gate), up)
+    } else if config.gated {
+        (Some(linear(Piece::Gate)?), linear(Piece::Up)?)
+    } else {
+        (None, linear(Piece::Up)?)
+    };
+    let (up, down) = (Dense::new(up)?, Dense::new(linear(Piece::Down)?)?);
+    let mlp = match gate {
+        Some(gate) => Mlp::Gated {
+            gate: Dense::new(gate)?,
+            up,
+            down,
+            activation,
+        },
+        None => Mlp::Plain { up, down, activation },
+    };
+    let window = config.windows[index];
+    let scale = match config.scale_by_layer {
+        true => config.attention_scale / (index + 1) as f64,
+        false => config.attention_scale,
+    };
+    let attention = Attention {
+        q,
+        k,
+        v,
+        o,
+        q_norm,
+        k_norm,
+        qk_norm: config.qk_norm,
+        heads: config.heads,
+        kv_heads: config.kv_heads,
+        head_dim: config.head_dim,
+        scale,
+        softcap: config.attention_softcap,
+        sliding: window.is_some(),
+        window,
+    };
+    Ok(Layer {
+        attention_norm,
+        attention_post_norm,
+        mlp_norm,
+        mlp_post_norm,
+        attention,
+        mlp,
+        parallel: config.parallel,
+        window,
+    })
+}
+
+/// Rows `[q; k; v]` of a fused projection as three.
+fn split_stacked(fused: Linear, config: &LmConfig) -> Result<(Linear, Linear, Linear)> {
+    let (q, kv) = (config.heads * config.head_dim, config.kv_heads * config.head_dim);
+    let [q, k, v] = split_rows(&fused, &[q, kv, kv])?;
+    Ok((q, k, v))
+}
+
+/// GPT-NeoX's fused projection: for each head, its query, key and value
+/// rows in turn.
+fn split_per_head(fused: Linear, config: &LmConfig) -> Result<(Linear, Linear, Linear)> {
+    let (heads, dim) = (config.heads, config.head_dim);
+    let weight = fused.weight().reshape((heads, 3, dim, ()))?;
+    let bias = fused.bias().map(|b| b.reshape((heads, 3, dim))).transpose()?;
+    let part = |i: usize| -> Result<Linear> {
+        let w = weight.narrow(1, i, 1)?.reshape((heads * dim, ()))?.contiguous()?;
+        let b = bias
+            .as_ref()
+            .map(|b| b.narrow(1, i, 1)?.reshape(heads * dim)?.contiguous())
+            .transpose()?;
+        Ok(Linear::new(w, b))
+    };
+    Ok((part(0)?, part(1)?, part(2)?))
+}
+
+/// Consecutive blocks of rows of a linear layer.
+fn split_rows<const N: usize>(fused: &Linear, rows: &[usize; N]) -> Result<[Linear; N]> {
+    let mut start = 0;
+    let mut out = Vec::with_capacity(N);
+    for n in rows {
+        let w = fused.weight().narrow(0, start, *n)?.contiguous()?;
+        let b = fused.bias().map(|b| b.narrow(0, start, *n)?.contiguous()).transpose()?;
+        out.push(Linear::new(w, b));
+        start += n;
+    }
+    out.try_into()
+        .map_err(|_| candle_core::Error::Msg("split into the wrong number of parts".into()))
 }
 
 /// `[len, len]`: 0 where query `i` may see key `j` (`j <= i`, and within
@@ -196,21 +308,42 @@ fn mask(len: usize, window: Option<usize>, device: &Device) -> Result<Tensor> {
 }
 
 /// Log-probabilities of `targets` given hidden states `[n, hidden]`, in
-/// f64 from the f32 logits, a block of rows at a time.
-pub fn target_log_probs(head: &Tensor, hidden: &Tensor, targets: &[u32]) -> Result<Vec<f64>> {
-    const ROWS: usize = 256;
+/// f64 from the f32 logits (soft-capped where the family caps them), a
+/// block of rows at a time, the rows of a block in parallel.
+pub fn target_log_probs(model: &CausalLm, hidden: &Tensor, targets: &[u32]) -> Result<Vec<f64>> {
+    use rayon::prelude::*;
+    // A block's logits stay below glibc's 32 MiB mapping threshold for
+    // vocabularies up to 64k.
+    const ROWS: usize = 128;
+    let vocab = model.config.vocab_size;
+    let cap = model.config.final_softcap;
     let mut out = Vec::with_capacity(targets.len());
     for (block, chunk) in targets.chunks(ROWS).enumerate() {
         let rows = hidden.narrow(0, block * ROWS, chunk.len())?;
-        let logits: Vec<Vec<f32>> = rows.matmul(&head.t()?)?.to_vec2()?;
-        for (row, target) in logits.iter().zip(chunk) {
-            out.push(row[*target as usize] as f64 - log_sum_exp(row));
+        let mut logits = model.logits(&rows.contiguous()?)?;
+        if let Some(cap) = cap {
+            logits = ((logits / cap)?.tanh()? * cap)?;
         }
+        let logits: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+        let scored = logits.par_chunks(vocab).zip(chunk.par_iter());
+        out.par_extend(scored.map(|(row, target)| row[*target as usize] as f64 - log_sum_exp(row)));
     }
     Ok(out)
 }
 
-fn log_sum_exp(row: &[f32]) -> f64 {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v)) as f64;
-    max + row.iter().map(|v| (*v as f64 - max).exp()).sum::<f64>().ln()
+super::simd::widest! {
+    /// `ln(sum(e^row))` in f64: each term in f32 (its rounding is far below
+    /// the tolerance of a loss), summed in f64 lanes.
+    fn log_sum_exp(row: &[f32]) -> f64 {
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+        let mut lanes = [0f64; 8];
+        let chunks = row.chunks_exact(8);
+        let tail: f64 = chunks.remainder().iter().map(|v| super::simd::exp(v - max) as f64).sum();
+        for chunk in chunks {
+            for l in 0..8 {
+                lanes[l] += super::simd::exp(chunk[l] - max) as f64;
+            }
+        }
+        max as f64 + (lanes.iter().sum::<f64>() + tail).ln()
+    }
 }

@@ -124,11 +124,12 @@ fn batch_losses(model: &CausalLm, documents: &[Vec<u32>], batch: &[Window], devi
         }
     }
     let ids = Tensor::from_vec(ids, (batch.len(), longest), device)?;
-    let hidden = model.hidden(&ids)?;
+    let lengths: Vec<usize> = batch.iter().map(|w| w.end - w.begin).collect();
+    let hidden = model.hidden(&ids, &lengths)?;
     let hidden = hidden.reshape((batch.len() * longest, ()))?;
     let rows = Tensor::from_vec(rows, targets.len(), device)?;
     let picked = hidden.index_select(&rows, 0)?;
-    let log_probs = target_log_probs(model.head(), &picked, &targets)?;
+    let log_probs = target_log_probs(model, &picked, &targets)?;
     Ok(log_probs.into_iter().map(|l| -l).collect())
 }
 

@@ -1,0 +1,64 @@
+//! Linear layers `y = x W^T + b` of a materialised model. On CPUs with
+//! AVX-512 the weight is packed once, when the model is built, into panels
+//! of 32 output columns (for each input index, the 32 weights side by side)
+//! and multiplied by a kernel of our own that uses the 512-bit registers
+//! the general `gemm` backend does not reach on stable Rust; elsewhere (other CPUs,
+//! CUDA) candle's matrix product does the work.
+
+use candle_core::{CpuStorage, Device, Result, Storage, Tensor};
+use candle_nn::{Linear, Module};
+
+pub struct Dense {
+    inner: Inner,
+}
+
+enum Inner {
+    Candle(Linear),
+    #[cfg(target_arch = "x86_64")]
+    Packed(super::packed::Packed),
+}
+
+impl Dense {
+    /// Packs the layer when the fast kernel can run it.
+    pub fn new(linear: Linear) -> Result<Dense> {
+        #[cfg(target_arch = "x86_64")]
+        if super::packed::available() && linear.weight().device().is_cpu() {
+            let weight = f32_values(linear.weight())?;
+            let bias = linear.bias().map(f32_values).transpose()?;
+            let (rows, cols) = linear.weight().dims2()?;
+            let packed = super::packed::Packed::new(&weight, rows, cols, bias);
+            return Ok(Dense {
+                inner: Inner::Packed(packed),
+            });
+        }
+        Ok(Dense {
+            inner: Inner::Candle(linear),
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.inner {
+            Inner::Candle(linear) => linear.forward(x),
+            #[cfg(target_arch = "x86_64")]
+            Inner::Packed(packed) => {
+                let dims = x.dims().to_vec();
+                let (inputs, outputs) = (packed.inputs(), packed.outputs());
+                let rows = x.elem_count() / inputs;
+                let x = x.contiguous()?;
+                let (storage, layout) = x.storage_and_layout();
+                let Storage::Cpu(CpuStorage::F32(values)) = &*storage else {
+                    candle_core::bail!("the packed kernel takes f32 on the CPU")
+                };
+                let start = layout.start_offset();
+                let out = packed.multiply(&values[start..start + rows * inputs], rows);
+                let mut shape = dims;
+                *shape.last_mut().expect("a linear layer's input has dimensions") = outputs;
+                Tensor::from_vec(out, shape, &Device::Cpu)
+            }
+        }
+    }
+}
+
+fn f32_values(t: &Tensor) -> Result<Vec<f32>> {
+    t.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1()
+}

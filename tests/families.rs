@@ -1,0 +1,172 @@
+//! Every supported family and RoPE type against transformers: tiny random
+//! models with the config keys of published checkpoints, and the per-token
+//! losses transformers computes for them (`tests/fixtures/lm/families`,
+//! made by `scripts/lm_families.py`).
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tv::eval::lm::{text, token_losses, CausalLm, LmConfig, Windowing};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lm/families")
+}
+
+fn reference() -> Value {
+    let text = std::fs::read_to_string(fixtures().join("reference.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn config(name: &str) -> LmConfig {
+    let text = std::fs::read_to_string(fixtures().join(name).join("config.json")).unwrap();
+    let json: Value = serde_json::from_str(&text).unwrap();
+    LmConfig::parse(json.as_object().unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn model(name: &str) -> CausalLm {
+    let path = fixtures().join(name).join("model.safetensors");
+    let tensors = candle_core::safetensors::load(path, &Device::Cpu).unwrap();
+    let tensors: HashMap<String, Tensor> = tensors
+        .into_iter()
+        .map(|(name, t)| (name, t.to_dtype(DType::F32).unwrap()))
+        .collect();
+    CausalLm::new(&config(name), &tensors).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn relative_difference(a: f64, b: f64) -> f64 {
+    (a - b).abs() / b.abs().max(1e-12)
+}
+
+#[test]
+fn the_fixtures_cover_every_family_and_rope_type() {
+    let reference = reference();
+    let models = reference["models"].as_object().unwrap();
+    let mut families: Vec<&str> = models.keys().map(|m| config(m).family.model_type()).collect();
+    families.sort();
+    families.dedup();
+    let supported: Vec<&str> = tv::eval::lm::config::MODEL_TYPES.iter().map(|(t, _)| *t).collect();
+    for family in &supported {
+        let old = ["llama", "mistral", "qwen2"].contains(family);
+        assert!(old || families.contains(family), "no fixture of {family}");
+    }
+    let mut ropes: Vec<&str> = models
+        .keys()
+        .filter_map(|m| config(m).rope)
+        .map(|r| tv::eval::lm::rope::type_name(&r.scaling))
+        .collect();
+    ropes.sort();
+    ropes.dedup();
+    assert_eq!(ropes, ["default", "dynamic", "linear", "llama3", "longrope", "yarn"]);
+}
+
+/// Each token's loss within 1e-4 relative of transformers', for every
+/// model and window setting.
+#[test]
+fn per_token_losses_equal_transformers() {
+    let reference = reference();
+    let tokenizer = text::load_tokenizer(&fixtures().join("gpt2")).unwrap();
+    let docs = text::read_documents(&fixtures().join("text.txt"), "text").unwrap();
+    let documents = text::tokenize(&tokenizer, &docs).unwrap();
+    let expected_ids: Vec<u32> = reference["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(documents, vec![expected_ids]);
+    for (name, entry) in reference["models"].as_object().unwrap() {
+        let lm = model(name);
+        assert_eq!(lm.config().parameters(), entry["params"].as_u64().unwrap(), "{name}");
+        for case in entry["cases"].as_array().unwrap() {
+            let windowing = Windowing {
+                context: case["context"].as_u64().unwrap() as usize,
+                stride: case["stride"].as_u64().unwrap() as usize,
+                batch: 4,
+            };
+            let losses = token_losses(&lm, &documents, windowing, &Device::Cpu, &|_| {}).unwrap();
+            let expected: Vec<f64> = case["losses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert_eq!(losses.len(), expected.len(), "{name} {windowing:?}");
+            let worst = losses
+                .iter()
+                .zip(&expected)
+                .map(|(a, b)| relative_difference(*a, *b))
+                .fold(0.0, f64::max);
+            assert!(worst < 1e-4, "{name} {windowing:?}: worst relative difference {worst}");
+        }
+    }
+}
+
+/// Through the language: the perplexity of every model in one program
+/// equals transformers', and `tv inspect` names each family.
+#[test]
+fn programs_and_inspect_see_every_family() {
+    let reference = reference();
+    let dir = tempfile::tempdir().unwrap();
+    let root = fixtures();
+    let models = reference["models"].as_object().unwrap();
+    let mut program = String::new();
+    let mut expected = Vec::new();
+    for (i, (name, entry)) in models.iter().enumerate() {
+        let case = &entry["cases"][0];
+        let (context, stride) = (&case["context"], &case["stride"]);
+        program += &format!("let m{i} = load(\"{}\")\n", root.join(name).display());
+        program += &format!(
+            "eval p{i} = perplexity(m{i}, \"{}\", context = {context}, stride = {stride}, batch = 2)\n",
+            root.join("text.txt").display()
+        );
+        expected.push(case["perplexity"].as_f64().unwrap());
+        let out = common::tv_command(dir.path(), &["inspect", root.join(name).to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let family = config(name).family;
+        let line = format!(
+            "architecture: {} (model_type \"{}\")",
+            family.name(),
+            family.model_type()
+        );
+        assert!(text.starts_with(&line), "{name}: {text}");
+        assert!(text.contains("the checkpoint's tensors fit it"), "{name}: {text}");
+    }
+    let csv = common::run_program(dir.path(), "families.tv", &program, &tv::Overrides::default());
+    let row: Vec<f64> = csv
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(row.len(), expected.len());
+    for ((got, want), name) in row.iter().zip(&expected).zip(models.keys()) {
+        assert!(relative_difference(*got, *want) < 1e-4, "{name}: {got} vs {want}");
+    }
+}
+
+/// GPT-2's positions are learned: no window may be longer than its table.
+#[test]
+fn a_context_beyond_learned_positions_is_a_diagnostic() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = fixtures();
+    let program = format!(
+        "let m = load(\"{}\")\neval p = perplexity(m, \"{}\", context = 300)\n",
+        root.join("gpt2").display(),
+        root.join("text.txt").display()
+    );
+    let path = dir.path().join("long.tv");
+    std::fs::write(&path, program).unwrap();
+    let mut sources = tv::diag::Sources::default();
+    let diags = tv::check(&mut sources, &path, &tv::Overrides::default())
+        .err()
+        .expect("refused");
+    let text = tv::diag::render_plain(&diags, &sources, 100);
+    assert!(
+        text.contains("`context` must be a whole number from 2 to 256"),
+        "{text}"
+    );
+}

