@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use tv::eval::lm::{text, token_losses, CausalLm, LmConfig, Windowing};
+use tv::eval::lm::{text, token_losses, CausalLm, LmConfig};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lm/families")
@@ -81,25 +81,9 @@ fn per_token_losses_equal_transformers() {
         let lm = model(name);
         assert_eq!(lm.config().parameters(), entry["params"].as_u64().unwrap(), "{name}");
         for case in entry["cases"].as_array().unwrap() {
-            let windowing = Windowing {
-                context: case["context"].as_u64().unwrap() as usize,
-                stride: case["stride"].as_u64().unwrap() as usize,
-                batch: 4,
-            };
+            let windowing = common::case_windowing(case, 4);
             let losses = token_losses(&lm, &documents, windowing, &Device::Cpu, &|_| {}).unwrap();
-            let expected: Vec<f64> = case["losses"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect();
-            assert_eq!(losses.len(), expected.len(), "{name} {windowing:?}");
-            let worst = losses
-                .iter()
-                .zip(&expected)
-                .map(|(a, b)| relative_difference(*a, *b))
-                .fold(0.0, f64::max);
-            assert!(worst < 1e-4, "{name} {windowing:?}: worst relative difference {worst}");
+            common::assert_losses_match(&format!("{name} {windowing:?}"), &losses, case);
         }
     }
 }

@@ -6,11 +6,13 @@
 //! The folder is 540 MB and not committed: without it (as in CI) the test
 //! says so and checks nothing else.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use tv::eval::lm::{text, token_losses, CausalLm, LmConfig, Windowing};
+use tv::eval::lm::{text, token_losses, CausalLm, LmConfig};
 
 /// The folder: `TV_SMOLLM2` if set, else `models/smollm2-135m`.
 fn folder() -> Option<PathBuf> {
@@ -57,25 +59,9 @@ fn smollm2_scores_like_transformers() {
         .collect();
     let lm = CausalLm::new(&config, &tensors).unwrap();
     let case = &reference["cases"][0];
-    let windowing = Windowing {
-        context: case["context"].as_u64().unwrap() as usize,
-        stride: case["stride"].as_u64().unwrap() as usize,
-        batch: 4,
-    };
+    let windowing = common::case_windowing(case, 4);
     let losses = token_losses(&lm, &documents, windowing, &Device::Cpu, &|_| {}).unwrap();
-    let expected: Vec<f64> = case["losses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    assert_eq!(losses.len(), expected.len());
-    for (i, (got, want)) in losses.iter().zip(&expected).enumerate() {
-        assert!(
-            (got - want).abs() / want.abs().max(1e-12) < 1e-4,
-            "token {i}: {got} vs {want}"
-        );
-    }
+    common::assert_losses_match("SmolLM2", &losses, case);
     let perplexity = (losses.iter().sum::<f64>() / losses.len() as f64).exp();
     let want = case["perplexity"].as_f64().unwrap();
     assert!((perplexity - want).abs() / want < 1e-4, "{perplexity} vs {want}");

@@ -349,3 +349,28 @@ pub fn normal_tensor(rng: &mut tv::synth::Rng, name: &str, shape: &[usize], scal
         bytes: encode(Dtype::F32, &values),
     }
 }
+
+/// The windows of a language-model reference case (`context`, `stride`),
+/// scored `batch` at a time.
+pub fn case_windowing(case: &serde_json::Value, batch: usize) -> tv::eval::lm::Windowing {
+    tv::eval::lm::Windowing {
+        context: case["context"].as_u64().unwrap() as usize,
+        stride: case["stride"].as_u64().unwrap() as usize,
+        batch,
+    }
+}
+
+/// Every per-token loss within 1e-4 relative of the reference case's.
+pub fn assert_losses_match(what: &str, losses: &[f64], case: &serde_json::Value) {
+    let expected: Vec<f64> = case["losses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(losses.len(), expected.len(), "{what}: scored tokens");
+    for (i, (got, want)) in losses.iter().zip(&expected).enumerate() {
+        let relative = (got - want).abs() / want.abs().max(1e-12);
+        assert!(relative < 1e-4, "{what} token {i}: {got} vs {want}");
+    }
+}

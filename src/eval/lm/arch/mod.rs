@@ -12,7 +12,7 @@ mod phi3;
 use super::config::{Activation, Biases, Family, LmConfig, NormKind, QkNorm};
 use super::keys::Keys;
 use super::rope::{Rope, RopeInputs};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// One tensor of a checkpoint: its name, shape and place in the model.
 #[derive(Clone, Debug, PartialEq)]
@@ -187,20 +187,7 @@ fn rope(
     theta_key: &str,
     defaults: RopeDefaults,
 ) -> Result<Rope, String> {
-    let scaling = keys.get("rope_scaling");
-    let parameters = keys.get("rope_parameters");
-    let (params, name) = match (scaling, parameters) {
-        (Some(s), Some(p)) if s != p => {
-            return Err("`rope_scaling` and `rope_parameters` are both given and differ".into());
-        }
-        (Some(s), _) => (Some(s), "rope_scaling"),
-        (None, p) => (p, "rope_parameters"),
-    };
-    let params = match params {
-        None => None,
-        Some(Value::Object(map)) => Some(map),
-        Some(_) => return Err(format!("`{name}` is not an object")),
-    };
+    let (params, name) = rope_object(keys)?;
     Rope::parse(&RopeInputs {
         params,
         name,
@@ -211,6 +198,26 @@ fn rope(
         max_positions,
         original_max: None,
     })
+}
+
+/// A RoPE object of a config, if any, and the key it came from.
+type RopeObject<'a> = (Option<&'a Map<String, Value>>, &'static str);
+
+/// The RoPE object of `rope_scaling` or `rope_parameters` (which must agree
+/// if both are given), and its name.
+fn rope_object<'a>(keys: &Keys<'a>) -> Result<RopeObject<'a>, String> {
+    let (params, name) = match (keys.get("rope_scaling"), keys.get("rope_parameters")) {
+        (Some(s), Some(p)) if s != p => {
+            return Err("`rope_scaling` and `rope_parameters` are both given and differ".into());
+        }
+        (Some(s), _) => (Some(s), "rope_scaling"),
+        (None, p) => (p, "rope_parameters"),
+    };
+    match params {
+        None => Ok((None, name)),
+        Some(Value::Object(map)) => Ok((Some(map), name)),
+        Some(_) => Err(format!("`{name}` is not an object")),
+    }
 }
 
 struct RopeDefaults {

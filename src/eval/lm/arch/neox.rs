@@ -7,7 +7,6 @@ use super::{activation, Piece, Role, Sizes, Slot, Slots};
 use crate::eval::lm::config::{Biases, Family, LmConfig, NormKind};
 use crate::eval::lm::keys::Keys;
 use crate::eval::lm::rope::{Rope, RopeInputs};
-use serde_json::Value;
 
 pub(super) fn parse(keys: &Keys) -> Result<LmConfig, String> {
     keys.inert(&["hidden_dropout", "classifier_dropout", "is_decoder"]);
@@ -15,15 +14,7 @@ pub(super) fn parse(keys: &Keys) -> Result<LmConfig, String> {
     if keys.has("num_key_value_heads") || keys.has("head_dim") {
         return Err("GPT-NeoX has neither `num_key_value_heads` nor `head_dim`".into());
     }
-    let (params, name) = match (keys.get("rope_scaling"), keys.get("rope_parameters")) {
-        (Some(s), _) => (Some(s), "rope_scaling"),
-        (None, p) => (p, "rope_parameters"),
-    };
-    let params = match params {
-        None => None,
-        Some(Value::Object(map)) => Some(map),
-        Some(_) => return Err(format!("`{name}` is not an object")),
-    };
+    let (params, name) = super::rope_object(keys)?;
     let rope = Rope::parse(&RopeInputs {
         params,
         name,

@@ -31,15 +31,8 @@ pub(super) fn parse(keys: &Keys) -> Result<LmConfig, String> {
 }
 
 fn phi3_rope(keys: &Keys, head_dim: usize, max_positions: usize) -> Result<Rope, String> {
-    let (params, name) = match (keys.get("rope_scaling"), keys.get("rope_parameters")) {
-        (Some(s), _) => (Some(s), "rope_scaling"),
-        (None, p) => (p, "rope_parameters"),
-    };
-    let mut params = match params {
-        None => None,
-        Some(Value::Object(map)) => Some(map.clone()),
-        Some(_) => return Err(format!("`{name}` is not an object")),
-    };
+    let (params, name) = super::rope_object(keys)?;
+    let mut params = params.cloned();
     if let Some(map) = params.as_mut() {
         let kind = map.get("rope_type").or(map.get("type")).and_then(Value::as_str);
         if matches!(kind, Some("su" | "yarn")) {
