@@ -154,3 +154,43 @@ fn a_context_beyond_learned_positions_is_a_diagnostic() {
         "{text}"
     );
 }
+
+/// The original GPT-2 upload names its tensors without `transformer.`; such
+/// a folder scores as the one transformers 5 saves.
+#[test]
+fn gpt2_weights_under_their_original_names_score_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixtures().join("gpt2");
+    let bare = dir.path().join("gpt2-bare");
+    std::fs::create_dir(&bare).unwrap();
+    for file in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(source.join(file), bare.join(file)).unwrap();
+    }
+    let bytes = std::fs::read(source.join("model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let renamed: Vec<common::Raw> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| common::Raw {
+            name: name.strip_prefix("transformer.").unwrap_or(&name).to_string(),
+            dtype: view.dtype(),
+            shape: view.shape().to_vec(),
+            bytes: view.data().to_vec(),
+        })
+        .collect();
+    assert!(renamed.iter().any(|t| t.name == "h.0.attn.c_attn.weight"));
+    common::write_file(&bare.join("model.safetensors"), &renamed);
+    let reference = reference();
+    let case = &reference["models"]["gpt2"]["cases"][0];
+    let program = format!(
+        "eval p = perplexity(load(\"{}\"), \"{}\", context = {}, stride = {})\n",
+        bare.display(),
+        fixtures().join("text.txt").display(),
+        case["context"],
+        case["stride"]
+    );
+    let csv = common::run_program(dir.path(), "bare.tv", &program, &tv::Overrides::default());
+    let got: f64 = csv.lines().nth(1).unwrap().parse().unwrap();
+    let want = case["perplexity"].as_f64().unwrap();
+    assert!(relative_difference(got, want) < 1e-4, "{got} vs {want}");
+}

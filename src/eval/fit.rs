@@ -15,7 +15,12 @@ pub struct Held<'a> {
 /// The first few ways the tensors differ from the config's.
 pub fn mismatches(config: &ModelConfig, held: &[Held]) -> Vec<String> {
     let by_name: HashMap<&str, &Held> = held.iter().map(|h| (h.name, h)).collect();
-    let required = config.tensors();
+    let mut required = config.tensors();
+    if let ModelConfig::Causal(lm) = config {
+        for (name, _) in &mut required {
+            *name = lm.held_name(name, |n| by_name.contains_key(n)).to_string();
+        }
+    }
     let mut out = Vec::new();
     for (name, shape) in &required {
         match by_name.get(name.as_str()) {

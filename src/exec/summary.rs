@@ -115,18 +115,21 @@ fn primitive_memory(plan: &Plan, families: &[Family]) -> u64 {
     per_family.max().unwrap_or(0)
 }
 
-/// Model measurements hold one whole model in f32, and a language model's
+/// Model measurements hold one whole model in f32 (a language model twice
+/// where its weights are packed for the CPU kernel), and a language model's
 /// activations for one batch of windows.
 fn model_memory(plan: &Plan) -> u64 {
     let graph = &plan.graph;
     let measures = (0..graph.measure_count()).map(|i| graph.measure(MeasureId(i as u32)));
     let per_measure = measures.map(|m| {
+        let mut copies = 1;
         let (node, activations) = match m {
             Measure::Dot(..) => return 0,
             Measure::Command { node, .. } => (node, 0),
             Measure::Model(model) => {
                 let activations = match (&*graph.configs[model.config], &*graph.datasets[model.data]) {
                     (ModelConfig::Causal(config), EvalData::Text(task)) => {
+                        copies += crate::eval::lm::dense::packs_weights() as u64;
                         config.activation_bytes(task.windowing).min(u64::MAX as f64 / 4.0) as u64
                     }
                     _ => 0,
@@ -135,7 +138,7 @@ fn model_memory(plan: &Plan) -> u64 {
             }
         };
         let weights: u64 = graph.specs(node).tensors.iter().map(|s| s.numel() as u64 * 4).sum();
-        weights.saturating_add(activations)
+        weights.saturating_mul(copies).saturating_add(activations)
     });
     per_measure.max().unwrap_or(0)
 }

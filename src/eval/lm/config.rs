@@ -231,6 +231,15 @@ impl LmConfig {
         arch::ignores(self.family, name)
     }
 
+    /// The name under which a checkpoint holds the tensor `name`: `name`
+    /// itself, or its bare-model form when only that is there.
+    pub fn held_name<'a>(&self, name: &'a str, holds: impl Fn(&str) -> bool) -> &'a str {
+        match arch::bare_name(self.family, name) {
+            Some(bare) if !holds(name) && holds(bare) => bare,
+            _ => name,
+        }
+    }
+
     /// Tensors a checkpoint may hold or not: a tied model's head, which
     /// transformers 5 uses instead of the embedding when it is saved.
     pub fn optional_tensors(&self) -> Vec<(String, Vec<usize>)> {

@@ -8,6 +8,18 @@
 use candle_core::{CpuStorage, Device, Result, Storage, Tensor};
 use candle_nn::{Linear, Module};
 
+/// Whether layers built on the CPU are packed (a second copy of the weights).
+pub fn packs_weights() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::packed::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 pub struct Dense {
     inner: Inner,
 }
@@ -22,7 +34,7 @@ impl Dense {
     /// Packs the layer when the fast kernel can run it.
     pub fn new(linear: Linear) -> Result<Dense> {
         #[cfg(target_arch = "x86_64")]
-        if super::packed::available() && linear.weight().device().is_cpu() {
+        if packs_weights() && linear.weight().device().is_cpu() {
             let weight = f32_values(linear.weight())?;
             let bias = linear.bias().map(f32_values).transpose()?;
             let (rows, cols) = linear.weight().dims2()?;

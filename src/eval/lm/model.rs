@@ -35,7 +35,8 @@ impl CausalLm {
         let mut global = HashMap::new();
         let mut layers: Vec<Pieces> = (0..config.layers).map(|_| HashMap::new()).collect();
         for slot in config.slots() {
-            let tensor = tensors.get(&slot.name).ok_or_else(|| missing(&slot.name))?;
+            let name = config.held_name(&slot.name, |n| tensors.contains_key(n));
+            let tensor = tensors.get(name).ok_or_else(|| missing(&slot.name))?;
             match slot.role {
                 Role::Layer(i, piece, Param::TransposedWeight) => {
                     layers[i].insert((piece, Param::Weight), tensor.t()?.contiguous()?);

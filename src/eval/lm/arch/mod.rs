@@ -92,6 +92,16 @@ pub fn head_name(family: Family) -> &'static str {
     }
 }
 
+/// The name a tensor has in checkpoints saved from the bare model rather
+/// than the language-model class: the original GPT-2 upload names
+/// `transformer.h.0...` as `h.0...`.
+pub fn bare_name(family: Family, name: &str) -> Option<&str> {
+    match family {
+        Family::Gpt2 => name.strip_prefix("transformer."),
+        _ => None,
+    }
+}
+
 /// Buffers older checkpoints saved beside the weights.
 pub fn ignores(family: Family, name: &str) -> bool {
     let buffers: &[&str] = match family {
