@@ -66,6 +66,8 @@ from pathlib import Path
 
 import torch
 
+from lm_fixtures import windows
+
 REPO = Path(__file__).resolve().parent.parent
 TOKENIZER_DIR = REPO / "tests" / "fixtures" / "lm" / "llama-untied"
 TEXT_SOURCES = [REPO / "tests" / "fixtures" / "lm" / "text.txt"] + [
@@ -130,20 +132,6 @@ def build_text(path, chars):
     text = "".join(parts)[:chars]
     path.write_text(text, encoding="utf-8")
     return text
-
-
-def windows(n, context, stride):
-    """(begin, end, first scored position in the window) of each window."""
-    out, prev_end = [], 0
-    for begin in range(0, n, stride):
-        end = min(begin + context, n)
-        first = max(1, (end - begin) - (end - prev_end))
-        if first < end - begin:
-            out.append((begin, end, first))
-        prev_end = end
-        if end == n:
-            break
-    return out
 
 
 @torch.inference_mode()

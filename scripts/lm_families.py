@@ -429,24 +429,9 @@ def params_count(model):
 # Losses
 
 
-def windows(n, context, stride):
-    """(begin, end, first scored window index) of each window, as window_nll."""
-    out, prev_end = [], 0
-    for begin in range(0, n, stride):
-        end = min(begin + context, n)
-        first = max(1, (end - begin) - (end - prev_end))
-        out.append((begin, end, first))
-        prev_end = end
-        if end == n:
-            break
-    return out
-
-
 @torch.inference_mode()
 def one_window(model, ids, begin, end, first):
     window = ids[begin:end]
-    if first >= len(window):
-        return []
     logits = model(input_ids=torch.tensor([window])).logits[0]
     logp = logits.to(torch.float64).log_softmax(-1)
     targets = torch.tensor(window[first:])
@@ -510,14 +495,14 @@ def check_stateless(name, ids, reference_cases):
     path = FAMILIES / name
     model = load(path)
     for (context, stride), case in zip(CASES, reference_cases):
-        wins = windows(len(ids), context, stride)
+        wins = lf.windows(len(ids), context, stride)
         expected = [one_window(load(path), ids, *w) for w in wins]  # fresh model each
         assert sum(expected, []) == case["losses"], (name, context, stride, "fresh")
         backwards = [one_window(model, ids, *w) for w in reversed(wins)][::-1]
         assert backwards == expected, (name, context, stride, "reversed")
     # What a stateful model would give (informative): one model, all cases in a row.
     plain = lf.load_model(path)
-    stateful = sum((sum((one_window(plain, ids, *w) for w in windows(len(ids), c, s)), [])
+    stateful = sum((sum((one_window(plain, ids, *w) for w in lf.windows(len(ids), c, s)), [])
                     for c, s in CASES), [])
     stateless_all = sum((c["losses"] for c in reference_cases), [])
     moved = sum(a != b for a, b in zip(stateful, stateless_all))
@@ -537,8 +522,8 @@ def check_stateless(name, ids, reference_cases):
 
 def check_thresholds(name, n):
     limit = LENGTH_THRESHOLD[name]
-    short = [e - b for b, e, _ in windows(n, 24, 24)]
-    long = [e - b for b, e, _ in windows(n, 64, 64)]
+    short = [e - b for b, e, _ in lf.windows(n, 24, 24)]
+    long = [e - b for b, e, _ in lf.windows(n, 64, 64)]
     assert max(short) <= limit, (name, max(short))
     assert max(long) > limit, (name, max(long))
     print(f"{name}: (24, 24) windows <= {limit} tokens, (64, 64) windows up to {max(long)}")

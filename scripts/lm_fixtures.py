@@ -557,6 +557,21 @@ def build_fixture_models(tok):
 
 
 @torch.inference_mode()
+def windows(n, context, stride):
+    """(begin, end, first scored position in the window) of each window that
+    scores a token, in the scheme of window_nll."""
+    out, prev_end = [], 0
+    for begin in range(0, n, stride):
+        end = min(begin + context, n)
+        first = max(1, (end - begin) - (end - prev_end))
+        if first < end - begin:
+            out.append((begin, end, first))
+        prev_end = end
+        if end == n:
+            break
+    return out
+
+
 def window_nll(model, ids, context, stride):
     """Per-token NLL with the sliding-window scheme of the HF guide.
 

@@ -76,25 +76,9 @@ fn per_token_losses_equal_transformers() {
         let lm = model(name);
         for case in cases["cases"].as_array().unwrap() {
             let data = case["data"].as_str().unwrap();
-            let windowing = Windowing {
-                context: case["context"].as_u64().unwrap() as usize,
-                stride: case["stride"].as_u64().unwrap() as usize,
-                batch: 3,
-            };
+            let windowing = common::case_windowing(case, 3);
             let losses = token_losses(&lm, &documents(name, data), windowing, &Device::Cpu, &|_| {}).unwrap();
-            let expected: Vec<f64> = case["losses"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect();
-            assert_eq!(losses.len(), expected.len(), "{name} {case}");
-            for (i, (got, want)) in losses.iter().zip(&expected).enumerate() {
-                assert!(
-                    relative_difference(*got, *want) < 1e-4,
-                    "{name} {data} token {i}: {got} vs {want}"
-                );
-            }
+            common::assert_losses_match(&format!("{name} {data} {windowing:?}"), &losses, case);
             let perplexity = (losses.iter().sum::<f64>() / losses.len() as f64).exp();
             let want = case["perplexity"].as_f64().unwrap();
             assert!(

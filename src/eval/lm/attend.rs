@@ -22,7 +22,17 @@ pub struct Shape {
 /// (contiguous f32 on the CPU); the result `[batch, len, heads * dim]`.
 pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, shape: &Shape) -> Result<Tensor> {
     let (batch, heads, len, dim) = q.dims4()?;
-    let (q, k, v) = (simd::values(q)?, simd::values(k)?, simd::values(v)?);
+    let out = simd::with_values(q, |q| {
+        simd::with_values(k, |k| {
+            simd::with_values(v, |v| heads_in_parallel(q, k, v, (batch, heads, len, dim), shape))
+        })
+    })???;
+    Tensor::from_vec(out, (batch, len, heads * dim), &Device::Cpu)
+}
+
+/// Every head of every window, each by one task.
+fn heads_in_parallel(q: &[f32], k: &[f32], v: &[f32], dims: (usize, usize, usize, usize), shape: &Shape) -> Vec<f32> {
+    let (batch, heads, len, dim) = dims;
     let mut out = vec![0f32; batch * len * heads * dim];
     let target = simd::Target(out.as_mut_ptr());
     (0..batch * heads).into_par_iter().for_each(|task| {
@@ -40,7 +50,7 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, shape: &Shape) -> Result<Tenso
         let first = unsafe { target.0.add(b * len * heads * dim + h * dim) };
         run_head(&head, first, heads * dim);
     });
-    Tensor::from_vec(out, (batch, len, heads * dim), &Device::Cpu)
+    out
 }
 
 struct Head<'a> {

@@ -1,11 +1,11 @@
 //! Linear layers `y = x W^T + b` of a materialised model. On CPUs with
 //! AVX-512 the weight is packed once, when the model is built, into panels
-//! of 32 output columns (for each input index, the 32 weights side by side)
-//! and multiplied by a kernel of our own that uses the 512-bit registers
-//! the general `gemm` backend does not reach on stable Rust; elsewhere (other CPUs,
-//! CUDA) candle's matrix product does the work.
+//! of 32 output columns (for each input index, the 32 weights side by
+//! side) and multiplied by a kernel of our own that uses the 512-bit
+//! registers the `gemm` crate does not reach on stable Rust; elsewhere
+//! (other CPUs, CUDA) candle's matrix product does the work.
 
-use candle_core::{CpuStorage, Device, Result, Storage, Tensor};
+use candle_core::{Device, Result, Tensor};
 use candle_nn::{Linear, Module};
 
 /// Whether layers built on the CPU are packed (a second copy of the weights).
@@ -53,18 +53,10 @@ impl Dense {
             Inner::Candle(linear) => linear.forward(x),
             #[cfg(target_arch = "x86_64")]
             Inner::Packed(packed) => {
-                let dims = x.dims().to_vec();
-                let (inputs, outputs) = (packed.inputs(), packed.outputs());
-                let rows = x.elem_count() / inputs;
-                let x = x.contiguous()?;
-                let (storage, layout) = x.storage_and_layout();
-                let Storage::Cpu(CpuStorage::F32(values)) = &*storage else {
-                    candle_core::bail!("the packed kernel takes f32 on the CPU")
-                };
-                let start = layout.start_offset();
-                let out = packed.multiply(&values[start..start + rows * inputs], rows);
-                let mut shape = dims;
-                *shape.last_mut().expect("a linear layer's input has dimensions") = outputs;
+                let rows = x.elem_count() / packed.inputs();
+                let out = super::simd::with_values(x, |values| packed.multiply(values, rows))?;
+                let mut shape = x.dims().to_vec();
+                *shape.last_mut().expect("a linear layer's input has dimensions") = packed.outputs();
                 Tensor::from_vec(out, shape, &Device::Cpu)
             }
         }

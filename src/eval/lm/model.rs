@@ -11,7 +11,6 @@ use super::parts::{Attention, Inputs, Layer, Mlp, Norm, Rotary};
 use super::rope::Rope;
 use candle_core::{Device, Result, Tensor};
 use candle_nn::Linear;
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 pub struct CausalLm {
@@ -110,18 +109,24 @@ impl CausalLm {
             .as_ref()
             .map(|r| rotary(r, len, lengths, device))
             .transpose()?;
-        let local = match &self.config.local_rope {
-            Some(r) => Some(rotary(r, len, lengths, device)?),
-            None => None,
-        };
+        let local = self
+            .config
+            .local_rope
+            .as_ref()
+            .map(|r| rotary(r, len, lengths, device))
+            .transpose()?;
         let rotary = global.as_ref().map(|g| (g, local.as_ref().unwrap_or(g)));
-        let mut masks: HashMap<Option<usize>, Tensor> = HashMap::new();
+        let mut masks = HashMap::new();
+        if !device.is_cpu() {
+            for window in &self.config.windows {
+                if !masks.contains_key(window) {
+                    masks.insert(*window, mask(len, *window, device)?);
+                }
+            }
+        }
+        let inputs = Inputs { rotary, masks: &masks };
         for layer in &self.layers {
-            let mask = match masks.entry(layer.window) {
-                Entry::Occupied(known) => known.into_mut(),
-                Entry::Vacant(slot) => slot.insert(mask(len, layer.window, device)?),
-            };
-            x = layer.forward(&x, &Inputs { rotary, mask })?;
+            x = layer.forward(&x, &inputs)?;
         }
         self.norm.forward(&x)
     }
@@ -239,7 +244,6 @@ fn layer(config: &LmConfig, index: usize, mut pieces: Pieces) -> Result<Layer> {
         head_dim: config.head_dim,
         scale,
         softcap: config.attention_softcap,
-        sliding: window.is_some(),
         window,
     };
     Ok(Layer {
@@ -250,7 +254,6 @@ fn layer(config: &LmConfig, index: usize, mut pieces: Pieces) -> Result<Layer> {
         attention,
         mlp,
         parallel: config.parallel,
-        window,
     })
 }
 
@@ -336,7 +339,7 @@ super::simd::widest! {
     /// `ln(sum(e^row))` in f64: each term in f32 (its rounding is far below
     /// the tolerance of a loss), summed in f64 lanes.
     fn log_sum_exp(row: &[f32]) -> f64 {
-        let max = row.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+        let max = super::simd::max(row);
         let mut lanes = [0f64; 8];
         let chunks = row.chunks_exact(8);
         let tail: f64 = chunks.remainder().iter().map(|v| super::simd::exp(v - max) as f64).sum();

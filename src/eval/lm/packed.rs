@@ -2,10 +2,11 @@
 //! `W` packed into panels of 32 output columns. Each kernel call keeps a
 //! block of up to 12 rows by 32 columns of `y` in 24 of the 32 vector
 //! registers and walks the shared input dimension once, so every load of
-//! two weight vectors feeds 24 fused multiply-adds. Work is split over
-//! threads by panels (each weight is read once per block of rows) and
-//! blocks of rows sized to stay in the core's L2 cache.
+//! two weight vectors feeds 24 fused multiply-adds. Threads take groups
+//! of panels, and walk each group a run of panels at a time (small enough
+//! to stay in L2) across every block of rows (whose inputs stay in L1).
 
+use super::simd::Target;
 use rayon::prelude::*;
 use std::arch::x86_64::*;
 
@@ -66,9 +67,6 @@ impl Packed {
         let mut out = vec![0f32; rows * self.outputs];
         let target = Target(out.as_mut_ptr());
         let panels = self.outputs.div_ceil(PANEL);
-        // Threads take groups of panels; each walks its group a run of
-        // panels at a time, small enough to stay in L2, and every block of
-        // rows across the run, whose inputs then stay in L1.
         let group = panels.div_ceil(4 * rayon::current_num_threads()).max(1);
         let run = (PANELS_IN_L2_BYTES / (4 * PANEL * self.inputs)).max(1);
         (0..panels.div_ceil(group)).into_par_iter().for_each(|g| {
@@ -119,10 +117,6 @@ fn pack_rows(x: &[f32], rows: usize, inputs: usize) -> Vec<f32> {
     });
     blocks
 }
-
-struct Target(*mut f32);
-// Safety: tasks write disjoint blocks of the output (see `panel_rows`).
-unsafe impl Sync for Target {}
 
 struct Block<'a> {
     x: &'a [f32],

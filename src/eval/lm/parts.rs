@@ -39,8 +39,9 @@ pub struct Rotary {
 pub struct Inputs<'a> {
     /// For global layers, and for sliding ones (the same unless Gemma 3).
     pub rotary: Option<(&'a Rotary, &'a Rotary)>,
-    /// `[len, len]` additive mask of the layer's window.
-    pub mask: &'a Tensor,
+    /// `[len, len]` additive masks by window, for devices other than the
+    /// CPU (whose attention skips what they hide).
+    pub masks: &'a std::collections::HashMap<Option<usize>, Tensor>,
 }
 
 pub struct Attention {
@@ -56,23 +57,21 @@ pub struct Attention {
     pub head_dim: usize,
     pub scale: f64,
     pub softcap: Option<f64>,
-    pub sliding: bool,
+    /// How many past positions a token sees (itself included), or `None`
+    /// for all of them.
     pub window: Option<usize>,
 }
 
 impl Attention {
-    /// Grouped-query attention without copying keys and values per query
-    /// head: the query heads that share a key-value head are stacked along
-    /// the sequence axis, so one matmul serves the whole group.
     pub fn forward(&self, x: &Tensor, inputs: &Inputs) -> Result<Tensor> {
         let (batch, len, _) = x.dims3()?;
         let (heads, kv_heads, dim) = (self.heads, self.kv_heads, self.head_dim);
         let q = self.project(&self.q, &self.q_norm, x, heads)?;
         let k = self.project(&self.k, &self.k_norm, x, kv_heads)?;
-        let v = split_heads(self.v.forward(x)?, heads_shape(batch, len, kv_heads, dim))?;
+        let v = split_heads(self.v.forward(x)?, (batch, len, kv_heads, dim))?;
         let (q, k) = match inputs.rotary {
             Some((global, local)) => {
-                let rotary = if self.sliding { local } else { global };
+                let rotary = if self.window.is_some() { local } else { global };
                 (rotate(&q, rotary)?, rotate(&k, rotary)?)
             }
             None => (q, k),
@@ -87,13 +86,17 @@ impl Attention {
             };
             super::attend::attend(&q, &k, &v, &shape)?
         } else {
-            self.attend_on_device(q, k, v, inputs.mask)?
+            let mask = inputs.masks.get(&self.window);
+            let mask = mask.ok_or_else(|| candle_core::Error::Msg("no attention mask for the device".into()))?;
+            self.attend_on_device(q, k, v, mask)?
         };
         self.o.forward(&out)
     }
 
     /// Attention by general tensor operations (for devices other than the
-    /// CPU): the scores of all pairs, masked.
+    /// CPU): the scores of all pairs, masked. Keys and values are not copied
+    /// per query head: the query heads that share a key-value head are
+    /// stacked along the sequence axis, so one matmul serves the group.
     fn attend_on_device(&self, q: Tensor, k: Tensor, v: Tensor, mask: &Tensor) -> Result<Tensor> {
         let (batch, heads, len, dim) = q.dims4()?;
         let kv_heads = self.kv_heads;
@@ -117,7 +120,7 @@ impl Attention {
     fn project(&self, linear: &Dense, norm: &Option<Norm>, x: &Tensor, heads: usize) -> Result<Tensor> {
         let (batch, len, _) = x.dims3()?;
         let y = linear.forward(x)?;
-        let shape = heads_shape(batch, len, heads, self.head_dim);
+        let shape = (batch, len, heads, self.head_dim);
         match self.qk_norm {
             QkNorm::None => split_heads(y, shape),
             QkNorm::Whole => split_heads(maybe_norm(norm, y)?, shape),
@@ -127,10 +130,6 @@ impl Attention {
             }
         }
     }
-}
-
-fn heads_shape(batch: usize, len: usize, heads: usize, dim: usize) -> (usize, usize, usize, usize) {
-    (batch, len, heads, dim)
 }
 
 fn split_heads(t: Tensor, shape: (usize, usize, usize, usize)) -> Result<Tensor> {
@@ -204,7 +203,6 @@ pub struct Layer {
     pub attention: Attention,
     pub mlp: Mlp,
     pub parallel: bool,
-    pub window: Option<usize>,
 }
 
 impl Layer {

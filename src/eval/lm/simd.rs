@@ -6,15 +6,16 @@ use candle_core::{CpuStorage, Result, Storage, Tensor};
 
 const LANES: usize = 16;
 
-/// A tensor's values, contiguous f32 on the CPU, copied out.
-pub fn values(t: &Tensor) -> Result<std::sync::Arc<[f32]>> {
+/// `f` of a tensor's values, contiguous f32 on the CPU, borrowed from its
+/// storage (copied only if the tensor is not contiguous).
+pub fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cpu(CpuStorage::F32(all)) = &*storage else {
         candle_core::bail!("the CPU kernels take f32 tensors on the CPU")
     };
     let start = layout.start_offset();
-    Ok(all[start..start + t.elem_count()].into())
+    Ok(f(&all[start..start + t.elem_count()]))
 }
 
 /// An output buffer that parallel tasks write in disjoint parts.
@@ -124,13 +125,17 @@ pub fn exp(x: f32) -> f32 {
 /// `silu(gate) * up`, elementwise, in parallel: the gated MLP's middle.
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     use rayon::prelude::*;
-    let (g, u) = (values(gate)?, values(up)?);
-    let mut out = vec![0f32; g.len()];
     const PIECE: usize = 1 << 14;
-    out.par_chunks_mut(PIECE).enumerate().for_each(|(n, out)| {
-        let (g, u) = (&g[n * PIECE..][..out.len()], &u[n * PIECE..][..out.len()]);
-        swiglu_piece(out, g, u);
-    });
+    let out = with_values(gate, |g| {
+        with_values(up, |u| {
+            let mut out = vec![0f32; g.len()];
+            out.par_chunks_mut(PIECE).enumerate().for_each(|(n, out)| {
+                let (g, u) = (&g[n * PIECE..][..out.len()], &u[n * PIECE..][..out.len()]);
+                swiglu_piece(out, g, u);
+            });
+            out
+        })
+    })??;
     Tensor::from_vec(out, gate.shape(), gate.device())
 }
 
