@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use tv::eval::lm::{text, token_losses, CausalLm, LmConfig};
+use tv::eval::lm::{text, token_losses, CausalLm, Kernels, LmConfig};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lm/families")
@@ -26,14 +26,14 @@ fn config(name: &str) -> LmConfig {
     LmConfig::parse(json.as_object().unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-fn model(name: &str) -> CausalLm {
+fn model(name: &str, kernels: Kernels) -> CausalLm {
     let path = fixtures().join(name).join("model.safetensors");
     let tensors = candle_core::safetensors::load(path, &Device::Cpu).unwrap();
     let tensors: HashMap<String, Tensor> = tensors
         .into_iter()
         .map(|(name, t)| (name, t.to_dtype(DType::F32).unwrap()))
         .collect();
-    CausalLm::new(&config(name), &tensors).unwrap_or_else(|e| panic!("{name}: {e}"))
+    CausalLm::with_kernels(&config(name), &tensors, kernels).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 fn relative_difference(a: f64, b: f64) -> f64 {
@@ -63,9 +63,20 @@ fn the_fixtures_cover_every_family_and_rope_type() {
 }
 
 /// Each token's loss within 1e-4 relative of transformers', for every
-/// model and window setting.
+/// model and window setting, with tv's own CPU kernels.
 #[test]
 fn per_token_losses_equal_transformers() {
+    losses_equal_transformers(Kernels::Native);
+}
+
+/// The same with candle's general operations only, as on a GPU: the fused
+/// projections split by tensor operations, attention by masked products.
+#[test]
+fn portable_kernels_equal_transformers_too() {
+    losses_equal_transformers(Kernels::Portable);
+}
+
+fn losses_equal_transformers(kernels: Kernels) {
     let reference = reference();
     let tokenizer = text::load_tokenizer(&fixtures().join("gpt2")).unwrap();
     let docs = text::read_documents(&fixtures().join("text.txt"), "text").unwrap();
@@ -78,12 +89,12 @@ fn per_token_losses_equal_transformers() {
         .collect();
     assert_eq!(documents, vec![expected_ids]);
     for (name, entry) in reference["models"].as_object().unwrap() {
-        let lm = model(name);
+        let lm = model(name, kernels);
         assert_eq!(lm.config().parameters(), entry["params"].as_u64().unwrap(), "{name}");
         for case in entry["cases"].as_array().unwrap() {
             let windowing = common::case_windowing(case, 4);
             let losses = token_losses(&lm, &documents, windowing, &Device::Cpu, &|_| {}).unwrap();
-            common::assert_losses_match(&format!("{name} {windowing:?}"), &losses, case);
+            common::assert_losses_match(&format!("{name} {kernels:?} {windowing:?}"), &losses, case);
         }
     }
 }

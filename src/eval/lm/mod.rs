@@ -17,6 +17,7 @@ pub(crate) mod simd;
 pub mod text;
 
 pub use config::{Family, LmConfig};
+pub use dense::Kernels;
 pub use model::CausalLm;
 pub use score::{token_losses, window_losses, Window, Windowing};
 

@@ -6,7 +6,7 @@
 
 use super::arch::{Param, Piece, Role};
 use super::config::{LmConfig, NormKind};
-use super::dense::Dense;
+use super::dense::{Dense, Gated, Kernels};
 use super::parts::{Attention, Inputs, Layer, Mlp, Norm, Rotary};
 use super::rope::Rope;
 use candle_core::{Device, Result, Tensor};
@@ -20,6 +20,7 @@ pub struct CausalLm {
     layers: Vec<Layer>,
     norm: Norm,
     head: Dense,
+    kernels: Kernels,
 }
 
 type Pieces = HashMap<(Piece, Param), Tensor>;
@@ -31,6 +32,11 @@ fn missing(name: &str) -> candle_core::Error {
 impl CausalLm {
     /// Builds the model from its tensors (as `LmConfig::tensors` names them).
     pub fn new(config: &LmConfig, tensors: &HashMap<String, Tensor>) -> Result<CausalLm> {
+        CausalLm::with_kernels(config, tensors, Kernels::Native)
+    }
+
+    /// As `new`, running the given kernels.
+    pub fn with_kernels(config: &LmConfig, tensors: &HashMap<String, Tensor>, kernels: Kernels) -> Result<CausalLm> {
         let mut global = HashMap::new();
         let mut layers: Vec<Pieces> = (0..config.layers).map(|_| HashMap::new()).collect();
         for slot in config.slots() {
@@ -66,7 +72,7 @@ impl CausalLm {
         let layers = layers
             .into_iter()
             .enumerate()
-            .map(|(i, pieces)| layer(config, i, pieces))
+            .map(|(i, pieces)| layer(config, i, pieces, kernels))
             .collect::<Result<Vec<Layer>>>()?;
         Ok(CausalLm {
             config: config.clone(),
@@ -74,7 +80,8 @@ impl CausalLm {
             positions: global.get(&Role::Positions).cloned(),
             layers,
             norm: final_norm,
-            head: Dense::new(Linear::new(head, None))?,
+            head: Dense::new(Linear::new(head, None), kernels)?,
+            kernels,
         })
     }
 
@@ -117,7 +124,7 @@ impl CausalLm {
             .transpose()?;
         let rotary = global.as_ref().map(|g| (g, local.as_ref().unwrap_or(g)));
         let mut masks = HashMap::new();
-        if !device.is_cpu() {
+        if !self.kernels.native_on(device) {
             for window in &self.config.windows {
                 if !masks.contains_key(window) {
                     masks.insert(*window, mask(len, *window, device)?);
@@ -168,7 +175,7 @@ fn norm(config: &LmConfig, weight: Tensor, bias: Option<&Tensor>) -> Result<Norm
     })
 }
 
-fn layer(config: &LmConfig, index: usize, mut pieces: Pieces) -> Result<Layer> {
+fn layer(config: &LmConfig, index: usize, mut pieces: Pieces, kernels: Kernels) -> Result<Layer> {
     let named = |piece: Piece| format!("layer {index} {piece:?}");
     let norm_of = |piece: Piece, pieces: &mut Pieces| -> Result<Option<Norm>> {
         match pieces.remove(&(piece, Param::Weight)) {
@@ -194,37 +201,31 @@ fn layer(config: &LmConfig, index: usize, mut pieces: Pieces) -> Result<Layer> {
             .ok_or_else(|| missing(&named(piece)))?;
         Ok(Linear::new(weight, pieces.remove(&(piece, Param::Bias))))
     };
-    let (q, k, v) = if stacked {
-        split_stacked(linear(Piece::QkvStacked)?, config)?
+    let qkv = if stacked {
+        vec![linear(Piece::QkvStacked)?]
     } else if per_head {
-        split_per_head(linear(Piece::QkvPerHead)?, config)?
+        let (q, k, v) = split_per_head(linear(Piece::QkvPerHead)?, config)?;
+        vec![q, k, v]
     } else {
-        (linear(Piece::Q)?, linear(Piece::K)?, linear(Piece::V)?)
+        vec![linear(Piece::Q)?, linear(Piece::K)?, linear(Piece::V)?]
     };
-    let (q, k, v, o) = (
-        Dense::new(q)?,
-        Dense::new(k)?,
-        Dense::new(v)?,
-        Dense::new(linear(Piece::O)?)?,
-    );
-    let activation = config.activation;
-    let (gate, up) = if gate_up {
-        let [gate, up] = split_rows(&linear(Piece::GateUp)?, &[config.intermediate_size; 2])?;
-        (Some(gate), up)
-    } else if config.gated {
-        (Some(linear(Piece::Gate)?), linear(Piece::Up)?)
+    let (qkv, o) = (Dense::stacked(qkv, kernels)?, Dense::new(linear(Piece::O)?, kernels)?);
+    let (activation, width) = (config.activation, config.intermediate_size);
+    let mlp = if gate_up || config.gated {
+        let gate_up = match gate_up {
+            true => vec![linear(Piece::GateUp)?],
+            false => vec![linear(Piece::Gate)?, linear(Piece::Up)?],
+        };
+        Mlp::Gated {
+            gate_up: Gated::new(gate_up, width, activation, kernels)?,
+            down: Dense::new(linear(Piece::Down)?, kernels)?,
+        }
     } else {
-        (None, linear(Piece::Up)?)
-    };
-    let (up, down) = (Dense::new(up)?, Dense::new(linear(Piece::Down)?)?);
-    let mlp = match gate {
-        Some(gate) => Mlp::Gated {
-            gate: Dense::new(gate)?,
-            up,
-            down,
+        Mlp::Plain {
+            up: Dense::new(linear(Piece::Up)?, kernels)?,
+            down: Dense::new(linear(Piece::Down)?, kernels)?,
             activation,
-        },
-        None => Mlp::Plain { up, down, activation },
+        }
     };
     let window = config.windows[index];
     let scale = match config.scale_by_layer {
@@ -232,9 +233,7 @@ fn layer(config: &LmConfig, index: usize, mut pieces: Pieces) -> Result<Layer> {
         false => config.attention_scale,
     };
     let attention = Attention {
-        q,
-        k,
-        v,
+        qkv,
         o,
         q_norm,
         k_norm,
@@ -245,6 +244,7 @@ fn layer(config: &LmConfig, index: usize, mut pieces: Pieces) -> Result<Layer> {
         scale,
         softcap: config.attention_softcap,
         window,
+        kernels,
     };
     Ok(Layer {
         attention_norm,
@@ -255,13 +255,6 @@ fn layer(config: &LmConfig, index: usize, mut pieces: Pieces) -> Result<Layer> {
         mlp,
         parallel: config.parallel,
     })
-}
-
-/// Rows `[q; k; v]` of a fused projection as three.
-fn split_stacked(fused: Linear, config: &LmConfig) -> Result<(Linear, Linear, Linear)> {
-    let (q, kv) = (config.heads * config.head_dim, config.kv_heads * config.head_dim);
-    let [q, k, v] = split_rows(&fused, &[q, kv, kv])?;
-    Ok((q, k, v))
 }
 
 /// GPT-NeoX's fused projection: for each head, its query, key and value
@@ -279,20 +272,6 @@ fn split_per_head(fused: Linear, config: &LmConfig) -> Result<(Linear, Linear, L
         Ok(Linear::new(w, b))
     };
     Ok((part(0)?, part(1)?, part(2)?))
-}
-
-/// Consecutive blocks of rows of a linear layer.
-fn split_rows<const N: usize>(fused: &Linear, rows: &[usize; N]) -> Result<[Linear; N]> {
-    let mut start = 0;
-    let mut out = Vec::with_capacity(N);
-    for n in rows {
-        let w = fused.weight().narrow(0, start, *n)?.contiguous()?;
-        let b = fused.bias().map(|b| b.narrow(0, start, *n)?.contiguous()).transpose()?;
-        out.push(Linear::new(w, b));
-        start += n;
-    }
-    out.try_into()
-        .map_err(|_| candle_core::Error::Msg("split into the wrong number of parts".into()))
 }
 
 /// `[len, len]`: 0 where query `i` may see key `j` (`j <= i`, and within
@@ -328,8 +307,9 @@ pub fn target_log_probs(model: &CausalLm, hidden: &Tensor, targets: &[u32]) -> R
         if let Some(cap) = cap {
             logits = ((logits / cap)?.tanh()? * cap)?;
         }
-        let logits: Vec<f32> = logits.flatten_all()?.to_vec1()?;
-        let scored = logits.par_chunks(vocab).zip(chunk.par_iter());
+        let logits = logits.to_device(&Device::Cpu)?.to_dtype(candle_core::DType::F32)?;
+        let logits = super::simd::values(&logits)?;
+        let scored = logits.get().par_chunks(vocab).zip(chunk.par_iter());
         out.par_extend(scored.map(|(row, target)| row[*target as usize] as f64 - log_sum_exp(row)));
     }
     Ok(out)

@@ -1,53 +1,118 @@
-//! A matrix product for x86-64 CPUs with AVX-512: `y = x W^T + b` with
+//! A matrix product for x86-64 CPUs with AVX-512: `y = x W^T + b`, with
 //! `W` packed into panels of 32 output columns. Each kernel call keeps a
-//! block of up to 12 rows by 32 columns of `y` in 24 of the 32 vector
-//! registers and walks the shared input dimension once, so every load of
-//! two weight vectors feeds 24 fused multiply-adds. Threads take groups
-//! of panels, and walk each group a run of panels at a time (small enough
-//! to stay in L2) across every block of rows (whose inputs stay in L1).
+//! tile of up to 12 rows by 32 columns of `y` in 24 of the 32 vector
+//! registers, so every load of two weight vectors feeds 24 fused
+//! multiply-adds. The shared input dimension is walked 256 at a time, so
+//! that a tile's inputs (12 rows of them, read in place) stay in L1 while
+//! a task's panels (up to 32 of them) stay in L2. The epilogue adds the bias,
+//! and optionally a residual, or (for a gated MLP, whose gate and up
+//! columns are interleaved 16 by 16) writes `act(gate) * up` directly.
 
 use super::simd::Target;
 use rayon::prelude::*;
 use std::arch::x86_64::*;
 
 const PANEL: usize = 32;
+const HALF: usize = PANEL / 2;
 const ROWS: usize = 12;
-/// Bytes of weight panels a thread walks before moving to the next rows.
-const PANELS_IN_L2_BYTES: usize = 1 << 20;
+/// Inputs walked per pass: 12 rows of 256 inputs take 12 KiB of L1.
+const DEPTH: usize = 256;
+/// Panels per task: 32 panels of 256 inputs take 1 MiB of L2.
+const TASK_PANELS: usize = 32;
+/// Rows per task, in blocks of 12.
+const TASK_ROWS: usize = 16 * ROWS;
 
 pub fn available() -> bool {
     std::is_x86_feature_detected!("avx512f")
 }
 
+/// The activation of a gated MLP, applied to the gate before it scales `up`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Gate {
+    Silu,
+    GeluTanh,
+}
+
+impl Gate {
+    #[inline(always)]
+    fn apply(self, g: f32, u: f32) -> f32 {
+        match self {
+            Gate::Silu => g / (1.0 + super::simd::exp(-g)) * u,
+            Gate::GeluTanh => {
+                // 0.5 g (1 + tanh(z)) = g / (1 + e^(-2z)).
+                let z = 0.797_884_6 * (g + 0.044_715 * g * g * g);
+                g / (1.0 + super::simd::exp(-2.0 * z)) * u
+            }
+        }
+    }
+}
+
 pub struct Packed {
     inputs: usize,
-    outputs: usize,
-    /// `[panel][input][32]`, columns beyond `outputs` zero.
+    /// Columns of the result: the weight's rows, or for a gated layer the
+    /// gate's rows.
+    width: usize,
+    /// `[panel][input][32]`, columns beyond the weight's rows zero.
     panels: Vec<f32>,
+    /// In the panels' column order, padded with zeros to whole panels.
     bias: Option<Vec<f32>>,
+    gate: Option<Gate>,
 }
 
 impl Packed {
-    /// Packs `weight`, `[outputs, inputs]` row-major.
-    pub fn new(weight: &[f32], outputs: usize, inputs: usize, bias: Option<Vec<f32>>) -> Packed {
-        let count = outputs.div_ceil(PANEL);
+    /// Packs a weight given by its rows (of `inputs` values each).
+    pub fn new(rows: &[&[f32]], inputs: usize, bias: Option<&[f32]>) -> Packed {
+        let outputs = rows.len();
+        let column = |c: usize| (c < outputs).then_some(c);
+        Packed::from_columns(rows, outputs, inputs, bias, column, None)
+    }
+
+    /// Packs the gate and up projections of a gated MLP, `rows` being the
+    /// gate's `width` rows then up's: each panel holds 16 gate columns and
+    /// the 16 up columns they scale.
+    pub fn gated(rows: &[&[f32]], inputs: usize, bias: Option<&[f32]>, gate: Gate) -> Packed {
+        let width = rows.len() / 2;
+        let column = |c: usize| {
+            let (panel, lane) = (c / PANEL, c % PANEL);
+            let j = panel * HALF + lane % HALF;
+            (j < width).then_some(j + if lane < HALF { 0 } else { width })
+        };
+        Packed::from_columns(rows, width, inputs, bias, column, Some(gate))
+    }
+
+    /// `column(c)` is the row packed as column `c`, if any.
+    fn from_columns(
+        rows: &[&[f32]],
+        width: usize,
+        inputs: usize,
+        bias: Option<&[f32]>,
+        column: impl Fn(usize) -> Option<usize> + Sync,
+        gate: Option<Gate>,
+    ) -> Packed {
+        assert!(rows.iter().all(|r| r.len() == inputs), "rows of {inputs} inputs");
+        let count = match gate {
+            Some(_) => width.div_ceil(HALF),
+            None => width.div_ceil(PANEL),
+        };
         let mut panels = vec![0f32; count * inputs * PANEL];
         panels
             .par_chunks_mut(inputs * PANEL)
             .enumerate()
             .for_each(|(p, panel)| {
-                for c in 0..PANEL.min(outputs - p * PANEL) {
-                    let row = &weight[(p * PANEL + c) * inputs..][..inputs];
-                    for (k, w) in row.iter().enumerate() {
+                for c in 0..PANEL {
+                    let Some(row) = column(p * PANEL + c) else { continue };
+                    for (k, w) in rows[row].iter().enumerate() {
                         panel[k * PANEL + c] = *w;
                     }
                 }
             });
+        let bias = bias.map(|b| (0..count * PANEL).map(|c| column(c).map_or(0.0, |r| b[r])).collect());
         Packed {
             inputs,
-            outputs,
+            width,
             panels,
             bias,
+            gate,
         }
     }
 
@@ -55,80 +120,120 @@ impl Packed {
         self.inputs
     }
 
-    pub fn outputs(&self) -> usize {
-        self.outputs
+    /// Columns of the result.
+    pub fn width(&self) -> usize {
+        self.width
     }
 
-    /// `x` is `[rows, inputs]` row-major; the result `[rows, outputs]`.
-    pub fn multiply(&self, x: &[f32], rows: usize) -> Vec<f32> {
+    /// `x` is `[rows, inputs]` row-major; the result `[rows, width]`, plus
+    /// `residual` (of that shape) if given.
+    pub fn multiply(&self, x: &[f32], rows: usize, residual: Option<&[f32]>) -> Vec<f32> {
         assert!(available(), "the packed kernel needs AVX-512");
         assert_eq!(x.len(), rows * self.inputs);
-        let blocks = pack_rows(x, rows, self.inputs);
-        let mut out = vec![0f32; rows * self.outputs];
-        let target = Target(out.as_mut_ptr());
-        let panels = self.outputs.div_ceil(PANEL);
-        let group = panels.div_ceil(4 * rayon::current_num_threads()).max(1);
-        let run = (PANELS_IN_L2_BYTES / (4 * PANEL * self.inputs)).max(1);
-        (0..panels.div_ceil(group)).into_par_iter().for_each(|g| {
-            let target = &target;
-            let group = g * group..((g + 1) * group).min(panels);
-            for start in group.clone().step_by(run) {
-                for block in 0..rows.div_ceil(ROWS) {
-                    for p in start..(start + run).min(group.end) {
-                        self.block(&blocks, block, rows, p, target);
+        assert!(residual.is_none_or(|r| r.len() == rows * self.width));
+        assert!(residual.is_none() || self.gate.is_none());
+        let panels = self.panels.len() / (self.inputs * PANEL).max(1);
+        // A gated tile is finished in one pass: its epilogue needs whole sums.
+        let depth = match self.gate {
+            Some(_) => self.inputs.max(1),
+            None => self.inputs.div_ceil(self.inputs.div_ceil(DEPTH).max(1)).max(1),
+        };
+        // Groups of panels of equal size, so that no task is a small remainder.
+        let group = panels.div_ceil(panels.div_ceil(TASK_PANELS).max(1)).max(1);
+        let row_tasks = rows.div_ceil(TASK_ROWS);
+        let task = |target: &Target, task: usize| {
+            let (g, row_task) = (task / row_tasks, task % row_tasks);
+            let panels = g * group..((g + 1) * group).min(panels);
+            let rows = row_task * TASK_ROWS..((row_task + 1) * TASK_ROWS).min(rows);
+            let mut block = vec![0f32; depth * ROWS];
+            for start in (0..self.inputs.max(1)).step_by(depth) {
+                let pass = Pass {
+                    start,
+                    depth: depth.min(self.inputs - start),
+                    first: start == 0,
+                    last: start + depth >= self.inputs,
+                };
+                for row in rows.clone().step_by(ROWS) {
+                    let n = ROWS.min(rows.end - row);
+                    interleave_rows(&x[row * self.inputs + start..], self.inputs, n, pass.depth, &mut block);
+                    for p in panels.clone() {
+                        self.tile(&block, (row, n), p, &pass, residual, target);
                     }
                 }
             }
-        });
-        out
+        };
+        // Safety: the tiles of the first pass write every element.
+        unsafe {
+            super::simd::written_by(rows * self.width, |target| {
+                (0..panels.div_ceil(group) * row_tasks)
+                    .into_par_iter()
+                    .for_each(|t| task(target, t))
+            })
+        }
     }
 
-    fn block(&self, blocks: &[f32], block: usize, rows: usize, p: usize, target: &Target) {
-        let row = block * ROWS;
-        let n = ROWS.min(rows - row);
-        let columns = PANEL.min(self.outputs - p * PANEL);
-        let block = Block {
-            x: &blocks[block * ROWS * self.inputs..][..ROWS * self.inputs],
-            inputs: self.inputs,
-            panel: &self.panels[p * self.inputs * PANEL..][..self.inputs * PANEL],
+    /// The tile of rows `row..row + n` (their inputs interleaved in
+    /// `block`) and panel `p`.
+    fn tile(
+        &self,
+        block: &[f32],
+        (row, n): (usize, usize),
+        p: usize,
+        pass: &Pass,
+        residual: Option<&[f32]>,
+        target: &Target,
+    ) {
+        let (first_column, columns) = match self.gate {
+            Some(_) => (p * HALF, HALF.min(self.width - p * HALF)),
+            None => (p * PANEL, PANEL.min(self.width - p * PANEL)),
+        };
+        let at = row * self.width + first_column;
+        let tile = Tile {
+            x: block.as_ptr(),
+            panel: self.panels[(p * self.inputs + pass.start) * PANEL..].as_ptr(),
+            depth: pass.depth,
+            bias: self
+                .bias
+                .as_ref()
+                .filter(|_| pass.first)
+                .map(|b| b[p * PANEL..].as_ptr()),
+            residual: residual.filter(|_| pass.last).map(|r| r[at..].as_ptr()),
+            accumulate: !pass.first,
+            gate: self.gate,
             columns,
-            bias: self.bias.as_ref().map(|b| &b[p * PANEL..p * PANEL + columns]),
-            // Safety: each (row block, panel) of the output is written by
-            // exactly one task.
-            out: unsafe { target.0.add(row * self.outputs + p * PANEL) },
-            stride: self.outputs,
+            // Safety: each tile of the output is written by one task.
+            out: unsafe { target.0.add(at) },
+            stride: self.width,
         };
         // Safety: `available()` was checked in `multiply`.
-        unsafe { block.run(n) };
+        unsafe { tile.run(n) };
     }
 }
 
-/// `x` in blocks of 12 rows, each `[input][12]`, so that a kernel reads
-/// its rows' inputs from one contiguous stream (rows past the end zero).
-fn pack_rows(x: &[f32], rows: usize, inputs: usize) -> Vec<f32> {
-    let mut blocks = vec![0f32; rows.div_ceil(ROWS) * ROWS * inputs];
-    blocks.par_chunks_mut(ROWS * inputs).enumerate().for_each(|(b, block)| {
-        for r in 0..ROWS.min(rows - b * ROWS) {
-            let row = &x[(b * ROWS + r) * inputs..][..inputs];
-            for (k, v) in row.iter().enumerate() {
-                block[k * ROWS + r] = *v;
-            }
-        }
-    });
-    blocks
+/// A range of the input dimension walked by every tile at once.
+struct Pass {
+    start: usize,
+    depth: usize,
+    first: bool,
+    last: bool,
 }
 
-struct Block<'a> {
-    x: &'a [f32],
-    inputs: usize,
-    panel: &'a [f32],
+struct Tile {
+    /// The pass's inputs of the tile's rows, `[input][12]`.
+    x: *const f32,
+    panel: *const f32,
+    depth: usize,
+    bias: Option<*const f32>,
+    residual: Option<*const f32>,
+    /// Add to what the output holds (a later pass).
+    accumulate: bool,
+    gate: Option<Gate>,
     columns: usize,
-    bias: Option<&'a [f32]>,
     out: *mut f32,
     stride: usize,
 }
 
-impl Block<'_> {
+impl Tile {
     #[target_feature(enable = "avx512f")]
     unsafe fn run(&self, rows: usize) {
         match rows {
@@ -150,39 +255,135 @@ impl Block<'_> {
     #[target_feature(enable = "avx512f")]
     unsafe fn kernel<const R: usize>(&self) {
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
-        let (x, w) = (self.x.as_ptr(), self.panel.as_ptr());
-        for k in 0..self.inputs {
-            let w0 = _mm512_loadu_ps(w.add(k * PANEL));
-            let w1 = _mm512_loadu_ps(w.add(k * PANEL + 16));
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let v = _mm512_set1_ps(*x.add(k * ROWS + r));
-                acc[0] = _mm512_fmadd_ps(v, w0, acc[0]);
-                acc[1] = _mm512_fmadd_ps(v, w1, acc[1]);
+        // Pointers that advance (rather than indices) keep the loop free
+        // of address arithmetic; two inputs per turn halve its overhead.
+        let (mut x, mut w) = (self.x, self.panel);
+        for _ in 0..self.depth / 2 {
+            step(&mut acc, x, w);
+            step(&mut acc, x.add(ROWS), w.add(PANEL));
+            (x, w) = (x.add(2 * ROWS), w.add(2 * PANEL));
+        }
+        if self.depth % 2 == 1 {
+            step(&mut acc, x, w);
+        }
+        if let Some(b) = self.bias {
+            let (b0, b1) = (_mm512_loadu_ps(b), _mm512_loadu_ps(b.add(HALF)));
+            for acc in acc.iter_mut() {
+                acc[0] = _mm512_add_ps(acc[0], b0);
+                acc[1] = _mm512_add_ps(acc[1], b1);
             }
         }
-        let mask = |half: usize| -> __mmask16 {
-            let n = self.columns.saturating_sub(16 * half).min(16);
-            ((1u32 << n) - 1) as __mmask16
-        };
-        let mut bias = [0f32; PANEL];
-        if let Some(b) = self.bias {
-            bias[..b.len()].copy_from_slice(b);
-        }
-        let (b0, b1) = (_mm512_loadu_ps(bias.as_ptr()), _mm512_loadu_ps(bias.as_ptr().add(16)));
-        for (r, acc) in acc.iter().enumerate() {
-            let out = self.out.add(r * self.stride);
-            _mm512_mask_storeu_ps(out, mask(0), _mm512_add_ps(acc[0], b0));
-            _mm512_mask_storeu_ps(out.add(16), mask(1), _mm512_add_ps(acc[1], b1));
+        match self.gate {
+            Some(gate) => self.store_gated(acc, gate),
+            None => self.store(acc),
         }
     }
+
+    // Inlined into the kernel (whose features it runs with): taking the
+    // sums by reference would keep them in memory through the loop.
+    #[inline(always)]
+    unsafe fn store<const R: usize>(&self, acc: [[__m512; 2]; R]) {
+        let masks = [mask(self.columns), mask(self.columns.saturating_sub(HALF))];
+        for (r, acc) in acc.iter().enumerate() {
+            for (half, mask) in masks.iter().enumerate() {
+                let out = self.out.add(r * self.stride + half * HALF);
+                let mut y = acc[half];
+                if self.accumulate {
+                    y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(*mask, out));
+                }
+                if let Some(residual) = self.residual {
+                    let residual = residual.add(r * self.stride + half * HALF);
+                    y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(*mask, residual));
+                }
+                _mm512_mask_storeu_ps(out, *mask, y);
+            }
+        }
+    }
+
+    /// `act(gate) * up` of each row's 16 pairs.
+    #[inline(always)]
+    unsafe fn store_gated<const R: usize>(&self, acc: [[__m512; 2]; R], gate: Gate) {
+        let (mut g, mut u, mut y) = ([0f32; HALF], [0f32; HALF], [0f32; HALF]);
+        for (r, acc) in acc.iter().enumerate() {
+            _mm512_storeu_ps(g.as_mut_ptr(), acc[0]);
+            _mm512_storeu_ps(u.as_mut_ptr(), acc[1]);
+            for l in 0..HALF {
+                y[l] = gate.apply(g[l], u[l]);
+            }
+            _mm512_mask_storeu_ps(
+                self.out.add(r * self.stride),
+                mask(self.columns),
+                _mm512_loadu_ps(y.as_ptr()),
+            );
+        }
+    }
+}
+
+/// One input's multiply-adds into the tile.
+#[inline(always)]
+unsafe fn step<const R: usize>(acc: &mut [[__m512; 2]; R], x: *const f32, w: *const f32) {
+    let (w0, w1) = (_mm512_loadu_ps(w), _mm512_loadu_ps(w.add(HALF)));
+    for (r, acc) in acc.iter_mut().enumerate() {
+        let v = _mm512_set1_ps(*x.add(r));
+        acc[0] = _mm512_fmadd_ps(v, w0, acc[0]);
+        acc[1] = _mm512_fmadd_ps(v, w1, acc[1]);
+    }
+}
+
+/// `n` rows of `depth` inputs (rows `stride` apart) as `[input][12]`, so
+/// that a kernel reads one contiguous stream: one gather per input.
+fn interleave_rows(x: &[f32], stride: usize, n: usize, depth: usize, block: &mut [f32]) {
+    if n == 0 || depth == 0 {
+        return;
+    }
+    assert!(n <= ROWS && block.len() >= depth * ROWS, "a block of rows");
+    assert!(x.len() >= (n - 1) * stride + depth, "rows within the input");
+    assert!(n * stride <= i32::MAX as usize, "offsets within an i32");
+    // Safety: the checks above keep every gathered and stored lane in
+    // bounds; the CPU has AVX-512 (checked in `multiply`).
+    unsafe { gather_rows(x.as_ptr(), stride, n, depth, block.as_mut_ptr()) }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_rows(x: *const f32, stride: usize, n: usize, depth: usize, block: *mut f32) {
+    let mut offsets = [0i32; HALF];
+    for (r, offset) in offsets.iter_mut().enumerate().take(n) {
+        *offset = (r * stride) as i32;
+    }
+    let offsets = _mm512_loadu_si512(offsets.as_ptr().cast());
+    let rows = mask(n);
+    for k in 0..depth {
+        let column = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), rows, offsets, x.add(k).cast());
+        _mm512_mask_storeu_ps(block.add(k * ROWS), rows, column);
+    }
+}
+
+/// The first `n` (at most 16) lanes.
+fn mask(n: usize) -> __mmask16 {
+    ((1u32 << n.min(HALF)) - 1) as __mmask16
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Against a plain f64 product, over shapes with partial panels and
-    /// partial row blocks.
+    fn dot(x: &[f32], w: &[f32]) -> (f64, f64) {
+        let exact = x.iter().zip(w).map(|(a, b)| *a as f64 * *b as f64).sum();
+        let scale = x.iter().zip(w).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
+        (exact, scale)
+    }
+
+    /// Shapes with partial panels, partial row blocks and several passes.
+    const SHAPES: [(usize, usize, usize); 6] = [
+        (1, 1, 1),
+        (13, 33, 7),
+        (25, 64, 100),
+        (300, 70, 2000),
+        (12, 32, 16),
+        (200, 17, 600),
+    ];
+
+    /// Against a plain f64 product, with a bias and a residual.
     #[test]
     fn products_equal_a_plain_computation() {
         if !available() {
@@ -190,25 +391,72 @@ mod tests {
             return;
         }
         let mut rng = crate::synth::Rng::new(7);
-        for (rows, outputs, inputs) in [(1, 1, 1), (13, 33, 7), (25, 64, 100), (300, 70, 2000), (12, 32, 16)] {
+        for (rows, outputs, inputs) in SHAPES {
             let w = rng.normals(outputs * inputs, 1.0);
             let x = rng.normals(rows * inputs, 1.0);
             let b = rng.normals(outputs, 1.0);
-            let y = Packed::new(&w, outputs, inputs, Some(b.clone())).multiply(&x, rows);
+            let residual = rng.normals(rows * outputs, 1.0);
+            let packed = Packed::new(&w.chunks(inputs).collect::<Vec<_>>(), inputs, Some(&b));
+            let (plain, added) = (
+                packed.multiply(&x, rows, None),
+                packed.multiply(&x, rows, Some(&residual)),
+            );
             for i in 0..rows {
                 for j in 0..outputs {
-                    let exact: f64 = (0..inputs)
-                        .map(|k| x[i * inputs + k] as f64 * w[j * inputs + k] as f64)
-                        .sum::<f64>()
-                        + b[j] as f64;
-                    let scale: f64 = (0..inputs)
-                        .map(|k| (x[i * inputs + k] * w[j * inputs + k]).abs() as f64)
-                        .sum::<f64>();
-                    let got = y[i * outputs + j] as f64;
+                    let (exact, scale) = dot(&x[i * inputs..][..inputs], &w[j * inputs..][..inputs]);
+                    let exact = exact + b[j] as f64;
+                    let at = i * outputs + j;
+                    let tolerance = 1e-6 * (scale + b[j].abs() as f64 + residual[at].abs() as f64) + 1e-30;
                     assert!(
-                        (got - exact).abs() <= 1e-6 * (scale + b[j].abs() as f64) + 1e-30,
-                        "{rows}x{outputs}x{inputs} at ({i},{j}): {got} vs {exact}"
+                        (plain[at] as f64 - exact).abs() <= tolerance,
+                        "{rows}x{outputs}x{inputs} at ({i},{j})"
                     );
+                    let with_residual = exact + residual[at] as f64;
+                    assert!(
+                        (added[at] as f64 - with_residual).abs() <= tolerance,
+                        "residual at ({i},{j})"
+                    );
+                }
+            }
+        }
+    }
+
+    /// `act(x G^T + b_g) * (x U^T + b_u)` against its definition in f64.
+    #[test]
+    fn gated_products_equal_their_definition() {
+        if !available() {
+            eprintln!("this CPU has no AVX-512: the packed kernel is not used here, so not tested");
+            return;
+        }
+        let mut rng = crate::synth::Rng::new(8);
+        for (rows, width, inputs) in SHAPES {
+            let w = rng.normals(2 * width * inputs, 0.5);
+            let x = rng.normals(rows * inputs, 0.5);
+            let b = rng.normals(2 * width, 0.5);
+            for gate in [Gate::Silu, Gate::GeluTanh] {
+                let y = Packed::gated(&w.chunks(inputs).collect::<Vec<_>>(), inputs, Some(&b), gate)
+                    .multiply(&x, rows, None);
+                for i in 0..rows {
+                    for j in 0..width {
+                        let x = &x[i * inputs..][..inputs];
+                        let (g, gs) = dot(x, &w[j * inputs..][..inputs]);
+                        let (u, us) = dot(x, &w[(width + j) * inputs..][..inputs]);
+                        let (g, u) = (g + b[j] as f64, u + b[width + j] as f64);
+                        let act = match gate {
+                            Gate::Silu => g / (1.0 + (-g).exp()),
+                            Gate::GeluTanh => {
+                                0.5 * g
+                                    * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (g + 0.044715 * g.powi(3))).tanh())
+                            }
+                        };
+                        let exact = act * u;
+                        let tolerance = 1e-5 * (gs + 1.0) * (us + 1.0);
+                        let got = y[i * width + j] as f64;
+                        assert!(
+                            (got - exact).abs() <= tolerance,
+                            "{gate:?} {rows}x{width}x{inputs} at ({i},{j}): {got} vs {exact}"
+                        );
+                    }
                 }
             }
         }

@@ -3,7 +3,8 @@
 //! implementations in f32.
 
 use super::config::{Activation, QkNorm};
-use super::dense::Dense;
+use super::dense::{activate, Dense, Gated, Kernels};
+use super::simd;
 use candle_core::{Result, Tensor, D};
 
 /// RMSNorm (weight only; Gemma's `1 + w` is added when built) or LayerNorm.
@@ -39,15 +40,14 @@ pub struct Rotary {
 pub struct Inputs<'a> {
     /// For global layers, and for sliding ones (the same unless Gemma 3).
     pub rotary: Option<(&'a Rotary, &'a Rotary)>,
-    /// `[len, len]` additive masks by window, for devices other than the
-    /// CPU (whose attention skips what they hide).
+    /// `[len, len]` additive masks by window, for the portable kernels (the
+    /// CPU's own attention skips what they hide).
     pub masks: &'a std::collections::HashMap<Option<usize>, Tensor>,
 }
 
 pub struct Attention {
-    pub q: Dense,
-    pub k: Dense,
-    pub v: Dense,
+    /// The query, key and value projections, their rows stacked.
+    pub qkv: Dense,
     pub o: Dense,
     pub q_norm: Option<Norm>,
     pub k_norm: Option<Norm>,
@@ -60,37 +60,132 @@ pub struct Attention {
     /// How many past positions a token sees (itself included), or `None`
     /// for all of them.
     pub window: Option<usize>,
+    pub kernels: Kernels,
 }
 
 impl Attention {
-    pub fn forward(&self, x: &Tensor, inputs: &Inputs) -> Result<Tensor> {
-        let (batch, len, _) = x.dims3()?;
-        let (heads, kv_heads, dim) = (self.heads, self.kv_heads, self.head_dim);
-        let q = self.project(&self.q, &self.q_norm, x, heads)?;
-        let k = self.project(&self.k, &self.k_norm, x, kv_heads)?;
-        let v = split_heads(self.v.forward(x)?, (batch, len, kv_heads, dim))?;
-        let (q, k) = match inputs.rotary {
-            Some((global, local)) => {
-                let rotary = if self.window.is_some() { local } else { global };
-                (rotate(&q, rotary)?, rotate(&k, rotary)?)
+    /// The attention's output, plus `residual` if given.
+    pub fn forward(&self, x: &Tensor, inputs: &Inputs, residual: Option<&Tensor>) -> Result<Tensor> {
+        let fused = self.qkv.forward(x)?;
+        let normed = self.normed_queries_and_keys(&fused)?;
+        let rotary = inputs.rotary.map(|(global, local)| match self.window {
+            Some(_) => local,
+            None => global,
+        });
+        let out = match self.kernels.native_on(x.device()) {
+            true => self.attend_on_cpu(&fused, normed.as_ref(), rotary)?,
+            false => {
+                let mask = inputs.masks.get(&self.window);
+                let mask = mask.ok_or_else(|| candle_core::Error::Msg("no attention mask for the device".into()))?;
+                let (q, k, v) = self.heads_first(&fused, normed, rotary)?;
+                self.attend_on_device(q, k, v, mask)?
             }
-            None => (q, k),
         };
-        let out = if x.device().is_cpu() {
-            let shape = super::attend::Shape {
-                kv_heads,
-                dim,
-                scale: self.scale as f32,
-                softcap: self.softcap.map(|c| c as f32),
-                window: self.window,
-            };
-            super::attend::attend(&q, &k, &v, &shape)?
-        } else {
-            let mask = inputs.masks.get(&self.window);
-            let mask = mask.ok_or_else(|| candle_core::Error::Msg("no attention mask for the device".into()))?;
-            self.attend_on_device(q, k, v, mask)?
+        self.o.forward_plus(&out, residual)
+    }
+
+    fn widths(&self) -> (usize, usize) {
+        (self.heads * self.head_dim, self.kv_heads * self.head_dim)
+    }
+
+    /// Queries and keys `[batch, len, heads * dim]` normalised as the family
+    /// does before RoPE, or `None` for families without such norms.
+    fn normed_queries_and_keys(&self, fused: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
+        let (batch, len, _) = fused.dims3()?;
+        let (q_width, kv_width) = self.widths();
+        let norm = |norm: &Option<Norm>, start: usize, width: usize| -> Result<Tensor> {
+            let part = fused.narrow(2, start, width)?.contiguous()?;
+            match self.qk_norm {
+                QkNorm::PerHead => {
+                    let heads = part.reshape((batch, len, width / self.head_dim, self.head_dim))?;
+                    maybe_norm(norm, heads)?.reshape((batch, len, width))
+                }
+                _ => maybe_norm(norm, part),
+            }
         };
-        self.o.forward(&out)
+        if self.qk_norm == QkNorm::None {
+            return Ok(None);
+        }
+        Ok(Some((
+            norm(&self.q_norm, 0, q_width)?,
+            norm(&self.k_norm, q_width, kv_width)?,
+        )))
+    }
+
+    /// The CPU kernel, reading the heads in place and rotating them as it
+    /// reads; the result `[batch, len, heads * dim]`.
+    fn attend_on_cpu(
+        &self,
+        fused: &Tensor,
+        normed: Option<&(Tensor, Tensor)>,
+        rotary: Option<&Rotary>,
+    ) -> Result<Tensor> {
+        use super::attend::{Problem, Shape, Tables, View};
+        let (batch, len, width) = fused.dims3()?;
+        let (q_width, kv_width) = self.widths();
+        let all = simd::values(fused)?;
+        let normed = normed.map(|(q, k)| Ok::<_, candle_core::Error>((simd::values(q)?, simd::values(k)?)));
+        let normed = normed.transpose()?;
+        let view = |values, stride, offset| View { values, stride, offset };
+        let (q, k) = match &normed {
+            Some((q, k)) => (view(q.get(), q_width, 0), view(k.get(), kv_width, 0)),
+            None => (view(all.get(), width, 0), view(all.get(), width, q_width)),
+        };
+        let tables = rotary.map(|r| Ok::<_, candle_core::Error>((simd::values(&r.cos)?, simd::values(&r.sin)?, r)));
+        let tables = tables.transpose()?;
+        let shape = Shape {
+            kv_heads: self.kv_heads,
+            dim: self.head_dim,
+            scale: self.scale as f32,
+            softcap: self.softcap.map(|c| c as f32),
+            window: self.window,
+        };
+        let problem = Problem {
+            q,
+            k,
+            v: view(all.get(), width, q_width + kv_width),
+            rope: tables.as_ref().map(|(cos, sin, r)| Tables {
+                cos: cos.get(),
+                sin: sin.get(),
+                half: r.cos.dim(D::Minus1).unwrap_or(0),
+                per_row: r.cos.rank() == 3,
+            }),
+            batch,
+            heads: self.heads,
+            len,
+            shape: &shape,
+        };
+        Tensor::from_vec(super::attend::attend(&problem), (batch, len, q_width), fused.device())
+    }
+
+    /// Queries, keys and values `[batch, heads, len, dim]`, rotated.
+    fn heads_first(
+        &self,
+        fused: &Tensor,
+        normed: Option<(Tensor, Tensor)>,
+        rotary: Option<&Rotary>,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (batch, len, _) = fused.dims3()?;
+        let (q_width, kv_width) = self.widths();
+        let (q, k) = match normed {
+            Some(qk) => qk,
+            None => (fused.narrow(2, 0, q_width)?, fused.narrow(2, q_width, kv_width)?),
+        };
+        let v = fused.narrow(2, q_width + kv_width, kv_width)?;
+        let split = |t: Tensor, heads: usize| -> Result<Tensor> {
+            t.reshape((batch, len, heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let (q, k, v) = (
+            split(q, self.heads)?,
+            split(k, self.kv_heads)?,
+            split(v, self.kv_heads)?,
+        );
+        match rotary {
+            Some(rotary) => Ok((rotate(&q, rotary)?, rotate(&k, rotary)?, v)),
+            None => Ok((q, k, v)),
+        }
     }
 
     /// Attention by general tensor operations (for devices other than the
@@ -114,26 +209,6 @@ impl Attention {
         let out = weights.matmul(&v)?.reshape((batch, heads, len, dim))?;
         out.transpose(1, 2)?.reshape((batch, len, heads * dim))
     }
-
-    /// Queries or keys `[batch, heads, len, dim]`, normalised as the family
-    /// does before RoPE.
-    fn project(&self, linear: &Dense, norm: &Option<Norm>, x: &Tensor, heads: usize) -> Result<Tensor> {
-        let (batch, len, _) = x.dims3()?;
-        let y = linear.forward(x)?;
-        let shape = (batch, len, heads, self.head_dim);
-        match self.qk_norm {
-            QkNorm::None => split_heads(y, shape),
-            QkNorm::Whole => split_heads(maybe_norm(norm, y)?, shape),
-            QkNorm::PerHead => {
-                let y = maybe_norm(norm, y.reshape(shape)?)?;
-                y.transpose(1, 2)?.contiguous()
-            }
-        }
-    }
-}
-
-fn split_heads(t: Tensor, shape: (usize, usize, usize, usize)) -> Result<Tensor> {
-    t.reshape(shape)?.transpose(1, 2)?.contiguous()
 }
 
 /// RoPE in the "rotate half" layout over the first `rotary` dimensions of
@@ -150,12 +225,7 @@ fn rotate(x: &Tensor, rotary: &Rotary) -> Result<Tensor> {
 
 pub enum Mlp {
     /// `down(act(gate(x)) * up(x))`.
-    Gated {
-        gate: Dense,
-        up: Dense,
-        down: Dense,
-        activation: Activation,
-    },
+    Gated { gate_up: Gated, down: Dense },
     /// `down(act(up(x)))`.
     Plain {
         up: Dense,
@@ -165,31 +235,14 @@ pub enum Mlp {
 }
 
 impl Mlp {
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Mlp::Gated {
-                gate,
-                up,
-                down,
-                activation,
-            } => {
-                let (g, u) = (gate.forward(x)?, up.forward(x)?);
-                let middle = match activation {
-                    Activation::Silu if x.device().is_cpu() => super::simd::swiglu(&g, &u)?,
-                    _ => (activate(&g, *activation)? * u)?,
-                };
-                down.forward(&middle)
-            }
-            Mlp::Plain { up, down, activation } => down.forward(&activate(&up.forward(x)?, *activation)?),
-        }
-    }
-}
-
-fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
-    match activation {
-        Activation::Silu => candle_nn::ops::silu(x),
-        Activation::GeluTanh => x.gelu(),
-        Activation::Gelu => x.gelu_erf(),
+    /// The MLP's output, plus `residual` if given.
+    pub fn forward(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+        let middle = match self {
+            Mlp::Gated { gate_up, .. } => gate_up.forward(x)?,
+            Mlp::Plain { up, activation, .. } => activate(&up.forward(x)?, *activation)?,
+        };
+        let (Mlp::Gated { down, .. } | Mlp::Plain { down, .. }) = self;
+        down.forward_plus(&middle, residual)
     }
 }
 
@@ -208,13 +261,20 @@ pub struct Layer {
 impl Layer {
     pub fn forward(&self, x: &Tensor, inputs: &Inputs) -> Result<Tensor> {
         let h = maybe_norm(&self.attention_norm, x.clone())?;
-        let a = maybe_norm(&self.attention_post_norm, self.attention.forward(&h, inputs)?)?;
         if self.parallel {
-            let m = self.mlp.forward(&maybe_norm(&self.mlp_norm, x.clone())?)?;
-            return (m + a)? + x;
+            let a = self.attention.forward(&h, inputs, Some(x))?;
+            return self.mlp.forward(&maybe_norm(&self.mlp_norm, x.clone())?, Some(&a));
         }
-        let x = (x + a)?;
-        let m = self.mlp.forward(&maybe_norm(&self.mlp_norm, x.clone())?)?;
-        x + maybe_norm(&self.mlp_post_norm, m)?
+        // The residual is added by the projection's kernel, unless a norm
+        // comes between them.
+        let x = match &self.attention_post_norm {
+            Some(post) => (x + post.forward(&self.attention.forward(&h, inputs, None)?)?)?,
+            None => self.attention.forward(&h, inputs, Some(x))?,
+        };
+        let h = maybe_norm(&self.mlp_norm, x.clone())?;
+        match &self.mlp_post_norm {
+            Some(post) => x.clone() + post.forward(&self.mlp.forward(&h, None)?)?,
+            None => self.mlp.forward(&h, Some(&x)),
+        }
     }
 }

@@ -6,22 +6,61 @@ use candle_core::{CpuStorage, Result, Storage, Tensor};
 
 const LANES: usize = 16;
 
-/// `f` of a tensor's values, contiguous f32 on the CPU, borrowed from its
-/// storage (copied only if the tensor is not contiguous).
+/// A contiguous f32 tensor's values on the CPU, borrowed from its storage.
+pub struct Values<'a> {
+    storage: std::sync::RwLockReadGuard<'a, Storage>,
+    start: usize,
+    len: usize,
+}
+
+impl Values<'_> {
+    pub fn get(&self) -> &[f32] {
+        match &*self.storage {
+            Storage::Cpu(CpuStorage::F32(all)) => &all[self.start..self.start + self.len],
+            _ => unreachable!("checked when borrowed"),
+        }
+    }
+}
+
+/// Borrows the values of `t`, which must be contiguous f32 on the CPU.
+pub fn values(t: &Tensor) -> Result<Values<'_>> {
+    let (storage, layout) = t.storage_and_layout();
+    if !matches!(&*storage, Storage::Cpu(CpuStorage::F32(_))) || !layout.is_contiguous() {
+        candle_core::bail!("the CPU kernels take contiguous f32 tensors on the CPU")
+    }
+    let start = layout.start_offset();
+    Ok(Values {
+        storage,
+        start,
+        len: t.elem_count(),
+    })
+}
+
+/// `f` of a tensor's values (copied first only if it is not contiguous).
 pub fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(CpuStorage::F32(all)) = &*storage else {
-        candle_core::bail!("the CPU kernels take f32 tensors on the CPU")
-    };
-    let start = layout.start_offset();
-    Ok(f(&all[start..start + t.elem_count()]))
+    let values = values(&t)?;
+    Ok(f(values.get()))
 }
 
 /// An output buffer that parallel tasks write in disjoint parts.
 pub struct Target(pub *mut f32);
 // Safety: users write disjoint parts only, as each documents.
 unsafe impl Sync for Target {}
+
+/// A vector of `len` values written by `fill` through its target, without
+/// first zeroing it (which for the buffers of a forward pass costs as much
+/// as some of the kernels that fill them).
+///
+/// # Safety
+/// `fill` must write every one of the `len` values.
+pub unsafe fn written_by(len: usize, fill: impl FnOnce(&Target)) -> Vec<f32> {
+    let mut out = Vec::with_capacity(len);
+    fill(&Target(out.as_mut_ptr()));
+    // Safety: the caller promises `fill` wrote all `len` values.
+    unsafe { out.set_len(len) };
+    out
+}
 
 /// Defines a function whose body is compiled three times, for AVX-512,
 /// for AVX2 and for plain x86-64, and runs the widest the CPU has. The
@@ -110,7 +149,11 @@ pub fn exp(x: f32) -> f32 {
     // without a library call, so the loop vectorises.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-86.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
+    // The integer `n` is also the low bits of `shifted`: reading them
+    // avoids a float-to-int cast, whose saturating checks would not vectorise.
+    let power = shifted.to_bits().wrapping_sub(ROUND.to_bits()) << 23;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let p = 1.0 / 720.0;
     let p = p * r + 1.0 / 120.0;
@@ -119,7 +162,7 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 0.5;
     let p = p * r + 1.0;
     let p = p * r + 1.0;
-    f32::from_bits(p.to_bits().wrapping_add(((n as i32) << 23) as u32))
+    f32::from_bits(p.to_bits().wrapping_add(power))
 }
 
 /// `silu(gate) * up`, elementwise, in parallel: the gated MLP's middle.
