@@ -22,11 +22,17 @@ about 18M parameters; saved as a float32 Hugging Face folder) and a long text (t
     whole process is timed (start-up, loading the model, tokenizing and the
     forward passes); one warm-up run, then the best of ``--runs``.
 
+(c) tv's start-up: the same program on a one-line text, timed the same
+    way (starting the process, loading and packing the model, tokenizing).
+
 Throughput is scored tokens per second for both: every token but the first
 of each window is scored, as in the transformers guide "Perplexity of
 fixed-length models" (see ``scripts/lm_fixtures.py`` for the exact scheme).
-The script prints both perplexities, their relative difference and the
-ratio of tv's throughput to transformers'. It exits with status 1 when the
+The script prints both perplexities, their relative difference and three
+ratios of tv's throughput to transformers': tv's whole process against
+transformers' scoring alone (the strictest); scoring alone on both sides
+(tv's start-up subtracted); and loading included on both sides
+(transformers' load time, measured once, added). It exits with status 1 when the
 tv binary is missing or fails (``--skip-tv`` measures transformers alone).
 
 ``--model DIR`` times an existing Hugging Face model folder instead of the
@@ -166,8 +172,8 @@ def time_transformers(model_dir, text, threads, runs, attn, context=CONTEXT, str
     model = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=torch.float32, attn_implementation=attn
     ).eval()
-    print(f"transformers: loaded in {time.perf_counter() - start:.2f}s "
-          f"({attn} attention, {threads} threads)")
+    load = time.perf_counter() - start
+    print(f"transformers: loaded in {load:.2f}s ({attn} attention, {threads} threads)")
     args = (context, stride, batch)
     ppl, count = transformers_perplexity(model, tokenizer, text, *args)  # warm-up
     best = math.inf
@@ -176,7 +182,7 @@ def time_transformers(model_dir, text, threads, runs, attn, context=CONTEXT, str
         again, _ = transformers_perplexity(model, tokenizer, text, *args)
         best = min(best, time.perf_counter() - start)
         assert again == ppl, (again, ppl)
-    return ppl, count, best
+    return ppl, count, best, load
 
 
 def run_tv(tv, program, threads):
@@ -199,20 +205,31 @@ def time_tv(tv, model_dir, text_path, threads, runs, work, context=CONTEXT, stri
         if quote in str(model_dir) + str(text_path):
             raise RuntimeError(f"model or text path contains {quote!r}; set TMPDIR elsewhere "
                                "or move the file")
-    program = work / "bench.tv"
-    program.write_text(
-        f'let m = load("{model_dir}")\n'
-        f'eval ppl = perplexity(m, "{text_path}", context = {context}, stride = {stride}, '
-        f"batch = {batch})\n"
-    )
-    ppl, _ = run_tv(tv, program, threads)  # warm-up
-    best = math.inf
-    for _ in range(runs):
-        again, elapsed = run_tv(tv, program, threads)
-        best = min(best, elapsed)
-        if again != ppl:
-            print(f"warning: tv gave {again!r} after {ppl!r}")
-    return ppl, best
+    def program(name, text):
+        path = work / name
+        path.write_text(
+            f'let m = load("{model_dir}")\n'
+            f'eval ppl = perplexity(m, "{text}", context = {context}, stride = {stride}, '
+            f"batch = {batch})\n"
+        )
+        return path
+
+    def best_of(path):
+        ppl, _ = run_tv(tv, path, threads)  # warm-up
+        best = math.inf
+        for _ in range(runs):
+            again, elapsed = run_tv(tv, path, threads)
+            best = min(best, elapsed)
+            if again != ppl:
+                print(f"warning: tv gave {again!r} after {ppl!r}")
+        return ppl, best
+
+    ppl, best = best_of(program("bench.tv", text_path))
+    # The same process on one line of text: start-up, loading and packing.
+    one_line = work / "one-line.txt"
+    one_line.write_text("The quick brown fox jumps over the lazy dog.\n")
+    _, start_up = best_of(program("start-up.tv", one_line))
+    return ppl, best, start_up
 
 
 def main():
@@ -269,7 +286,7 @@ def main():
         print(f"windows: context {args.context}, stride {args.stride}, batch {args.batch}")
         shape = (args.context, args.stride, args.batch)
 
-        hf_ppl, count, hf_time = time_transformers(
+        hf_ppl, count, hf_time, hf_load = time_transformers(
             model_dir, text, args.threads, args.runs, args.attn, *shape
         )
         hf_rate = count / hf_time
@@ -283,7 +300,7 @@ def main():
                   "or pass --tv PATH", file=sys.stderr)
             return 1
         try:
-            tv_ppl, tv_time = time_tv(args.tv.resolve(), model_dir, text_path, args.threads,
+            tv_ppl, tv_time, tv_start = time_tv(args.tv.resolve(), model_dir, text_path, args.threads,
                                       args.runs, work, *shape)
         except (OSError, RuntimeError) as err:
             print(f"error: tv failed: {err}", file=sys.stderr)
@@ -292,7 +309,12 @@ def main():
         print(f"tv:           ppl {tv_ppl!r}, {count} scored tokens in {tv_time:.3f}s "
               f"(whole process, best of {args.runs}): {tv_rate:.0f} tokens/s")
         print(f"relative difference of the perplexities: {abs(tv_ppl - hf_ppl) / hf_ppl:.3e}")
-        print(f"tv / transformers tokens/s: {tv_rate / hf_rate:.2f}")
+        print(f"tv start-up (the same program on one line of text): {tv_start:.3f}s")
+        print(f"tv / transformers tokens/s: {tv_rate / hf_rate:.2f} "
+              "(tv's whole process against transformers' scoring alone)")
+        print(f"  scoring alone on both sides: {hf_time / max(tv_time - tv_start, 1e-9):.2f} "
+              "(tv's start-up subtracted)")
+        print(f"  loading included on both sides: {(hf_time + hf_load) / tv_time:.2f}")
         return 0
     finally:
         if tmp is not None:

@@ -143,12 +143,19 @@ fn mean_loss(lm: &CausalLm, task: &TextTask, device: &Device, progress: bool) ->
 /// Float tensors as f32 candle tensors on `device`, the buffers freed one
 /// by one as they are copied.
 fn to_tensors(tensors: Vec<(TensorInfo, Vec<u8>)>, device: &Device) -> candle_core::Result<HashMap<String, Tensor>> {
-    let mut out = HashMap::new();
-    for (info, bytes) in tensors.into_iter().filter(|(info, _)| info.is_float()) {
-        let tensor = Tensor::from_raw_buffer(&bytes, DType::F32, &info.shape, device)?;
-        out.insert(info.name, tensor);
-    }
-    Ok(out)
+    use rayon::prelude::*;
+    // In parallel: for a large model these copies are a visible part of
+    // a run's start.
+    tensors
+        .into_par_iter()
+        .filter(|(info, _)| info.is_float())
+        .map(|(info, bytes)| {
+            Ok((
+                info.name,
+                Tensor::from_raw_buffer(&bytes, DType::F32, &info.shape, device)?,
+            ))
+        })
+        .collect()
 }
 
 /// The weights saved to a temporary Hugging Face folder, with the config

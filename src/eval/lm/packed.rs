@@ -94,18 +94,25 @@ impl Packed {
             Some(_) => width.div_ceil(HALF),
             None => width.div_ceil(PANEL),
         };
-        let mut panels = vec![0f32; count * inputs * PANEL];
-        panels
-            .par_chunks_mut(inputs * PANEL)
-            .enumerate()
-            .for_each(|(p, panel)| {
-                for c in 0..PANEL {
-                    let Some(row) = column(p * PANEL + c) else { continue };
-                    for (k, w) in rows[row].iter().enumerate() {
-                        panel[k * PANEL + c] = *w;
+        let size = inputs * PANEL;
+        // Safety: each task writes every value of its panel.
+        let panels = unsafe {
+            super::simd::written_by(count * size, |target| {
+                (0..count).into_par_iter().for_each(|p| {
+                    // Safety: panel `p` is this task's alone.
+                    let panel = std::slice::from_raw_parts_mut(target.0.add(p * size), size);
+                    for c in 0..PANEL {
+                        match column(p * PANEL + c) {
+                            Some(row) => rows[row]
+                                .iter()
+                                .enumerate()
+                                .for_each(|(k, w)| panel[k * PANEL + c] = *w),
+                            None => (0..inputs).for_each(|k| panel[k * PANEL + c] = 0.0),
+                        }
                     }
-                }
-            });
+                })
+            })
+        };
         let bias = bias.map(|b| (0..count * PANEL).map(|c| column(c).map_or(0.0, |r| b[r])).collect());
         Packed {
             inputs,

@@ -123,7 +123,8 @@ impl Attention {
         use super::attend::{Problem, Shape, Tables, View};
         let (batch, len, width) = fused.dims3()?;
         let (q_width, kv_width) = self.widths();
-        let all = simd::values(fused)?;
+        let fused = fused.contiguous()?;
+        let all = simd::values(&fused)?;
         let normed = normed.map(|(q, k)| Ok::<_, candle_core::Error>((simd::values(q)?, simd::values(k)?)));
         let normed = normed.transpose()?;
         let view = |values, stride, offset| View { values, stride, offset };
@@ -131,7 +132,10 @@ impl Attention {
             Some((q, k)) => (view(q.get(), q_width, 0), view(k.get(), kv_width, 0)),
             None => (view(all.get(), width, 0), view(all.get(), width, q_width)),
         };
-        let tables = rotary.map(|r| Ok::<_, candle_core::Error>((simd::values(&r.cos)?, simd::values(&r.sin)?, r)));
+        let tables = rotary.map(|r| {
+            let half = r.cos.dim(D::Minus1)?;
+            Ok::<_, candle_core::Error>((simd::values(&r.cos)?, simd::values(&r.sin)?, half, r.cos.rank() == 3))
+        });
         let tables = tables.transpose()?;
         let shape = Shape {
             kv_heads: self.kv_heads,
@@ -144,11 +148,11 @@ impl Attention {
             q,
             k,
             v: view(all.get(), width, q_width + kv_width),
-            rope: tables.as_ref().map(|(cos, sin, r)| Tables {
+            rope: tables.as_ref().map(|(cos, sin, half, per_row)| Tables {
                 cos: cos.get(),
                 sin: sin.get(),
-                half: r.cos.dim(D::Minus1).unwrap_or(0),
-                per_row: r.cos.rank() == 3,
+                half: *half,
+                per_row: *per_row,
             }),
             batch,
             heads: self.heads,
