@@ -95,6 +95,21 @@ impl Dense {
     }
 }
 
+impl Dense {
+    /// Each row's log-probability of its target under the soft-capped
+    /// logits `x W^T + b`, if this layer reduces them itself (the packed
+    /// kernel, never holding a whole row of logits); `None` otherwise.
+    pub fn log_probs(&self, x: &Tensor, targets: &[u32], softcap: Option<f64>) -> Option<Result<Vec<f64>>> {
+        match &self.inner {
+            Inner::Candle(_) => None,
+            #[cfg(target_arch = "x86_64")]
+            Inner::Packed(packed) => Some(super::simd::with_values(x, |values| {
+                packed.log_probs(values, targets.len(), targets, softcap.map(|c| c as f32))
+            })),
+        }
+    }
+}
+
 /// A gated MLP's first half, `act(x G^T + b_g) * (x U^T + b_u)`: one
 /// packed product whose kernel applies the activation, where it can.
 pub enum Gated {

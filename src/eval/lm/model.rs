@@ -1,8 +1,8 @@
 //! The forward pass of a decoder-only language model of any supported
 //! family, returning the hidden state of every position (the head is
-//! applied by the scorer, a few rows at a time, so logits for a whole batch
-//! never exist at once). The model is assembled from the checkpoint's
-//! tensors by the slots its family names.
+//! applied by the scorer, which reduces the logits as they are made, so
+//! logits for a whole batch never exist at once). The model is assembled
+//! from the checkpoint's tensors by the slots its family names.
 
 use super::arch::{Param, Piece, Role};
 use super::config::{LmConfig, NormKind};
@@ -291,15 +291,22 @@ fn mask(len: usize, window: Option<usize>, device: &Device) -> Result<Tensor> {
 }
 
 /// Log-probabilities of `targets` given hidden states `[n, hidden]`, in
-/// f64 from the f32 logits (soft-capped where the family caps them), a
-/// block of rows at a time, the rows of a block in parallel.
+/// f64 from the f32 logits (soft-capped where the family caps them): by
+/// the packed head's own reduction where it has one, else a block of rows
+/// at a time, the rows of a block in parallel.
 pub fn target_log_probs(model: &CausalLm, hidden: &Tensor, targets: &[u32]) -> Result<Vec<f64>> {
     use rayon::prelude::*;
+    let vocab = model.config.vocab_size;
+    if let Some(bad) = targets.iter().find(|t| **t as usize >= vocab) {
+        candle_core::bail!("token id {bad} is outside the model's vocabulary of {vocab}")
+    }
+    let cap = model.config.final_softcap;
+    if let Some(log_probs) = model.head.log_probs(hidden, targets, cap) {
+        return log_probs;
+    }
     // A block's logits stay below glibc's 32 MiB mapping threshold for
     // vocabularies up to 64k.
     const ROWS: usize = 128;
-    let vocab = model.config.vocab_size;
-    let cap = model.config.final_softcap;
     let mut out = Vec::with_capacity(targets.len());
     for (block, chunk) in targets.chunks(ROWS).enumerate() {
         let rows = hidden.narrow(0, block * ROWS, chunk.len())?;
@@ -310,24 +317,10 @@ pub fn target_log_probs(model: &CausalLm, hidden: &Tensor, targets: &[u32]) -> R
         let logits = logits.to_device(&Device::Cpu)?.to_dtype(candle_core::DType::F32)?;
         let logits = super::simd::values(&logits)?;
         let scored = logits.get().par_chunks(vocab).zip(chunk.par_iter());
-        out.par_extend(scored.map(|(row, target)| row[*target as usize] as f64 - log_sum_exp(row)));
+        out.par_extend(scored.map(|(row, target)| {
+            let (max, sum) = super::simd::max_and_sum_exp(row);
+            row[*target as usize] as f64 - (max as f64 + sum.ln())
+        }));
     }
     Ok(out)
-}
-
-super::simd::widest! {
-    /// `ln(sum(e^row))` in f64: each term in f32 (its rounding is far below
-    /// the tolerance of a loss), summed in f64 lanes.
-    fn log_sum_exp(row: &[f32]) -> f64 {
-        let max = super::simd::max(row);
-        let mut lanes = [0f64; 8];
-        let chunks = row.chunks_exact(8);
-        let tail: f64 = chunks.remainder().iter().map(|v| super::simd::exp(v - max) as f64).sum();
-        for chunk in chunks {
-            for l in 0..8 {
-                lanes[l] += super::simd::exp(chunk[l] - max) as f64;
-            }
-        }
-        max as f64 + (lanes.iter().sum::<f64>() + tail).ln()
-    }
 }

@@ -11,6 +11,7 @@
 use super::simd::Target;
 use rayon::prelude::*;
 use std::arch::x86_64::*;
+use std::ops::Range;
 
 const PANEL: usize = 32;
 const HALF: usize = PANEL / 2;
@@ -139,43 +140,103 @@ impl Packed {
         assert_eq!(x.len(), rows * self.inputs);
         assert!(residual.is_none_or(|r| r.len() == rows * self.width));
         assert!(residual.is_none() || self.gate.is_none());
+        let grid = self.grid(rows);
+        // Safety: the tiles of the first pass write every element.
+        unsafe {
+            super::simd::written_by(rows * self.width, |target| {
+                (0..grid.tasks()).into_par_iter().for_each(|t| {
+                    let (rows, panels) = grid.task(t);
+                    let out = Out {
+                        target,
+                        stride: self.width,
+                        first: (0, 0),
+                    };
+                    self.run_tiles(x, rows, panels, residual, &out);
+                })
+            })
+        }
+    }
+
+    /// For each row `r` of `y = x W^T + b`, soft-capped (`c tanh(y / c)`)
+    /// if `softcap` is given: `y_r[targets[r]] - ln sum_j e^(y_rj)`, in f64.
+    /// No row of `y` is ever whole in memory: each task keeps its tiles in
+    /// a buffer of its own and reduces them to a maximum and a sum per row.
+    pub fn log_probs(&self, x: &[f32], rows: usize, targets: &[u32], softcap: Option<f32>) -> Vec<f64> {
+        assert!(available(), "the packed kernel needs AVX-512");
+        assert!(self.gate.is_none() && x.len() == rows * self.inputs && targets.len() == rows);
+        assert!(
+            targets.iter().all(|t| (*t as usize) < self.width),
+            "targets within the columns"
+        );
+        let grid = self.grid(rows);
+        let parts: Vec<Vec<Part>> = (0..grid.tasks())
+            .into_par_iter()
+            .map(|t| {
+                let (rows, panels) = grid.task(t);
+                let columns = panels.start * PANEL..(panels.end * PANEL).min(self.width);
+                let mut buffer = vec![0f32; rows.len() * columns.len()];
+                let out = Out {
+                    target: &Target(buffer.as_mut_ptr()),
+                    stride: columns.len(),
+                    first: (rows.start, columns.start),
+                };
+                self.run_tiles(x, rows.clone(), panels, None, &out);
+                let capped = |v: f32| softcap.map_or(v, |c| (v / c).tanh() * c);
+                let row_parts = buffer.chunks_exact_mut(columns.len().max(1)).zip(rows);
+                row_parts
+                    .map(|(values, r)| {
+                        if softcap.is_some() {
+                            values.iter_mut().for_each(|v| *v = capped(*v));
+                        }
+                        let target = (targets[r] as usize).checked_sub(columns.start);
+                        let target = target.and_then(|t| values.get(t).copied());
+                        let (max, sum) = super::simd::max_and_sum_exp(values);
+                        Part {
+                            row: r,
+                            max,
+                            sum,
+                            target,
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        combine(parts.into_iter().flatten(), rows)
+    }
+
+    /// How the product is cut into tasks: groups of panels of equal size
+    /// (so that no task is a small remainder) times groups of rows.
+    fn grid(&self, rows: usize) -> Grid {
         let panels = self.panels.len() / (self.inputs * PANEL).max(1);
+        Grid {
+            rows,
+            panels,
+            group: panels.div_ceil(panels.div_ceil(TASK_PANELS).max(1)).max(1),
+        }
+    }
+
+    /// Every tile of `rows` by `panels`, pass by pass.
+    fn run_tiles(&self, x: &[f32], rows: Range<usize>, panels: Range<usize>, residual: Option<&[f32]>, out: &Out) {
         // A gated tile is finished in one pass: its epilogue needs whole sums.
         let depth = match self.gate {
             Some(_) => self.inputs.max(1),
             None => self.inputs.div_ceil(self.inputs.div_ceil(DEPTH).max(1)).max(1),
         };
-        // Groups of panels of equal size, so that no task is a small remainder.
-        let group = panels.div_ceil(panels.div_ceil(TASK_PANELS).max(1)).max(1);
-        let row_tasks = rows.div_ceil(TASK_ROWS);
-        let task = |target: &Target, task: usize| {
-            let (g, row_task) = (task / row_tasks, task % row_tasks);
-            let panels = g * group..((g + 1) * group).min(panels);
-            let rows = row_task * TASK_ROWS..((row_task + 1) * TASK_ROWS).min(rows);
-            let mut block = vec![0f32; depth * ROWS];
-            for start in (0..self.inputs.max(1)).step_by(depth) {
-                let pass = Pass {
-                    start,
-                    depth: depth.min(self.inputs - start),
-                    first: start == 0,
-                    last: start + depth >= self.inputs,
-                };
-                for row in rows.clone().step_by(ROWS) {
-                    let n = ROWS.min(rows.end - row);
-                    interleave_rows(&x[row * self.inputs + start..], self.inputs, n, pass.depth, &mut block);
-                    for p in panels.clone() {
-                        self.tile(&block, (row, n), p, &pass, residual, target);
-                    }
+        let mut block = vec![0f32; depth * ROWS];
+        for start in (0..self.inputs.max(1)).step_by(depth) {
+            let pass = Pass {
+                start,
+                depth: depth.min(self.inputs - start),
+                first: start == 0,
+                last: start + depth >= self.inputs,
+            };
+            for row in rows.clone().step_by(ROWS) {
+                let n = ROWS.min(rows.end - row);
+                interleave_rows(&x[row * self.inputs + start..], self.inputs, n, pass.depth, &mut block);
+                for p in panels.clone() {
+                    self.tile(&block, (row, n), p, &pass, residual, out);
                 }
             }
-        };
-        // Safety: the tiles of the first pass write every element.
-        unsafe {
-            super::simd::written_by(rows * self.width, |target| {
-                (0..panels.div_ceil(group) * row_tasks)
-                    .into_par_iter()
-                    .for_each(|t| task(target, t))
-            })
         }
     }
 
@@ -188,13 +249,14 @@ impl Packed {
         p: usize,
         pass: &Pass,
         residual: Option<&[f32]>,
-        target: &Target,
+        out: &Out,
     ) {
         let (first_column, columns) = match self.gate {
             Some(_) => (p * HALF, HALF.min(self.width - p * HALF)),
             None => (p * PANEL, PANEL.min(self.width - p * PANEL)),
         };
         let at = row * self.width + first_column;
+        let local = (row - out.first.0) * out.stride + first_column - out.first.1;
         let tile = Tile {
             x: block.as_ptr(),
             panel: self.panels[(p * self.inputs + pass.start) * PANEL..].as_ptr(),
@@ -209,12 +271,66 @@ impl Packed {
             gate: self.gate,
             columns,
             // Safety: each tile of the output is written by one task.
-            out: unsafe { target.0.add(at) },
-            stride: self.width,
+            out: unsafe { out.target.0.add(local) },
+            stride: out.stride,
         };
         // Safety: `available()` was checked in `multiply`.
         unsafe { tile.run(n) };
     }
+}
+
+/// Where tiles go: element `(r, c)` of the product at
+/// `target + (r - first.0) * stride + (c - first.1)`.
+struct Out<'a> {
+    target: &'a Target,
+    stride: usize,
+    first: (usize, usize),
+}
+
+/// Tasks: each a group of rows by a group of panels.
+struct Grid {
+    rows: usize,
+    panels: usize,
+    group: usize,
+}
+
+impl Grid {
+    fn tasks(&self) -> usize {
+        self.panels.div_ceil(self.group) * self.rows.div_ceil(TASK_ROWS)
+    }
+
+    fn task(&self, t: usize) -> (Range<usize>, Range<usize>) {
+        let row_tasks = self.rows.div_ceil(TASK_ROWS);
+        let (g, r) = (t / row_tasks, t % row_tasks);
+        let rows = r * TASK_ROWS..((r + 1) * TASK_ROWS).min(self.rows);
+        (rows, g * self.group..((g + 1) * self.group).min(self.panels))
+    }
+}
+
+/// One task's reduction of one row: its largest value, the sum of
+/// `e^(v - max)` over its values, and the target's value if it holds it.
+struct Part {
+    row: usize,
+    max: f32,
+    sum: f64,
+    target: Option<f32>,
+}
+
+/// Each row's log-probability of its target from its tasks' parts.
+fn combine(parts: impl Iterator<Item = Part>, rows: usize) -> Vec<f64> {
+    let mut by_row: Vec<Vec<Part>> = (0..rows).map(|_| Vec::new()).collect();
+    for part in parts {
+        by_row[part.row].push(part);
+    }
+    by_row
+        .iter()
+        .map(|parts| {
+            let max = parts.iter().map(|p| p.max).fold(f32::NEG_INFINITY, f32::max) as f64;
+            let sum: f64 = parts.iter().map(|p| p.sum * (p.max as f64 - max).exp()).sum();
+            let target = parts.iter().find_map(|p| p.target).expect("a task holds the target") as f64;
+            target - (max + sum.ln())
+        })
+        .collect()
 }
 
 /// A range of the input dimension walked by every tile at once.
@@ -424,6 +540,43 @@ mod tests {
                         "residual at ({i},{j})"
                     );
                 }
+            }
+        }
+    }
+
+    /// Log-probabilities of targets, with and without a soft cap, against
+    /// a plain f64 log-softmax over whole rows (more columns than one task
+    /// holds, and a partial last panel).
+    #[test]
+    fn log_probs_equal_a_plain_log_softmax() {
+        if !available() {
+            eprintln!("this CPU has no AVX-512: the packed kernel is not used here, so not tested");
+            return;
+        }
+        let mut rng = crate::synth::Rng::new(9);
+        let (rows, outputs, inputs) = (30, 2 * TASK_PANELS * PANEL + 37, 300);
+        let w = rng.normals(outputs * inputs, 0.2);
+        let x = rng.normals(rows * inputs, 1.0);
+        let b = rng.normals(outputs, 1.0);
+        let targets: Vec<u32> = (0..rows).map(|r| ((r * 977) % outputs) as u32).collect();
+        let packed = Packed::new(&w.chunks(inputs).collect::<Vec<_>>(), inputs, Some(&b));
+        for softcap in [None, Some(3.0f32)] {
+            let got = packed.log_probs(&x, rows, &targets, softcap);
+            for r in 0..rows {
+                let logits: Vec<f64> = (0..outputs)
+                    .map(|j| {
+                        let y = dot(&x[r * inputs..][..inputs], &w[j * inputs..][..inputs]).0 + b[j] as f64;
+                        softcap.map_or(y, |c| (y / c as f64).tanh() * c as f64)
+                    })
+                    .collect();
+                let max = logits.iter().cloned().fold(f64::MIN, f64::max);
+                let lse = max + logits.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
+                let exact = logits[targets[r] as usize] - lse;
+                assert!(
+                    (got[r] - exact).abs() < 1e-5,
+                    "{softcap:?} row {r}: {} vs {exact}",
+                    got[r]
+                );
             }
         }
     }

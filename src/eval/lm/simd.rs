@@ -136,6 +136,23 @@ pub fn sum(values: &[f32]) -> f32 {
     tree(lanes) + tail
 }
 
+widest! {
+    /// The largest value and `sum(e^(v - max))`: each term in f32 (its
+    /// rounding is far below the tolerance of a loss), summed in f64 lanes.
+    pub fn max_and_sum_exp(values: &[f32]) -> (f32, f64) {
+        let max = max(values);
+        let mut lanes = [0f64; 8];
+        let chunks = values.chunks_exact(8);
+        let tail: f64 = chunks.remainder().iter().map(|v| exp(v - max) as f64).sum();
+        for chunk in chunks {
+            for l in 0..8 {
+                lanes[l] += exp(chunk[l] - max) as f64;
+            }
+        }
+        (max, lanes.iter().sum::<f64>() + tail)
+    }
+}
+
 /// `e^x` in f32 within a few ulp, written so that it vectorises:
 /// Cody-Waite reduction by ln 2 and a degree-6 polynomial. Arguments below
 /// -86 give `e^-86` (4e-38): it serves softmax and log-sum-exp, whose
