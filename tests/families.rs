@@ -99,6 +99,35 @@ fn losses_equal_transformers(kernels: Kernels) {
     }
 }
 
+/// Windows of odd lengths (2 to 7 tokens, some fewer than the four queries the
+/// CPU attention takes at once) batched three at a time: tv's own kernels
+/// and candle's general operations give the same losses for every family.
+#[test]
+fn short_odd_windows_score_alike_with_either_kernels() {
+    let tokenizer = text::load_tokenizer(&fixtures().join("gpt2")).unwrap();
+    let docs = text::read_documents(&fixtures().join("text.txt"), "text").unwrap();
+    let documents = text::tokenize(&tokenizer, &docs).unwrap();
+    for name in reference()["models"].as_object().unwrap().keys() {
+        let (native, portable) = (model(name, Kernels::Native), model(name, Kernels::Portable));
+        for (context, stride) in [(2, 1), (3, 3), (7, 3)] {
+            let windowing = tv::eval::lm::Windowing {
+                context,
+                stride,
+                batch: 3,
+            };
+            let score = |lm: &CausalLm| token_losses(lm, &documents, windowing, &Device::Cpu, &|_| {}).unwrap();
+            let (a, b) = (score(&native), score(&portable));
+            assert_eq!(a.len(), b.len());
+            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                assert!(
+                    relative_difference(*x, *y) < 1e-4,
+                    "{name} {windowing:?} token {i}: {x} vs {y}"
+                );
+            }
+        }
+    }
+}
+
 /// Through the language: the perplexity of every model in one program
 /// equals transformers', and `tv inspect` names each family.
 #[test]
