@@ -137,18 +137,8 @@ Losses (``reference.json``)
 ``text.txt`` is tokenized with ``AutoTokenizer`` from a case folder and
 ``add_special_tokens=True`` (ids start with BOS). Losses follow the
 sliding-window scheme of the transformers guide "Perplexity of fixed-length
-models", exactly as ``lm_fixtures.window_nll``::
-
-    prev_end = 0
-    for begin in range(0, n, stride):
-        end = min(begin + context, n)
-        trg = end - prev_end           # tokens not scored by an earlier window
-        window = ids[begin:end]        # positions restart at 0 in every window
-        # window[j] for j >= max(1, len(window) - trg) is scored, from the
-        # logits at window position j - 1
-        prev_end = end
-        if end == n:
-            break
+models", exactly as ``lm_fixtures.window_nll`` (whose module docstring
+spells the scheme out; the windows come from ``lm_fixtures.windows``).
 
 With stride = context the first token of every window is not scored (listed
 in ``skipped``); with stride < context every token from index 1 on is

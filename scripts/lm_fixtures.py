@@ -556,7 +556,6 @@ def build_fixture_models(tok):
 # Losses
 
 
-@torch.inference_mode()
 def windows(n, context, stride):
     """(begin, end, first scored position in the window) of each window that
     scores a token, in the scheme of window_nll."""
@@ -572,6 +571,7 @@ def windows(n, context, stride):
     return out
 
 
+@torch.inference_mode()
 def window_nll(model, ids, context, stride):
     """Per-token NLL with the sliding-window scheme of the HF guide.
 
@@ -581,22 +581,14 @@ def window_nll(model, ids, context, stride):
     predecessor in its window and is skipped, as in the guide."""
     n = len(ids)
     positions, losses = [], []
-    prev_end = 0
-    for begin in range(0, n, stride):
-        end = min(begin + context, n)
-        trg = end - prev_end
+    for begin, end, first in windows(n, context, stride):
         window = ids[begin:end]
-        first = max(1, len(window) - trg)
-        if first < len(window):
-            logits = model(input_ids=torch.tensor([window])).logits[0]
-            logp = logits.to(torch.float64).log_softmax(-1)
-            targets = torch.tensor(window[first:])
-            nll = -logp[first - 1 : len(window) - 1].gather(1, targets[:, None])[:, 0]
-            positions.extend(range(begin + first, end))
-            losses.extend(nll.tolist())
-        prev_end = end
-        if end == n:
-            break
+        logits = model(input_ids=torch.tensor([window])).logits[0]
+        logp = logits.to(torch.float64).log_softmax(-1)
+        targets = torch.tensor(window[first:])
+        nll = -logp[first - 1 : len(window) - 1].gather(1, targets[:, None])[:, 0]
+        positions.extend(range(begin + first, end))
+        losses.extend(nll.tolist())
     assert positions == sorted(set(positions)) and all(0 < p < n for p in positions)
     if stride < context:
         assert positions == list(range(1, n)), "a token is not scored"

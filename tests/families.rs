@@ -5,9 +5,8 @@
 
 mod common;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::Device;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tv::eval::lm::{text, token_losses, CausalLm, Kernels, LmConfig};
 
@@ -16,28 +15,17 @@ fn fixtures() -> PathBuf {
 }
 
 fn reference() -> Value {
-    let text = std::fs::read_to_string(fixtures().join("reference.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
+    common::read_json(&fixtures().join("reference.json"))
 }
 
 fn config(name: &str) -> LmConfig {
-    let text = std::fs::read_to_string(fixtures().join(name).join("config.json")).unwrap();
-    let json: Value = serde_json::from_str(&text).unwrap();
-    LmConfig::parse(json.as_object().unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"))
+    common::lm_config(&fixtures().join(name))
 }
 
 fn model(name: &str, kernels: Kernels) -> CausalLm {
     let path = fixtures().join(name).join("model.safetensors");
-    let tensors = candle_core::safetensors::load(path, &Device::Cpu).unwrap();
-    let tensors: HashMap<String, Tensor> = tensors
-        .into_iter()
-        .map(|(name, t)| (name, t.to_dtype(DType::F32).unwrap()))
-        .collect();
+    let tensors = common::f32_tensors(candle_core::safetensors::load(path, &Device::Cpu).unwrap());
     CausalLm::with_kernels(&config(name), &tensors, kernels).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
-fn relative_difference(a: f64, b: f64) -> f64 {
-    (a - b).abs() / b.abs().max(1e-12)
 }
 
 #[test]
@@ -81,13 +69,7 @@ fn losses_equal_transformers(kernels: Kernels) {
     let tokenizer = text::load_tokenizer(&fixtures().join("gpt2")).unwrap();
     let docs = text::read_documents(&fixtures().join("text.txt"), "text").unwrap();
     let documents = text::tokenize(&tokenizer, &docs).unwrap();
-    let expected_ids: Vec<u32> = reference["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect();
-    assert_eq!(documents, vec![expected_ids]);
+    assert_eq!(documents, vec![common::token_ids(&reference["tokens"])]);
     for (name, entry) in reference["models"].as_object().unwrap() {
         let lm = model(name, kernels);
         assert_eq!(lm.config().parameters(), entry["params"].as_u64().unwrap(), "{name}");
@@ -120,7 +102,7 @@ fn short_odd_windows_score_alike_with_either_kernels() {
             assert_eq!(a.len(), b.len());
             for (i, (x, y)) in a.iter().zip(&b).enumerate() {
                 assert!(
-                    relative_difference(*x, *y) < 1e-4,
+                    common::relative_difference(*x, *y) < 1e-4,
                     "{name} {windowing:?} token {i}: {x} vs {y}"
                 );
             }
@@ -168,7 +150,10 @@ fn programs_and_inspect_see_every_family() {
         .collect();
     assert_eq!(row.len(), expected.len());
     for ((got, want), name) in row.iter().zip(&expected).zip(models.keys()) {
-        assert!(relative_difference(*got, *want) < 1e-4, "{name}: {got} vs {want}");
+        assert!(
+            common::relative_difference(*got, *want) < 1e-4,
+            "{name}: {got} vs {want}"
+        );
     }
 }
 
@@ -232,5 +217,5 @@ fn gpt2_weights_under_their_original_names_score_alike() {
     let csv = common::run_program(dir.path(), "bare.tv", &program, &tv::Overrides::default());
     let got: f64 = csv.lines().nth(1).unwrap().parse().unwrap();
     let want = case["perplexity"].as_f64().unwrap();
-    assert!(relative_difference(got, want) < 1e-4, "{got} vs {want}");
+    assert!(common::relative_difference(got, want) < 1e-4, "{got} vs {want}");
 }

@@ -8,24 +8,14 @@ use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use tv::eval::lm::{text, token_losses, CausalLm, LmConfig, Windowing};
+use tv::eval::lm::{text, token_losses, CausalLm, Windowing};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lm")
 }
 
 fn reference() -> Value {
-    let text = std::fs::read_to_string(fixtures().join("reference.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn ids(value: &Value) -> Vec<u32> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
+    common::read_json(&fixtures().join("reference.json"))
 }
 
 /// The documents of a fixture text as tv tokenizes them.
@@ -39,8 +29,16 @@ fn documents(model: &str, data: &str) -> Vec<Vec<u32>> {
 fn tokenizer_gives_the_ids_transformers_gives() {
     let reference = reference();
     let tokens = &reference["tokens"];
-    assert_eq!(documents("llama-untied", "text.txt"), vec![ids(&tokens["text.txt"])]);
-    let docs: Vec<Vec<u32>> = tokens["docs.jsonl"].as_array().unwrap().iter().map(ids).collect();
+    assert_eq!(
+        documents("llama-untied", "text.txt"),
+        vec![common::token_ids(&tokens["text.txt"])]
+    );
+    let docs: Vec<Vec<u32>> = tokens["docs.jsonl"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(common::token_ids)
+        .collect();
     assert_eq!(documents("qwen2-tied", "docs.jsonl"), docs);
 }
 
@@ -53,18 +51,7 @@ fn model(name: &str) -> CausalLm {
 
 /// The model of `folder`'s config with the given tensors.
 fn model_with(folder: &Path, tensors: HashMap<String, Tensor>) -> CausalLm {
-    let config_text = std::fs::read_to_string(folder.join("config.json")).unwrap();
-    let json: Value = serde_json::from_str(&config_text).unwrap();
-    let config = LmConfig::parse(json.as_object().unwrap()).unwrap();
-    let tensors: HashMap<String, Tensor> = tensors
-        .into_iter()
-        .map(|(name, t)| (name, t.to_dtype(DType::F32).unwrap()))
-        .collect();
-    CausalLm::new(&config, &tensors).unwrap()
-}
-
-fn relative_difference(a: f64, b: f64) -> f64 {
-    (a - b).abs() / b.abs().max(1e-12)
+    CausalLm::new(&common::lm_config(folder), &common::f32_tensors(tensors)).unwrap()
 }
 
 /// Every case of every fixture model: each token's loss within 1e-4
@@ -82,7 +69,7 @@ fn per_token_losses_equal_transformers() {
             let perplexity = (losses.iter().sum::<f64>() / losses.len() as f64).exp();
             let want = case["perplexity"].as_f64().unwrap();
             assert!(
-                relative_difference(perplexity, want) < 1e-4,
+                common::relative_difference(perplexity, want) < 1e-4,
                 "{name} {data}: {perplexity} vs {want}"
             );
         }
@@ -124,12 +111,12 @@ fn perplexity_in_a_program_equals_transformers() {
             let (perplexity, loss) = (row[2 * i], row[2 * i + 1]);
             let want = case["perplexity"].as_f64().unwrap();
             assert!(
-                relative_difference(perplexity, want) < 1e-4,
+                common::relative_difference(perplexity, want) < 1e-4,
                 "{name} case {i}: {perplexity} vs {want}"
             );
             let want = case["mean_nll"].as_f64().unwrap();
             assert!(
-                relative_difference(loss, want) < 1e-4,
+                common::relative_difference(loss, want) < 1e-4,
                 "{name} case {i}: loss {loss} vs {want}"
             );
         }
@@ -199,7 +186,10 @@ fn interpolated_models_score_like_weights_mixed_independently() {
         .unwrap();
         let want = (losses.iter().sum::<f64>() / losses.len() as f64).exp();
         let got: f64 = line.split(',').nth(1).unwrap().parse().unwrap();
-        assert!(relative_difference(got, want) < 1e-5, "a = {a}: {got} vs {want}");
+        assert!(
+            common::relative_difference(got, want) < 1e-5,
+            "a = {a}: {got} vs {want}"
+        );
     }
 }
 
@@ -240,7 +230,7 @@ fn assert_perplexity(dir: &Path, weights: &str, text: &str, case: &Value) {
     let csv = common::run_program(dir, "perplexity.tv", &program, &tv::Overrides::default());
     let got: f64 = csv.lines().nth(1).unwrap().parse().unwrap();
     let want = case["perplexity"].as_f64().unwrap();
-    assert!(relative_difference(got, want) < 1e-4, "{got} vs {want}");
+    assert!(common::relative_difference(got, want) < 1e-4, "{got} vs {want}");
 }
 
 /// `loss` and `perplexity` of the same weights on the same text, and a
@@ -264,7 +254,7 @@ fn equal_text_measurements_share_one_scoring() {
     let csv = common::run_program(dir.path(), "share.tv", &program, &tv::Overrides::default());
     for line in csv.lines().skip(1) {
         let cells: Vec<f64> = line.split(',').map(|c| c.parse().unwrap()).collect();
-        assert!(relative_difference(cells[1].exp(), cells[2]) < 1e-12, "{line}");
+        assert!(common::relative_difference(cells[1].exp(), cells[2]) < 1e-12, "{line}");
     }
 }
 
@@ -280,8 +270,7 @@ fn a_forward_pass_too_large_for_memory_is_a_diagnostic() {
     for file in ["model.safetensors", "tokenizer.json"] {
         std::fs::copy(source.join(file), model.join(file)).unwrap();
     }
-    let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(source.join("config.json")).unwrap()).unwrap();
+    let mut config = common::read_json(&source.join("config.json"));
     config["max_position_embeddings"] = Value::from(1u64 << 30);
     std::fs::write(model.join("config.json"), config.to_string()).unwrap();
     // About 300,000 tokens: attention over one such window takes terabytes.

@@ -8,11 +8,9 @@
 
 mod common;
 
-use candle_core::{DType, Device, Tensor};
-use serde_json::Value;
-use std::collections::HashMap;
+use candle_core::Device;
 use std::path::PathBuf;
-use tv::eval::lm::{text, token_losses, CausalLm, LmConfig};
+use tv::eval::lm::{text, token_losses, CausalLm};
 
 /// The folder: `TV_SMOLLM2` if set, else `models/smollm2-135m`.
 fn folder() -> Option<PathBuf> {
@@ -36,10 +34,8 @@ fn folder() -> Option<PathBuf> {
 #[test]
 fn smollm2_scores_like_transformers() {
     let Some(folder) = folder() else { return };
-    let reference: Value =
-        serde_json::from_str(&std::fs::read_to_string(folder.join("reference.json")).unwrap()).unwrap();
-    let config: Value = serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).unwrap()).unwrap();
-    let config = LmConfig::parse(config.as_object().unwrap()).unwrap();
+    let reference = common::read_json(&folder.join("reference.json"));
+    let config = common::lm_config(&folder);
     assert_eq!(
         config.parameters(),
         134_515_008,
@@ -48,18 +44,9 @@ fn smollm2_scores_like_transformers() {
     let tokenizer = text::load_tokenizer(&folder).unwrap();
     let docs = text::read_documents(&PathBuf::from(reference["text"].as_str().unwrap()), "text").unwrap();
     let documents = text::tokenize(&tokenizer, &docs).unwrap();
-    let ids: Vec<u32> = reference["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect();
-    assert_eq!(documents, vec![ids], "token ids");
+    assert_eq!(documents, vec![common::token_ids(&reference["tokens"])], "token ids");
     let tensors = candle_core::safetensors::load(folder.join("model.safetensors"), &Device::Cpu).unwrap();
-    let tensors: HashMap<String, Tensor> = tensors
-        .into_iter()
-        .map(|(n, t)| (n, t.to_dtype(DType::F32).unwrap()))
-        .collect();
+    let tensors = common::f32_tensors(tensors);
     let lm = CausalLm::new(&config, &tensors).unwrap();
     let case = &reference["cases"][0];
     let windowing = common::case_windowing(case, 4);

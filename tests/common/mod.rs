@@ -377,3 +377,39 @@ pub fn assert_losses_match(what: &str, losses: &[f64], case: &serde_json::Value)
         assert!(relative < 1e-4, "{what} token {i}: {got} vs {want}");
     }
 }
+
+/// `|a - b| / |b|`.
+pub fn relative_difference(a: f64, b: f64) -> f64 {
+    (a - b).abs() / b.abs().max(1e-12)
+}
+
+/// The JSON value of a file.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Token ids listed in a reference file.
+pub fn token_ids(value: &serde_json::Value) -> Vec<u32> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// The language-model config of a Hugging Face folder, as tv reads it.
+pub fn lm_config(folder: &Path) -> tv::eval::lm::LmConfig {
+    let json = read_json(&folder.join("config.json"));
+    tv::eval::lm::LmConfig::parse(json.as_object().unwrap()).unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+}
+
+/// A checkpoint's tensors in f32, as tv materialises them for scoring.
+pub fn f32_tensors(
+    tensors: std::collections::HashMap<String, candle_core::Tensor>,
+) -> std::collections::HashMap<String, candle_core::Tensor> {
+    tensors
+        .into_iter()
+        .map(|(name, t)| (name, t.to_dtype(candle_core::DType::F32).unwrap()))
+        .collect()
+}

@@ -213,7 +213,7 @@ fn with_rows<T>(parts: &[Linear], pack: impl FnOnce(&[&[f32]], usize, Option<&[f
 }
 
 /// Consecutive blocks of rows of a linear layer.
-pub fn split_rows<const N: usize>(fused: &Linear, rows: &[usize; N]) -> Result<[Linear; N]> {
+fn split_rows<const N: usize>(fused: &Linear, rows: &[usize; N]) -> Result<[Linear; N]> {
     let mut start = 0;
     let mut out = Vec::with_capacity(N);
     for n in rows {
@@ -227,7 +227,7 @@ pub fn split_rows<const N: usize>(fused: &Linear, rows: &[usize; N]) -> Result<[
 }
 
 /// Linear layers one after another: their rows stacked.
-pub fn stack_rows(parts: &[Linear]) -> Result<Linear> {
+fn stack_rows(parts: &[Linear]) -> Result<Linear> {
     if let [one] = parts {
         return Ok(one.clone());
     }

@@ -110,18 +110,8 @@ impl CausalLm {
         if let Some(positions) = &self.positions {
             x = x.broadcast_add(&positions.narrow(0, 0, len)?)?;
         }
-        let global = self
-            .config
-            .rope
-            .as_ref()
-            .map(|r| rotary(r, len, lengths, device))
-            .transpose()?;
-        let local = self
-            .config
-            .local_rope
-            .as_ref()
-            .map(|r| rotary(r, len, lengths, device))
-            .transpose()?;
+        let tables = |rope: &Option<Rope>| rope.as_ref().map(|r| rotary(r, len, lengths, device)).transpose();
+        let (global, local) = (tables(&self.config.rope)?, tables(&self.config.local_rope)?);
         let rotary = global.as_ref().map(|g| (g, local.as_ref().unwrap_or(g)));
         let mut masks = HashMap::new();
         if !self.kernels.native_on(device) {

@@ -490,6 +490,14 @@ fn mask(n: usize) -> __mmask16 {
 mod tests {
     use super::*;
 
+    /// Whether this CPU runs the kernel; says so when it does not.
+    fn runs_here() -> bool {
+        if !available() {
+            eprintln!("this CPU has no AVX-512: the packed kernel is not used here, so not tested");
+        }
+        available()
+    }
+
     fn dot(x: &[f32], w: &[f32]) -> (f64, f64) {
         let exact = x.iter().zip(w).map(|(a, b)| *a as f64 * *b as f64).sum();
         let scale = x.iter().zip(w).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
@@ -509,8 +517,7 @@ mod tests {
     /// Against a plain f64 product, with a bias and a residual.
     #[test]
     fn products_equal_a_plain_computation() {
-        if !available() {
-            eprintln!("this CPU has no AVX-512: the packed kernel is not used here, so not tested");
+        if !runs_here() {
             return;
         }
         let mut rng = crate::synth::Rng::new(7);
@@ -549,8 +556,7 @@ mod tests {
     /// holds, and a partial last panel).
     #[test]
     fn log_probs_equal_a_plain_log_softmax() {
-        if !available() {
-            eprintln!("this CPU has no AVX-512: the packed kernel is not used here, so not tested");
+        if !runs_here() {
             return;
         }
         let mut rng = crate::synth::Rng::new(9);
@@ -584,8 +590,7 @@ mod tests {
     /// `act(x G^T + b_g) * (x U^T + b_u)` against its definition in f64.
     #[test]
     fn gated_products_equal_their_definition() {
-        if !available() {
-            eprintln!("this CPU has no AVX-512: the packed kernel is not used here, so not tested");
+        if !runs_here() {
             return;
         }
         let mut rng = crate::synth::Rng::new(8);

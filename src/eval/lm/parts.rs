@@ -91,6 +91,9 @@ impl Attention {
     /// Queries and keys `[batch, len, heads * dim]` normalised as the family
     /// does before RoPE, or `None` for families without such norms.
     fn normed_queries_and_keys(&self, fused: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
+        if self.qk_norm == QkNorm::None {
+            return Ok(None);
+        }
         let (batch, len, _) = fused.dims3()?;
         let (q_width, kv_width) = self.widths();
         let norm = |norm: &Option<Norm>, start: usize, width: usize| -> Result<Tensor> {
@@ -103,9 +106,6 @@ impl Attention {
                 _ => maybe_norm(norm, part),
             }
         };
-        if self.qk_norm == QkNorm::None {
-            return Ok(None);
-        }
         Ok(Some((
             norm(&self.q_norm, 0, q_width)?,
             norm(&self.k_norm, q_width, kv_width)?,
