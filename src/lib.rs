@@ -55,6 +55,18 @@ pub fn check(sources: &mut Sources, path: &Path, overrides: &Overrides) -> Resul
     read_and_check(sources, path, overrides, false).map(|(plan, _)| plan)
 }
 
+/// Checks the program at `path` and gives it the cache a run would use
+/// (without creating it), so `tv plan` can tell which training jobs are
+/// cached.
+pub fn check_with_cache(sources: &mut Sources, path: &Path, overrides: &Overrides) -> Result<Plan, Diagnostics> {
+    let mut plan = check(sources, path, overrides)?;
+    if plan.trains && !overrides.no_cache {
+        let beside = || path.parent().unwrap_or(Path::new("")).join(".tv-cache");
+        plan.cache = Some(Cache::at(overrides.cache.clone().unwrap_or_else(beside)));
+    }
+    Ok(plan)
+}
+
 fn read_and_check(
     sources: &mut Sources,
     path: &Path,
@@ -72,25 +84,21 @@ fn read_and_check(
     })?;
     let root = sources.add(path.display().to_string(), Some(path.to_path_buf()), text);
     // The whole program is checked before anything trains, so a typo at the
-    // end of a file costs no training time; a program that trains nothing
-    // needs no second pass.
-    let checked = plan(sources, root, overrides, false)?;
+    // end of a file costs no training time.
+    let mut checked = plan(sources, root, overrides)?;
     if !train {
         return Ok((checked, None));
     }
     // Staged once the targets are known to be safe, and before any work: a
     // report that cannot be written fails the run at once.
     let report = overrides.report.as_deref().map(StagedReport::new).transpose()?;
-    if !checked.trains {
-        return Ok((checked, report));
+    if checked.trains {
+        if let Some(dir) = cache_dir(sources, root, overrides) {
+            check_cache(&dir)?;
+        }
+        checked.cache = Some(cache(sources, root, overrides)?);
     }
-    if let Some(dir) = cache_dir(sources, root, overrides) {
-        check_cache(&dir)?;
-    }
-    let started = std::time::Instant::now();
-    let mut trained = plan(sources, root, overrides, train)?;
-    trained.training_seconds = started.elapsed().as_secs_f64();
-    Ok((trained, report))
+    Ok((checked, report))
 }
 
 /// A cache that cannot store results fails the run before any training.
@@ -110,20 +118,18 @@ pub fn check_text_at(sources: &mut Sources, path: &Path, text: &str) -> Result<P
         allow_commands: true,
         ..Overrides::default()
     };
-    plan(sources, root, &overrides, false)
+    plan(sources, root, &overrides)
 }
 
 /// Checks program text that has no file (relative paths resolve against
 /// the current directory).
 pub fn check_text(sources: &mut Sources, name: &str, text: &str) -> Result<Plan, Diagnostics> {
     let root = sources.add(name.to_string(), None, text.to_string());
-    plan(sources, root, &Overrides::default(), false)
+    plan(sources, root, &Overrides::default())
 }
 
-fn plan(sources: &mut Sources, root: diag::FileId, overrides: &Overrides, train: bool) -> Result<Plan, Diagnostics> {
+fn plan(sources: &mut Sources, root: diag::FileId, overrides: &Overrides) -> Result<Plan, Diagnostics> {
     let training = lower::Training {
-        run: train,
-        cache: cache(sources, root, overrides, train)?,
         seed: overrides.seed,
         allow_commands: overrides.allow_commands,
         elaborate_sweeps: overrides.elaborate_sweeps,
@@ -156,18 +162,20 @@ fn plan(sources: &mut Sources, root: diag::FileId, overrides: &Overrides, train:
 }
 
 /// The training cache of a run: `--cache DIR`, else `.tv-cache/` beside
-/// the experiment; a temporary one for checking and with `--no-cache`.
-fn cache(sources: &Sources, root: diag::FileId, overrides: &Overrides, train: bool) -> Result<Cache, Diagnostics> {
-    if !train || overrides.no_cache {
-        return Cache::temporary().map_err(|e| {
-            vec![Diagnostic::new(
-                "tv::cache",
-                format!("cannot make a temporary training cache: {e}"),
-            )]
-        });
+/// the experiment; a temporary one with `--no-cache`.
+fn cache(sources: &Sources, root: diag::FileId, overrides: &Overrides) -> Result<Cache, Diagnostics> {
+    if overrides.no_cache {
+        return temporary_cache();
     }
     let dir = cache_dir(sources, root, overrides).unwrap_or_default();
     Ok(Cache::at(dir))
+}
+
+fn temporary_cache() -> Result<Cache, Diagnostics> {
+    Cache::temporary().map_err(|e| {
+        let message = format!("cannot make a temporary training cache: {e}");
+        vec![Diagnostic::new("tv::cache", message)]
+    })
 }
 
 /// Where a run keeps trained models; `None` with `--no-cache`.
@@ -330,9 +338,12 @@ fn execute_into(
         progress,
         backend,
     };
-    let mut outcome = exec::execute(plan, &options)?;
-    outcome.stats.training_seconds = plan.training_seconds;
-    outcome.stats.seconds += plan.training_seconds;
+    let temporary = match (&plan.cache, plan.trains) {
+        (None, true) => Some(temporary_cache()?),
+        _ => None,
+    };
+    let cache = plan.cache.as_ref().or(temporary.as_ref());
+    let outcome = exec::execute(plan, &options, cache)?;
     let measured = |m: graph::MeasureId| outcome.measured.get(m.0 as usize).copied().flatten();
     let value = |s: graph::ScalarId| plan.graph.scalars.value(s, &measured);
     warn_divisions_by_zero(plan, &value);
@@ -343,8 +354,8 @@ fn execute_into(
     Ok(RunOutput {
         report: spool,
         stats: outcome.stats,
-        trained: plan.cache.trained,
-        cache_hits: plan.cache.hits,
+        trained: cache.map_or(0, Cache::trained),
+        cache_hits: cache.map_or(0, Cache::hits),
         outputs: outcome.outputs,
     })
 }

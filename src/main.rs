@@ -198,7 +198,7 @@ fn run(sources: &mut Sources, file: &Path, overrides: &tv::Overrides, stats: boo
 fn check_summary(file: &Path, plan: &tv::lower::Plan) -> String {
     let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     let columns = plan.table.header_line().map_or(0, |h| h.split(',').count());
-    let mut parts = vec![count(plan.graph.leaves().len(), "checkpoint")];
+    let mut parts = vec![count(plan.graph.loaded_count(), "checkpoint")];
     if plan.table.sweep_points() > 0 {
         parts.push(count(plan.table.sweep_points(), "sweep point"));
     }
@@ -225,7 +225,7 @@ fn tell(text: &str) {
 }
 
 fn plan(sources: &mut Sources, file: &Path, settings: &SettingFlags) -> Result<(), Vec<Diagnostic>> {
-    let plan = tv::check(sources, file, &settings.overrides())?;
+    let plan = tv::check_with_cache(sources, file, &settings.overrides())?;
     let threads = plan.settings.threads.unwrap_or_else(rayon::current_num_threads);
     let summary = tv::exec::summarize(&plan, threads);
     say(&tv::report::text::plan_text(&file.display().to_string(), &summary))

@@ -114,7 +114,7 @@ fn both_on(program: &str, backend: tv::exec::Backend) -> (Vec<Option<f64>>, Vec<
         backend,
         ..tv::exec::ExecOptions::default()
     };
-    let fast = tv::exec::execute(&plan, &options).expect("execute");
+    let fast = tv::exec::execute(&plan, &options, None).expect("execute");
     (fast.measured, tv::exec::reference::measure(&plan), fast.stats)
 }
 
@@ -257,7 +257,7 @@ fn reports(program: &str, backend: tv::exec::Backend) -> (String, String) {
         backend,
         ..tv::exec::ExecOptions::default()
     };
-    let outcome = tv::exec::execute(&fast_plan, &options).expect("execute");
+    let outcome = tv::exec::execute(&fast_plan, &options, None).expect("execute");
     let mut fast = Vec::new();
     tv::write_report(&fast_plan, &outcome, &mut fast).expect("report");
     let measured = tv::exec::reference::measure(&elaborated);
@@ -381,7 +381,7 @@ fn candle_backend_saves_what_the_native_kernels_save() {
             backend,
             ..Default::default()
         };
-        let outcome = tv::exec::execute(&plan, &options).expect("execute");
+        let outcome = tv::exec::execute(&plan, &options, None).expect("execute");
         outcome.outputs.commit(|| Ok(())).expect("commit");
         let bytes = std::fs::read(checkpoints().join(out)).expect("read save");
         let file = safetensors::SafeTensors::deserialize(&bytes).expect("parse save");
@@ -441,7 +441,7 @@ fn execute_on(plan: &tv::lower::Plan, backend: tv::exec::Backend) -> tv::exec::O
         backend,
         ..Default::default()
     };
-    let mut outcome = tv::exec::execute(plan, &options).expect("execute");
+    let mut outcome = tv::exec::execute(plan, &options, None).expect("execute");
     std::mem::take(&mut outcome.outputs).commit(|| Ok(())).expect("commit");
     outcome
 }

@@ -12,14 +12,15 @@
 use crate::io::IoError;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Where results live: a folder kept between runs, or (with `--no-cache`,
 /// and for `tv check`) a temporary one removed at the end.
 pub struct Cache {
     dir: PathBuf,
     _temporary: Option<tempfile::TempDir>,
-    pub trained: usize,
-    pub hits: usize,
+    trained: AtomicUsize,
+    hits: AtomicUsize,
 }
 
 impl Cache {
@@ -27,8 +28,8 @@ impl Cache {
         Cache {
             dir,
             _temporary: None,
-            trained: 0,
-            hits: 0,
+            trained: AtomicUsize::new(0),
+            hits: AtomicUsize::new(0),
         }
     }
 
@@ -37,8 +38,8 @@ impl Cache {
         Ok(Cache {
             dir: temporary.path().to_path_buf(),
             _temporary: Some(temporary),
-            trained: 0,
-            hits: 0,
+            trained: AtomicUsize::new(0),
+            hits: AtomicUsize::new(0),
         })
     }
 
@@ -46,15 +47,15 @@ impl Cache {
     /// there already. `make` must create the folder atomically (as
     /// `io::Writer` does); its checksums are added once it is complete.
     pub fn entry(
-        &mut self,
+        &self,
         kind: &str,
         key: &Key,
         make: impl FnOnce(&Path) -> Result<(), IoError>,
     ) -> Result<PathBuf, IoError> {
-        let folder = self.dir.join(format!("{kind}-{}", key.hex()));
+        let folder = self.folder(kind, key);
         match verify(&folder, key) {
             Ok(()) => {
-                self.hits += 1;
+                self.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(folder);
             }
             Err(Problem::Absent) => {}
@@ -71,7 +72,7 @@ impl Cache {
             path: folder.join(CHECKSUMS),
             source,
         })?;
-        self.trained += 1;
+        self.trained.fetch_add(1, Ordering::Relaxed);
         Ok(folder)
     }
 
@@ -81,6 +82,25 @@ impl Cache {
         std::fs::create_dir_all(&self.dir)?;
         tempfile::Builder::new().prefix(".tv-probe-").tempfile_in(&self.dir)?;
         Ok(())
+    }
+
+    /// Entries made by this run.
+    pub fn trained(&self) -> usize {
+        self.trained.load(Ordering::Relaxed)
+    }
+
+    /// Entries found made and verified.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Whether a verified entry for `key` is there (for `tv plan`).
+    pub fn holds(&self, kind: &str, key: &Key) -> bool {
+        verify(&self.folder(kind, key), key).is_ok()
+    }
+
+    fn folder(&self, kind: &str, key: &Key) -> PathBuf {
+        self.dir.join(format!("{kind}-{}", key.hex()))
     }
 
     pub fn dir(&self) -> &Path {
@@ -167,6 +187,11 @@ impl Key {
         self
     }
 
+    /// The key's SHA-256, for keys built from other keys.
+    pub fn digest(&self) -> [u8; 32] {
+        self.0.clone().finalize().into()
+    }
+
     fn hex(&self) -> String {
         self.full_hex()[..32].to_string()
     }
@@ -197,7 +222,7 @@ mod tests {
 
     #[test]
     fn an_existing_entry_is_a_hit() {
-        let mut cache = Cache::temporary().unwrap();
+        let cache = Cache::temporary().unwrap();
         let key = Key::new("k");
         let make = |folder: &Path| -> Result<(), IoError> {
             std::fs::create_dir_all(folder)
@@ -212,12 +237,12 @@ mod tests {
             .entry("init", &key, |_| -> Result<(), IoError> { panic!("made twice") })
             .unwrap();
         assert_eq!(first, second);
-        assert_eq!((cache.trained, cache.hits), (1, 1));
+        assert_eq!((cache.trained(), cache.hits()), (1, 1));
     }
 
     #[test]
     fn a_changed_or_unsealed_entry_is_made_again() {
-        let mut cache = Cache::temporary().unwrap();
+        let cache = Cache::temporary().unwrap();
         let key = Key::new("k");
         let make = |folder: &Path| -> Result<(), IoError> {
             std::fs::create_dir_all(folder)
@@ -232,7 +257,7 @@ mod tests {
         cache.entry("init", &key, make).unwrap();
         std::fs::remove_file(folder.join(CHECKSUMS)).unwrap();
         cache.entry("init", &key, make).unwrap();
-        assert_eq!((cache.trained, cache.hits), (3, 0));
+        assert_eq!((cache.trained(), cache.hits()), (3, 0));
         assert_eq!(std::fs::read(folder.join("model.safetensors")).unwrap(), b"weights");
     }
 }

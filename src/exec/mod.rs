@@ -11,11 +11,13 @@ mod atoms;
 mod backend;
 pub(crate) mod exact;
 mod family;
+pub(crate) mod fingerprint;
 mod kernel;
 pub mod materialize;
 mod models;
 pub(crate) mod nonfinite;
 mod pass;
+pub mod plan_training;
 pub mod points;
 pub(crate) mod precision;
 mod prims;
@@ -23,12 +25,14 @@ pub mod reference;
 mod save;
 mod schedule;
 mod summary;
+mod train;
 
 pub use backend::Backend;
 pub use schedule::needed_measures;
 pub use summary::{summarize, Summary};
 
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::eval::cache::Cache;
 use crate::graph::{MeasureId, ScalarId};
 use crate::lower::Plan;
 use family::{Coef, Request};
@@ -93,13 +97,14 @@ pub struct Stats {
     pub model_measures: usize,
     /// The whole run: training and execution.
     pub seconds: f64,
-    /// Of which training (`init`, `finetune`, cache checks).
+    /// Of which training (`init`, `finetune`, cache lookups).
     pub training_seconds: f64,
 }
 
-/// Executes a lowered plan: every measurement the report needs and every
-/// save, staged for the caller to commit.
-pub fn execute(plan: &Plan, options: &ExecOptions) -> Result<Outcome, Diagnostics> {
+/// Executes a lowered plan: every training job, measurement and save that
+/// the report and the saves need, the saves staged for the caller to
+/// commit. Trained models are kept in `cache` (needed if the plan trains).
+pub fn execute(plan: &Plan, options: &ExecOptions, cache: Option<&Cache>) -> Result<Outcome, Diagnostics> {
     let mut builder = rayon::ThreadPoolBuilder::new();
     if let Some(threads) = options.threads {
         builder = builder.num_threads(threads);
@@ -110,12 +115,14 @@ pub fn execute(plan: &Plan, options: &ExecOptions) -> Result<Outcome, Diagnostic
             format!("cannot start worker threads: {e}"),
         )]
     })?;
-    pool.install(|| Executor::new(plan, options).run()).map_err(|d| vec![d])
+    pool.install(|| Executor::new(plan, options, cache).run())
+        .map_err(|d| vec![d])
 }
 
 struct Executor<'a> {
     plan: &'a Plan,
     options: &'a ExecOptions,
+    cache: Option<&'a Cache>,
     measured: Vec<Option<f64>>,
     forms: HashMap<MeasureId, GramForm>,
     at_points: HashMap<(MeasureId, u64), f64>,
@@ -123,10 +130,11 @@ struct Executor<'a> {
 }
 
 impl<'a> Executor<'a> {
-    fn new(plan: &'a Plan, options: &'a ExecOptions) -> Self {
+    fn new(plan: &'a Plan, options: &'a ExecOptions, cache: Option<&'a Cache>) -> Self {
         Executor {
             plan,
             options,
+            cache,
             measured: vec![None; plan.graph.measure_count()],
             forms: HashMap::new(),
             at_points: HashMap::new(),
@@ -140,6 +148,7 @@ impl<'a> Executor<'a> {
         let schedule = schedule::Schedule::new(self.plan);
         let savers = save::open_savers(self.plan)?;
         for level in 0..schedule.levels() {
+            self.train(&schedule.trainings_at(level))?;
             let saves: Vec<_> = schedule
                 .saves_at(level)
                 .into_iter()
@@ -305,15 +314,43 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
+    /// Runs the training jobs of a level (or finds them in the cache).
+    fn train(&mut self, jobs: &[usize]) -> Result<(), Diagnostic> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let cache = self
+            .cache
+            .ok_or_else(|| Diagnostic::new("tv::cache", "this run has no training cache"))?;
+        let graph = &self.plan.graph;
+        let measured = &self.measured;
+        let coef = |s: ScalarId| measured_value(graph, measured, s);
+        let trainer = train::Trainer {
+            graph,
+            cache,
+            device: self.device(),
+            progress: self.options.progress,
+            coef: &coef,
+        };
+        trainer.run(jobs)?;
+        self.stats.training_seconds += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    fn device(&self) -> candle_core::Device {
+        match &self.options.backend {
+            Backend::Candle(device) => device.clone(),
+            Backend::Native => candle_core::Device::Cpu,
+        }
+    }
+
     /// Materialises and scores the models of `measures`.
     fn score_models(&mut self, measures: &[MeasureId]) -> Result<(), Diagnostic> {
         if measures.is_empty() {
             return Ok(());
         }
-        let device = match &self.options.backend {
-            Backend::Candle(device) => device.clone(),
-            Backend::Native => candle_core::Device::Cpu,
-        };
+        let device = self.device();
         let coef = |s: ScalarId| coefficient(&self.plan.graph, &self.measured, s);
         let scored = models::measure(&self.plan.graph, measures, &coef, &device, self.options.progress)?;
         self.stats.model_measures += scored.len();
@@ -324,7 +361,7 @@ impl<'a> Executor<'a> {
     }
 
     fn bytes_read(&self) -> u64 {
-        self.plan.graph.leaves().iter().map(|c| c.bytes_read()).sum()
+        self.plan.graph.leaves().map(|c| c.bytes_read()).sum()
     }
 }
 

@@ -187,6 +187,5 @@ pub(super) fn read_bytes(graph: &Graph, family: &Family) -> u64 {
     family.atoms.iter().for_each(|a| leaves_under(graph, *a, &mut leaves));
     leaves.sort();
     leaves.dedup();
-    let tensors = leaves.into_iter().flat_map(|l| graph.leaf(l).tensors());
-    tensors.filter(|t| t.is_float()).map(|t| t.byte_len() as u64).sum()
+    leaves.into_iter().map(|l| graph.leaf_float_bytes(l)).sum()
 }

@@ -14,6 +14,9 @@ use std::collections::HashMap;
 pub(super) struct Schedule {
     measure_levels: Vec<(MeasureId, usize)>,
     save_levels: Vec<usize>,
+    /// Training jobs something needs (indices into the graph's trainings),
+    /// each run at the start of its level, before the level's pass.
+    train_levels: Vec<(usize, usize)>,
 }
 
 impl Schedule {
@@ -23,12 +26,31 @@ impl Schedule {
             memo: HashMap::new(),
         };
         let measures = needed_measures(plan);
-        let measure_levels = measures.into_iter().map(|m| (m, levels.of_measure(m))).collect();
+        let measure_levels: Vec<(MeasureId, usize)> = measures.into_iter().map(|m| (m, levels.of_measure(m))).collect();
         let save_levels = plan.saves.iter().map(|s| levels.of_node(s.node)).collect();
+        let train_levels = needed_trainings(plan, &measures_of(&measure_levels))
+            .into_iter()
+            .map(|job| (job, levels.of_job(job)))
+            .collect();
         Schedule {
             measure_levels,
             save_levels,
+            train_levels,
         }
+    }
+
+    /// The training jobs of `level`, inputs before the jobs that use them.
+    pub fn trainings_at(&self, level: usize) -> Vec<usize> {
+        self.train_levels
+            .iter()
+            .filter(|(_, l)| *l == level)
+            .map(|(job, _)| *job)
+            .collect()
+    }
+
+    /// Every training job the run needs.
+    pub fn trainings(&self) -> Vec<usize> {
+        self.train_levels.iter().map(|(job, _)| *job).collect()
     }
 
     /// Passes needed: at least one when anything is to be done.
@@ -38,6 +60,7 @@ impl Schedule {
             .iter()
             .map(|(_, l)| *l)
             .chain(self.save_levels.iter().copied())
+            .chain(self.train_levels.iter().map(|(_, l)| *l))
             .max();
         deepest.map_or(0, |d| d + 1)
     }
@@ -79,14 +102,39 @@ pub fn needed_measures(plan: &Plan) -> Vec<MeasureId> {
     found.into_iter().collect()
 }
 
-/// Measurements referenced by the coefficients anywhere below `node`.
+/// Measurements referenced by the coefficients anywhere below `node`,
+/// through training jobs to the weights they train from.
 fn coefficient_measures(graph: &Graph, node: NodeId, out: &mut Vec<MeasureId>) {
     if let Op::Lin(terms) = &graph.node(node).op {
         terms.iter().for_each(|t| graph.scalars.measures_in(t.coef, out));
     }
-    for input in graph.inputs(node) {
+    for input in graph.dependencies(node) {
         coefficient_measures(graph, input, out);
     }
+}
+
+fn measures_of(levels: &[(MeasureId, usize)]) -> Vec<MeasureId> {
+    levels.iter().map(|(m, _)| *m).collect()
+}
+
+/// The training jobs below the saves and the needed measurements, in the
+/// graph's order (which puts a job after the jobs it trains from).
+fn needed_trainings(plan: &Plan, measures: &[MeasureId]) -> Vec<usize> {
+    let graph = &plan.graph;
+    let mut stack: Vec<NodeId> = plan.saves.iter().map(|s| s.node).collect();
+    stack.extend(measures.iter().flat_map(|m| graph.measure(*m).nodes()));
+    let mut seen = std::collections::HashSet::new();
+    let mut jobs = std::collections::BTreeSet::new();
+    while let Some(node) = stack.pop() {
+        if !seen.insert(node) {
+            continue;
+        }
+        if let Op::Leaf(leaf) = graph.node(node).op {
+            jobs.extend(graph.training_index(leaf));
+        }
+        stack.extend(graph.dependencies(node));
+    }
+    jobs.into_iter().collect()
 }
 
 struct Levels<'g> {
@@ -121,6 +169,15 @@ impl Levels<'_> {
         let atoms = terms.iter().map(|t| self.of_node(t.node)).max().unwrap_or(0);
         let coefs = deps.into_iter().map(|m| self.of_measure(m)).max().unwrap_or(0);
         atoms.max(coefs)
+    }
+
+    /// The level whose start a training job runs at: where its input can be
+    /// computed.
+    fn of_job(&mut self, job: usize) -> usize {
+        match self.graph.trainings()[job].input() {
+            Some(input) => self.of_node(input),
+            None => 0,
+        }
     }
 
     /// The pass in which `node` can be computed.

@@ -31,6 +31,8 @@ pub struct Summary {
     /// Anonymous memory (page cache not counted).
     pub peak_memory: u64,
     pub graph_nodes: usize,
+    /// The training jobs the run needs, in order.
+    pub trainings: Vec<super::plan_training::PlannedTraining>,
 }
 
 /// Plans the run of `plan` on `threads` workers.
@@ -70,7 +72,7 @@ pub fn summarize(plan: &Plan, threads: usize) -> Summary {
         sweep_points: plan.table.sweep_points(),
         formula_points: plan.table.blocks().iter().map(|b| b.level.innermost_points()).sum(),
         passes,
-        checkpoints: plan.graph.leaves().len(),
+        checkpoints: plan.graph.loaded_count(),
         bytes_read: families.iter().map(|f| super::pass::read_bytes(&plan.graph, f)).sum(),
         bytes_written: written_bytes(plan),
         saves: plan.saves.len(),
@@ -81,6 +83,7 @@ pub fn summarize(plan: &Plan, threads: usize) -> Summary {
         peak_memory: BASE_MEMORY
             + ((threads * (widest + 3) * CHUNK * 8) as u64 + primitive_memory(plan, &families)).max(model_memory(plan)),
         graph_nodes: plan.graph.node_count(),
+        trainings: super::plan_training::planned(plan, &schedule.trainings()),
     }
 }
 

@@ -9,7 +9,10 @@ pub fn dump(graph: &Graph) -> String {
     for i in 0..graph.node_count() {
         let node = graph.node(super::NodeId(i as u32));
         let line = match &node.op {
-            Op::Leaf(leaf) => format!("load {:?}", graph.leaf(*leaf).path()),
+            Op::Leaf(leaf) => match graph.training_of(*leaf) {
+                Some(job) => super::train::describe(job),
+                None => format!("load {:?}", graph.leaf(*leaf).path()),
+            },
             Op::Lin(terms) => terms
                 .iter()
                 .map(|t| format!("{} * %{}", scalar(graph, t.coef), t.node.0))

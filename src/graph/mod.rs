@@ -7,17 +7,19 @@ mod linear;
 pub mod prim;
 pub mod scalar;
 mod spec;
+pub mod train;
 
 pub use dump::dump;
 pub use linear::Term;
 pub use prim::{Bits, Prim, Stream};
 pub use scalar::{Scalar, ScalarId, Scalars};
 pub use spec::{glob_match as spec_glob_match, Mismatch, Spec, Specs};
+pub use train::{TrainJob, TrainKind};
 
 use crate::diag::Span;
 use crate::io::Checkpoint;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(pub u32);
@@ -31,7 +33,8 @@ pub struct MeasureId(pub u32);
 /// What a node computes, tensor by tensor.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
-    /// The tensors of a loaded checkpoint.
+    /// The tensors of a checkpoint: loaded, or made by a training job (see
+    /// `train`) once the executor has run it.
     Leaf(LeafId),
     /// `sum_i c_i * x_i`. Terms are never themselves `Lin` (they are
     /// flattened on construction), and keep the order of the source so the
@@ -96,11 +99,21 @@ pub struct ModelMeasure {
     pub data: usize,
 }
 
+/// A checkpoint, or the place of one a training job will make.
+#[derive(Debug)]
+struct Leaf {
+    checkpoint: OnceLock<Arc<Checkpoint>>,
+    /// The job that makes it (an index into `trainings`).
+    training: Option<usize>,
+}
+
 #[derive(Default)]
 pub struct Graph {
     nodes: Vec<Node>,
     index: HashMap<Op, NodeId>,
-    leaves: Vec<Arc<Checkpoint>>,
+    leaves: Vec<Leaf>,
+    /// `init` and `finetune` calls, each the source of one leaf.
+    trainings: Vec<TrainJob>,
     measures: Vec<Measure>,
     measure_index: HashMap<Measure, MeasureId>,
     pub scalars: Scalars,
@@ -127,12 +140,65 @@ impl Graph {
         &self.node(id).specs
     }
 
+    /// The checkpoint of a leaf. A trained leaf is filled by the executor
+    /// before anything that reads it is scheduled (see `exec::schedule`).
     pub fn leaf(&self, id: LeafId) -> &Arc<Checkpoint> {
-        &self.leaves[id.0 as usize]
+        self.leaves[id.0 as usize]
+            .checkpoint
+            .get()
+            .expect("a trained leaf is read only after its training ran")
     }
 
-    pub fn leaves(&self) -> &[Arc<Checkpoint>] {
-        &self.leaves
+    /// The checkpoints at hand: loaded ones, and trained ones once trained.
+    pub fn leaves(&self) -> impl Iterator<Item = &Arc<Checkpoint>> {
+        self.leaves.iter().filter_map(|l| l.checkpoint.get())
+    }
+
+    /// The checkpoints the program loads (trained ones not counted).
+    pub fn loaded_count(&self) -> usize {
+        self.leaves.iter().filter(|l| l.training.is_none()).count()
+    }
+
+    /// The training job that makes a leaf, if it is not loaded from a file.
+    pub fn training_of(&self, id: LeafId) -> Option<&TrainJob> {
+        self.leaves[id.0 as usize].training.map(|t| &self.trainings[t])
+    }
+
+    /// The index of the training job that makes a leaf.
+    pub fn training_index(&self, id: LeafId) -> Option<usize> {
+        self.leaves[id.0 as usize].training
+    }
+
+    /// Every training job, in the order lowering met them (inputs first).
+    pub fn trainings(&self) -> &[TrainJob] {
+        &self.trainings
+    }
+
+    /// Float bytes of a leaf's checkpoint: as stored, or as its training
+    /// job promises them (f32).
+    pub fn leaf_float_bytes(&self, id: LeafId) -> u64 {
+        let float = |numel: usize, bytes: usize| (numel * bytes) as u64;
+        match (self.leaves[id.0 as usize].checkpoint.get(), self.training_of(id)) {
+            (Some(c), _) => c
+                .tensors()
+                .iter()
+                .filter(|t| t.is_float())
+                .map(|t| t.byte_len() as u64)
+                .sum(),
+            (None, Some(job)) => job.specs.tensors.iter().map(|s| float(s.numel(), 4)).sum(),
+            (None, None) => 0,
+        }
+    }
+
+    /// Whether a trained leaf has its checkpoint.
+    pub fn is_trained(&self, id: LeafId) -> bool {
+        self.leaves[id.0 as usize].checkpoint.get().is_some()
+    }
+
+    /// Gives a training job its result; the checkpoint must hold exactly
+    /// the tensors lowering promised (the caller checks).
+    pub fn fill(&self, id: LeafId, checkpoint: Arc<Checkpoint>) {
+        let _ = self.leaves[id.0 as usize].checkpoint.set(checkpoint);
     }
 
     pub fn node_count(&self) -> usize {
@@ -149,24 +215,41 @@ impl Graph {
 
     /// The folder whose config and tokenizer files travel with `node`: that
     /// of the first checkpoint of its expression that is a folder.
-    pub fn config_folder(&self, node: NodeId) -> Option<&std::path::Path> {
+    pub fn config_folder(&self, node: NodeId) -> Option<std::path::PathBuf> {
+        self.config_file(node)
+            .and_then(|f| f.parent().map(std::path::Path::to_path_buf))
+    }
+
+    /// The model config of `node`: its first folder's `config.json`, or the
+    /// config of the training job that makes it (whose result, once
+    /// trained, carries a copy).
+    pub fn config_file(&self, node: NodeId) -> Option<std::path::PathBuf> {
         match &self.node(node).op {
-            Op::Leaf(leaf) => self.leaf(*leaf).folder(),
-            _ => self.inputs(node).into_iter().find_map(|n| self.config_folder(n)),
+            Op::Leaf(leaf) => self.leaf_config_file(*leaf),
+            _ => self.inputs(node).into_iter().find_map(|n| self.config_file(n)),
         }
     }
 
-    /// The folders of every checkpoint `node` is computed from, each once,
-    /// in order of first appearance.
-    pub fn folders_under(&self, node: NodeId) -> Vec<std::path::PathBuf> {
+    fn leaf_config_file(&self, leaf: LeafId) -> Option<std::path::PathBuf> {
+        let slot = &self.leaves[leaf.0 as usize];
+        match (slot.checkpoint.get(), slot.training) {
+            (Some(checkpoint), _) => checkpoint.folder().map(|f| f.join("config.json")),
+            (None, Some(t)) => Some(self.trainings[t].config_file.clone()),
+            (None, None) => None,
+        }
+    }
+
+    /// The model configs of every checkpoint `node` is computed from, each
+    /// once, in order of first appearance.
+    pub fn config_files_under(&self, node: NodeId) -> Vec<std::path::PathBuf> {
         let (mut seen, mut stack, mut out) = (std::collections::HashSet::new(), vec![node], Vec::new());
         while let Some(n) = stack.pop() {
             if !seen.insert(n) {
                 continue;
             }
             if let Op::Leaf(leaf) = &self.node(n).op {
-                let folder = self.leaf(*leaf).folder().map(std::path::Path::to_path_buf);
-                out.extend(folder.filter(|f| !out.contains(f)));
+                let config = self.leaf_config_file(*leaf);
+                out.extend(config.filter(|f| !out.contains(f)));
             }
             stack.extend(self.inputs(n).into_iter().rev());
         }
@@ -213,13 +296,42 @@ impl Graph {
     /// A node for a checkpoint; loading the same checkpoint twice gives the
     /// same node.
     pub fn load(&mut self, checkpoint: Arc<Checkpoint>, span: Span) -> NodeId {
-        let existing = self.leaves.iter().position(|c| Arc::ptr_eq(c, &checkpoint));
+        let same = |l: &Leaf| l.checkpoint.get().is_some_and(|c| Arc::ptr_eq(c, &checkpoint));
+        let existing = self.leaves.iter().position(|l| l.training.is_none() && same(l));
         let leaf = LeafId(existing.unwrap_or(self.leaves.len()) as u32);
         if existing.is_none() {
-            self.leaves.push(checkpoint);
+            let slot = OnceLock::new();
+            let _ = slot.set(checkpoint);
+            self.leaves.push(Leaf {
+                checkpoint: slot,
+                training: None,
+            });
         }
         let specs = |g: &Graph| Arc::new(Specs::of_checkpoint(g.leaf(leaf)));
         self.intern(Op::Leaf(leaf), specs, span)
+    }
+
+    /// A node for the result of a training job, holding `specs` once
+    /// trained; the job's `leaf` is set here.
+    pub fn train(&mut self, mut job: TrainJob) -> NodeId {
+        let leaf = LeafId(self.leaves.len() as u32);
+        job.leaf = leaf;
+        let (span, specs) = (job.span, job.specs.clone());
+        self.leaves.push(Leaf {
+            checkpoint: OnceLock::new(),
+            training: Some(self.trainings.len()),
+        });
+        self.trainings.push(job);
+        self.intern(Op::Leaf(leaf), |_| specs, span)
+    }
+
+    /// The nodes `node` waits for: its inputs, and for a trained
+    /// checkpoint the weights it is trained from.
+    pub fn dependencies(&self, node: NodeId) -> Vec<NodeId> {
+        match &self.node(node).op {
+            Op::Leaf(leaf) => self.training_of(*leaf).and_then(TrainJob::input).into_iter().collect(),
+            _ => self.inputs(node),
+        }
     }
 
     /// `only`/`except`.

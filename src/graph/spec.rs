@@ -64,6 +64,22 @@ impl Specs {
         Specs { tensors }
     }
 
+    /// Float tensors as training writes them (f32), sorted by name.
+    pub fn trained(tensors: impl IntoIterator<Item = (String, Vec<usize>)>) -> Specs {
+        let mut tensors: Vec<Spec> = tensors
+            .into_iter()
+            .map(|(name, shape)| Spec {
+                name,
+                shape,
+                dtype: Dtype::F32,
+                float: true,
+                active: true,
+            })
+            .collect();
+        tensors.sort_by(|a, b| a.name.cmp(&b.name));
+        Specs { tensors }
+    }
+
     pub fn find(&self, name: &str) -> Option<&Spec> {
         let i = self.tensors.binary_search_by(|s| s.name.as_str().cmp(name)).ok()?;
         Some(&self.tensors[i])

@@ -69,6 +69,16 @@ fn params_of(name: &str) -> &'static [(&'static str, Option<f64>)] {
             ("lr", Some(1e-3)),
             ("batch", Some(32.0)),
             ("seed", Some(0.0)),
+            // Language models only (see `lower::train`); NaN: their default.
+            ("context", Some(f64::NAN)),
+            ("accumulate", Some(f64::NAN)),
+            ("warmup", Some(f64::NAN)),
+            ("clip", Some(f64::NAN)),
+            ("weight_decay", Some(f64::NAN)),
+            ("lora", Some(f64::NAN)),
+            ("lora_alpha", Some(f64::NAN)),
+            ("modules", Some(f64::NAN)),
+            ("field", Some(f64::NAN)),
         ],
         "sum" | "mean" => &[("list", None)],
         other => {
@@ -121,7 +131,9 @@ impl Lowerer<'_> {
                 }
                 // Seeds default to the run's seed (`set seed`, `--seed`).
                 None if *param == "seed" => (Value::Num(self.graph.scalars.constant(self.settings.seed as f64)), span),
-                None if *param == "field" => (Value::Str(super::lm::DEFAULT_FIELD.to_string()), span),
+                None if *param == "field" || *param == "modules" => {
+                    (Value::Str(super::train::lm_string_default(param).to_string()), span)
+                }
                 None => (Value::Num(self.graph.scalars.constant(default.unwrap_or(0.0))), span),
             })
             .collect();
@@ -191,7 +203,7 @@ impl Lowerer<'_> {
             "sum" => self.sum(&args[0], span),
             "accuracy" | "loss" | "perplexity" => self.model_measure(function, args),
             "command" => self.command(args),
-            "init" => self.init(args),
+            "init" => self.init(args, span),
             "take" => self.take(args),
             "finetune" => self.finetune(args, span),
             "mean" => {

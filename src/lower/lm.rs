@@ -63,16 +63,11 @@ impl Lowerer<'_> {
         };
         let windowing = self.windowing(&args[2..5], config)?;
         let field = self.string_arg(&args[5], "the JSONL field")?;
-        let folder = self.graph.config_folder(w)?.to_path_buf();
-        let resolved = self.resolve_path(path);
-        let tokenizer = self.tokenizer(&folder, args[0].1)?;
-        let text = (resolved.clone(), field, folder);
-        let documents = self.documents(text.clone(), &tokenizer, args[1].1, config)?;
-        let key = (text, windowing);
-        if let Some(index) = self.text_tasks.get(&key) {
-            return Some((kind, *index));
-        }
-        let task = TextTask::new(resolved, documents, windowing);
+        let index = self.text_task(w, path, &field, windowing, (args[0].1, args[1].1), config)?;
+        let crate::eval::EvalData::Text(task) = &*self.graph.datasets[index] else {
+            return None;
+        };
+        let task = task.clone();
         self.check_memory(config, &task, args[4].1)?;
         if task.scored_tokens() == 0 {
             let diag = Diagnostic::new("tv::dataset", "the text has nothing to score")
@@ -81,10 +76,35 @@ impl Lowerer<'_> {
             self.error(diag);
             return None;
         }
+        Some((kind, index))
+    }
+
+    /// The text at `path` read with `w`'s tokenizer and cut as `windowing`
+    /// says, registered once as a dataset: its index. Problems are shown at
+    /// the model's span (its tokenizer) or the data's.
+    pub(super) fn text_task(
+        &mut self,
+        w: NodeId,
+        path: &str,
+        field: &str,
+        windowing: Windowing,
+        (model_span, span): (Span, Span),
+        config: &LmConfig,
+    ) -> Option<usize> {
+        let folder = self.graph.config_folder(w)?;
+        let resolved = self.resolve_path(path);
+        let tokenizer = self.tokenizer(&folder, model_span)?;
+        let text = (resolved.clone(), field.to_string(), folder);
+        let documents = self.documents(text.clone(), &tokenizer, span, config)?;
+        let key = (text, windowing);
+        if let Some(index) = self.text_tasks.get(&key) {
+            return Some(*index);
+        }
+        let task = TextTask::new(resolved, documents, windowing);
         let index = self.graph.datasets.len();
         self.graph.datasets.push(Arc::new(EvalData::Text(task)));
         self.text_tasks.insert(key, index);
-        Some((kind, index))
+        Some(index)
     }
 
     /// `context`, `stride` and `batch`; unset ones (NaN) take defaults.

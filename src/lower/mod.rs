@@ -1,9 +1,7 @@
 //! Lowering: runs the program's statements once per sweep point, checking
 //! types, arguments and checkpoint headers as it goes, and builds the lazy
-//! graph, the saves and the report layout. The only tensor data read here
-//! is for training: `finetune` materialises its input and trains (in a run,
-//! after a checking pass found no error), so trained weights reach the rest
-//! of the program as ordinary checkpoints.
+//! graph, the saves and the report layout. No tensor data is read here:
+//! `init` and `finetune` become training jobs that the executor runs.
 
 mod builtins;
 mod call;
@@ -18,6 +16,7 @@ mod modules;
 mod settings;
 mod stmt;
 mod symbolic;
+mod train;
 mod value;
 
 pub use domain::range_values;
@@ -41,22 +40,18 @@ pub struct Plan {
     pub saves: Vec<SaveJob>,
     pub settings: Settings,
     /// Where `init` and `finetune` results live (kept alive with the plan,
-    /// whose checkpoints may be inside it), with its counters.
-    pub cache: Cache,
+    /// whose trained checkpoints are inside it), with its counters; set by
+    /// the run (a temporary one if none is).
+    pub cache: Option<Cache>,
     /// The program calls `init` or `finetune`.
     pub trains: bool,
-    /// Time spent training (and checking) while lowering, for `--stats`.
-    pub training_seconds: f64,
     /// Configs, datasets and texts the program reads: no output may replace
     /// them.
     pub read_files: Vec<PathBuf>,
 }
 
-/// How `init` and `finetune` behave while lowering.
+/// Run-wide settings that lowering needs.
 pub struct Training {
-    /// Train (a run), or only check (`tv check`, `tv plan`).
-    pub run: bool,
-    pub cache: Cache,
     /// `--seed`: the default seed of `init` and `finetune`, over `set seed`.
     pub seed: Option<u64>,
     /// `--allow-commands`: `command(...)` may run.
@@ -112,6 +107,7 @@ pub fn lower(sources: &mut Sources, root: FileId, training: Training) -> (Plan, 
         in_default: false,
         save_targets: Default::default(),
         trains: false,
+        train_jobs: HashMap::new(),
         training,
         configs: HashMap::new(),
         datasets: HashMap::new(),
@@ -131,9 +127,8 @@ pub fn lower(sources: &mut Sources, root: FileId, training: Training) -> (Plan, 
         table: lowerer.table,
         saves: lowerer.saves,
         settings: lowerer.settings,
-        cache: lowerer.training.cache,
+        cache: None,
         trains: lowerer.trains,
-        training_seconds: 0.0,
         read_files,
     };
     (plan, crate::diag::dedup(lowerer.diags))
@@ -188,6 +183,8 @@ struct Lowerer<'s> {
     in_default: bool,
     /// Set by `init` and `finetune`.
     trains: bool,
+    /// Training jobs by their description: the same call is one job.
+    train_jobs: HashMap<String, NodeId>,
     /// `path_identity` of every save so far.
     save_targets: std::collections::HashSet<PathBuf>,
     training: Training,

@@ -1,18 +1,14 @@
-//! Builtins for the built-in MLP: `accuracy`, `loss`, `init`, `finetune`.
-//! Their configs and datasets are read and checked while lowering (they
-//! are small); training happens here too, through the cache, so the rest
-//! of the program sees trained weights as ordinary checkpoints.
+//! Model measurements (`accuracy`, `loss`, `perplexity`): configs and
+//! datasets are read and checked while lowering (they are small), so a bad
+//! file fails the check before any work.
 
 use super::{Lowerer, Value};
 use crate::diag::{Diagnostic, Span};
-use crate::eval::cache::Key;
 use crate::eval::data::Dataset;
 use crate::eval::fit::Held;
 use crate::eval::mlp::MlpConfig;
-use crate::eval::train::{self, FinetuneArgs, Weights};
 use crate::eval::{EvalData, ModelConfig};
 use crate::graph::{Measure, ModelKind, ModelMeasure, NodeId};
-use crate::io::{Dtype, SaveOptions, TensorInfo, Writer};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -70,8 +66,8 @@ impl Lowerer<'_> {
     }
 
     /// The config of the model `w` is, checked against its tensors.
-    fn model_config(&mut self, w: NodeId, span: Span, function: &str) -> Option<usize> {
-        let Some(folder) = self.graph.config_folder(w).map(Path::to_path_buf) else {
+    pub(super) fn model_config(&mut self, w: NodeId, span: Span, function: &str) -> Option<usize> {
+        let Some(config_file) = self.graph.config_file(w) else {
             let diag = Diagnostic::new(
                 "tv::no_model",
                 format!("`{function}` needs a model, and these weights have no config.json"),
@@ -81,8 +77,8 @@ impl Lowerer<'_> {
             self.error(diag);
             return None;
         };
-        let index = self.read_config(&folder.join("config.json"), span)?;
-        self.same_model_everywhere(w, &folder, index, span)?;
+        let index = self.read_config(&config_file, span)?;
+        self.same_model_everywhere(w, &config_file, index, span)?;
         let mismatches = self.config_mismatches(w, index);
         if !mismatches.is_empty() {
             let diag = Diagnostic::new("tv::model_shape", "the weights do not fit their model config")
@@ -97,19 +93,19 @@ impl Lowerer<'_> {
     /// The config of `w` is that of its first folder; weights made from
     /// folders of differently configured models have no one model.
     fn same_model_everywhere(&mut self, w: NodeId, first: &Path, index: usize, span: Span) -> Option<()> {
-        for folder in self.graph.folders_under(w) {
-            if folder == first {
+        for config in self.graph.config_files_under(w) {
+            if config == first {
                 continue;
             }
-            let other = self.read_config(&folder.join("config.json"), span)?;
+            let other = self.read_config(&config, span)?;
             if self.graph.configs[other] != self.graph.configs[index] {
                 let message = "these weights combine checkpoints of differently configured models";
                 let diag = Diagnostic::new("tv::model_config", message)
                     .at(span, "these weights")
                     .help(format!(
-                        "{} and {} have different config.json files; a measurement needs one model",
+                        "{} and {} differ; a measurement needs one model",
                         first.display(),
-                        folder.display()
+                        config.display()
                     ));
                 self.error(diag);
                 return None;
@@ -118,7 +114,7 @@ impl Lowerer<'_> {
         Some(())
     }
 
-    fn read_config(&mut self, path: &Path, span: Span) -> Option<usize> {
+    pub(super) fn read_config(&mut self, path: &Path, span: Span) -> Option<usize> {
         if let Some(known) = self.configs.get(path) {
             return known.clone().map_err(|d| self.error(d.at(span, "this model"))).ok();
         }
@@ -147,7 +143,7 @@ impl Lowerer<'_> {
     }
 
     /// A dataset for a model, read once per path.
-    fn dataset(&mut self, path: &str, span: Span, model: &MlpConfig) -> Option<usize> {
+    pub(super) fn dataset(&mut self, path: &str, span: Span, model: &MlpConfig) -> Option<usize> {
         let resolved = self.resolve_path(path);
         let index = match self.datasets.get(&resolved) {
             Some(known) => known.clone(),
@@ -188,122 +184,6 @@ impl Lowerer<'_> {
         Some(index)
     }
 
-    /// `init(config, seed = 0)`: fresh weights, kept in the cache.
-    pub(super) fn init(&mut self, args: &[(Value, Span)]) -> Option<Value> {
-        // Training runs while lowering: never inside a trial.
-        if self.fail_trial() {
-            return None;
-        }
-        let path = self.string_arg(&args[0], "the config of `init`")?;
-        let seed = self.whole_number(&args[1], "the seed", 0.0)?;
-        let config_path = self.resolve_path(&path);
-        let index = self.read_config(&config_path, args[0].1)?;
-        let config = self.trainable(index, args[0].1, "init")?;
-        let json = serde_json::to_vec(&config).unwrap_or_default();
-        let mut key = Key::new("init-1");
-        key.add(&json).add(&(seed as u64).to_le_bytes());
-        self.trains = true;
-        let folder = self.training.cache.entry("init", &key, |folder| {
-            write_model(folder, &train::init_weights(&config, seed as u64), &json)
-        });
-        self.load_trained(folder, args[0].1)
-    }
-
-    /// `finetune(w, data, steps, lr, batch, seed)`: a trained copy of `w`.
-    pub(super) fn finetune(&mut self, args: &[(Value, Span)], span: Span) -> Option<Value> {
-        if self.fail_trial() {
-            return None;
-        }
-        let w = self.weights_arg(&args[0], "finetune")?;
-        let path = self.string_arg(&args[1], "the data of `finetune`")?;
-        let config = self.model_config(w, args[0].1, "finetune")?;
-        let model = self.trainable(config, args[0].1, "finetune")?;
-        let data = self.dataset(&path, args[1].1, &model)?;
-        let finetune = FinetuneArgs {
-            steps: self.whole_number(&args[2], "`steps`", 0.0)? as usize,
-            lr: self.positive_number(&args[3], "`lr`")?,
-            batch: self.whole_number(&args[4], "`batch`", 1.0)? as usize,
-            seed: self.whole_number(&args[5], "the seed", 0.0)? as u64,
-        };
-        self.trains = true;
-        if self.dry > 0 || !self.training.run {
-            // Checking only: the result has the same tensors as `w`.
-            return Some(Value::Weights(w));
-        }
-        let weights = self.materialize_known(w, span)?;
-        let EvalData::Table(dataset) = &*self.graph.datasets[data].clone() else {
-            return None;
-        };
-        let json = serde_json::to_vec(&model).unwrap_or_default();
-        let key = finetune_key(&json, &weights, dataset, &finetune);
-        let folder = self.training.cache.entry("finetune", &key, |folder| {
-            let progress = crate::report::progress::steps(finetune.steps as u64, &format!("finetune on {path}"));
-            let trained = train::finetune(&model, &weights, dataset, finetune, &|| progress.inc(1)).map_err(|e| {
-                crate::io::IoError::BadWrite {
-                    path: folder.to_path_buf(),
-                    reason: format!("training failed: {e}"),
-                }
-            })?;
-            progress.finish_and_clear();
-            write_model(folder, &trained, &json)
-        });
-        self.load_trained(folder, span)
-    }
-
-    /// The MLP config at `index`: the only architecture tv trains.
-    fn trainable(&mut self, index: usize, span: Span, function: &str) -> Option<MlpConfig> {
-        match &*self.graph.configs[index] {
-            ModelConfig::Mlp(config) => Some(config.clone()),
-            ModelConfig::Causal(_) => {
-                let diag = Diagnostic::new("tv::model_kind", format!("`{function}` trains the built-in MLP only"))
-                    .at(span, "a language model")
-                    .help("language models are measured with perplexity(w, text) and loss(w, text)");
-                self.error(diag);
-                None
-            }
-        }
-    }
-
-    /// The float tensors of `w`, computed now; its coefficients must not
-    /// depend on measurements.
-    fn materialize_known(&mut self, w: NodeId, span: Span) -> Option<Weights> {
-        let scalars = &self.graph.scalars;
-        let coef = |s| scalars.known(s).unwrap_or(f64::NAN);
-        let tensors = crate::exec::materialize::materialize(&self.graph, w, &coef);
-        let tensors = tensors
-            .map_err(|e| self.error(Diagnostic::new("tv::compute", e.to_string()).at(span, "while training")))
-            .ok()?;
-        let weights: Weights = tensors
-            .into_iter()
-            .filter(|(info, _)| info.is_float())
-            .map(|(info, bytes)| {
-                let values = bytes
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect();
-                (info.name, info.shape, values)
-            })
-            .collect();
-        if weights.iter().any(|(_, _, v)| v.iter().any(|x| x.is_nan())) {
-            let diag = Diagnostic::new(
-                "tv::needs_constant",
-                "`finetune` needs weights known before any measurement",
-            )
-            .at(span, "these weights")
-            .help("coefficients of the weights to train cannot depend on norm(), cosine() or other measurements");
-            self.error(diag);
-            return None;
-        }
-        Some(weights)
-    }
-
-    fn load_trained(&mut self, folder: Result<std::path::PathBuf, crate::io::IoError>, span: Span) -> Option<Value> {
-        let folder = folder
-            .map_err(|e| self.error(Diagnostic::new("tv::training", e.to_string()).at(span, "here")))
-            .ok()?;
-        self.load_at(&folder, span, "here")
-    }
-
     pub(super) fn whole_number(&mut self, (value, span): &(Value, Span), what: &str, min: f64) -> Option<f64> {
         let n = self.known_value(value, *span, what)?;
         if n.fract() != 0.0 || n < min || n > 1e12 {
@@ -318,7 +198,7 @@ impl Lowerer<'_> {
         Some(n)
     }
 
-    fn positive_number(&mut self, (value, span): &(Value, Span), what: &str) -> Option<f64> {
+    pub(super) fn positive_number(&mut self, (value, span): &(Value, Span), what: &str) -> Option<f64> {
         let n = self.known_value(value, *span, what)?;
         if !(n > 0.0 && n.is_finite()) {
             self.error(
@@ -349,41 +229,3 @@ impl Lowerer<'_> {
 /// How a tensor the config calls for differs from what it says.
 const DATA_FORMAT: &str =
     "a dataset is a CSV file: a header line, then one row per example: the class label (0, 1, ...), then the features";
-
-/// Everything a fine-tuned model depends on.
-fn finetune_key(config: &[u8], weights: &Weights, data: &Dataset, args: &FinetuneArgs) -> Key {
-    let mut key = Key::new("finetune-2");
-    key.add(config);
-    for (name, shape, values) in weights {
-        key.add(name.as_bytes());
-        key.add(&shape.iter().flat_map(|d| (*d as u64).to_le_bytes()).collect::<Vec<_>>());
-        key.add(&values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
-    }
-    key.add(&data.labels.iter().flat_map(|l| l.to_le_bytes()).collect::<Vec<_>>());
-    key.add(&data.features.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
-    key.add(&(args.steps as u64).to_le_bytes())
-        .add(&args.lr.to_le_bytes())
-        .add(&(args.batch as u64).to_le_bytes())
-        .add(&args.seed.to_le_bytes());
-    key
-}
-
-/// Writes weights and their config as a Hugging Face folder, atomically.
-fn write_model(folder: &Path, weights: &Weights, config: &[u8]) -> Result<(), crate::io::IoError> {
-    let mut sorted: Vec<&(String, Vec<usize>, Vec<f32>)> = weights.iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    let infos: Vec<TensorInfo> = sorted
-        .iter()
-        .map(|(n, s, _)| TensorInfo::new(n.clone(), Dtype::F32, s.clone()))
-        .collect();
-    let options = SaveOptions {
-        config_json: Some(config.to_vec()),
-        ..SaveOptions::default()
-    };
-    let writer = Writer::create(folder, &infos, &options)?;
-    for (i, (_, _, values)) in sorted.iter().enumerate() {
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        writer.write(i, &bytes)?;
-    }
-    writer.finish()
-}

@@ -39,6 +39,7 @@ pub fn plan_text(file: &str, s: &Summary) -> String {
         human_bytes(s.peak_memory)
     );
     let _ = writeln!(out, "  graph nodes        {}", s.graph_nodes);
+    write_trainings(&mut out, s);
     if !s.evals.is_empty() {
         let _ = writeln!(out, "  evals");
         let width = s.evals.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
@@ -47,6 +48,27 @@ pub fn plan_text(file: &str, s: &Summary) -> String {
         }
     }
     out
+}
+
+/// One line per training job: its cache status, its size and what it is.
+fn write_trainings(out: &mut String, s: &Summary) {
+    use crate::exec::plan_training::CacheStatus;
+    if s.trainings.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  training jobs      {}", s.trainings.len());
+    for job in &s.trainings {
+        let status = match job.status {
+            CacheStatus::Hit => "cached   ",
+            CacheStatus::Miss => "to train ",
+            CacheStatus::Unknown => "unknown  ",
+        };
+        let cost = match job.examples {
+            0 => "no training".to_string(),
+            n => format!("{n} examples, about {:.3} TFLOP", job.flops / 1e12),
+        };
+        let _ = writeln!(out, "    {status} {cost}: {}", job.description);
+    }
 }
 
 fn describe_path(path: &str) -> &'static str {

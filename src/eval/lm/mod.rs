@@ -6,7 +6,9 @@ pub mod arch;
 mod attend;
 pub mod config;
 pub mod dense;
+pub mod init;
 pub mod keys;
+pub mod lora;
 pub mod model;
 #[cfg(target_arch = "x86_64")]
 mod packed;
@@ -15,6 +17,7 @@ pub mod rope;
 pub mod score;
 pub(crate) mod simd;
 pub mod text;
+pub mod train;
 
 pub use config::{Family, LmConfig};
 pub use dense::Kernels;
