@@ -15,6 +15,8 @@ pub struct PlannedTraining {
     pub status: CacheStatus,
     /// Tokens (a language model) or rows (a classifier) trained on.
     pub examples: u64,
+    /// "tokens" or "rows".
+    pub unit: &'static str,
     /// Multiply-adds and their backward pass, about 6 per parameter per example.
     pub flops: f64,
 }
@@ -36,10 +38,15 @@ pub fn planned(plan: &Plan, jobs: &[usize]) -> Vec<PlannedTraining> {
         .map(|&index| {
             let job = &graph.trainings()[index];
             let (examples, flops) = cost(graph, job);
+            let unit = match &*graph.configs[job.config] {
+                ModelConfig::Mlp(_) => "rows",
+                ModelConfig::Causal(_) => "tokens",
+            };
             PlannedTraining {
-                description: crate::graph::train::describe(job),
+                description: crate::graph::train::describe(graph, job),
                 status: status(plan, &mut fingerprints, job),
                 examples,
+                unit,
                 flops,
             }
         })

@@ -10,7 +10,7 @@ pub fn dump(graph: &Graph) -> String {
         let node = graph.node(super::NodeId(i as u32));
         let line = match &node.op {
             Op::Leaf(leaf) => match graph.training_of(*leaf) {
-                Some(job) => super::train::describe(job),
+                Some(job) => super::train::describe(graph, job),
                 None => format!("load {:?}", graph.leaf(*leaf).path()),
             },
             Op::Lin(terms) => terms

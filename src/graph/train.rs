@@ -69,7 +69,7 @@ impl TrainJob {
 
 /// A description of the job for plans and graph dumps: the same before and
 /// after it is trained.
-pub fn describe(job: &TrainJob) -> String {
+pub fn describe(graph: &super::Graph, job: &TrainJob) -> String {
     match &job.kind {
         TrainKind::Init { seed } => format!("init({:?}, seed = {seed})", job.config_file),
         TrainKind::Finetune { input, data, args } => {
@@ -80,7 +80,11 @@ pub fn describe(job: &TrainJob) -> String {
                 ),
                 Settings::Lm(a) => lm_settings(a),
             };
-            format!("finetune(%{}, data {data}, {settings})", input.0)
+            let data = match &*graph.datasets[*data] {
+                crate::eval::EvalData::Text(task) => format!("{:?}", task.path),
+                crate::eval::EvalData::Table(_) => format!("dataset {data}"),
+            };
+            format!("finetune(%{}, {data}, {settings})", input.0)
         }
     }
 }

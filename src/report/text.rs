@@ -65,7 +65,7 @@ fn write_trainings(out: &mut String, s: &Summary) {
         };
         let cost = match job.examples {
             0 => "no training".to_string(),
-            n => format!("{n} examples, about {:.3} TFLOP", job.flops / 1e12),
+            n => format!("{n} {}, about {:.3} TFLOP", job.unit, job.flops / 1e12),
         };
         let _ = writeln!(out, "    {status} {cost}: {}", job.description);
     }
