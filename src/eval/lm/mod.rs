@@ -15,6 +15,7 @@ pub mod rope;
 pub mod score;
 pub(crate) mod simd;
 pub mod text;
+pub mod train;
 
 pub use config::{Family, LmConfig};
 pub use dense::Kernels;
