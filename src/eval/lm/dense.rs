@@ -29,6 +29,10 @@ pub enum Kernels {
     Native,
     /// candle's general tensor operations only: what other devices run.
     Portable,
+    /// As `Portable`, but norms, softmax and RoPE are composed of candle
+    /// operations that have a backward pass (candle's fused ones have
+    /// none), so that the model can be trained.
+    Differentiable,
 }
 
 impl Kernels {

@@ -68,6 +68,7 @@ impl CausalLm {
             config,
             take(Role::FinalNorm(Param::Weight))?,
             global.get(&Role::FinalNorm(Param::Bias)),
+            kernels,
         )?;
         let layers = layers
             .into_iter()
@@ -153,7 +154,7 @@ fn rotary(rope: &Rope, len: usize, lengths: &[usize], device: &Device) -> Result
     })
 }
 
-fn norm(config: &LmConfig, weight: Tensor, bias: Option<&Tensor>) -> Result<Norm> {
+fn norm(config: &LmConfig, weight: Tensor, bias: Option<&Tensor>, kernels: Kernels) -> Result<Norm> {
     let weight = match config.norm {
         NormKind::Rms { unit_offset: true } => (weight + 1.0)?,
         _ => weight,
@@ -162,6 +163,7 @@ fn norm(config: &LmConfig, weight: Tensor, bias: Option<&Tensor>) -> Result<Norm
         weight,
         bias: bias.cloned(),
         eps: config.norm_eps as f32,
+        kernels,
     })
 }
 
@@ -169,7 +171,7 @@ fn layer(config: &LmConfig, index: usize, mut pieces: Pieces, kernels: Kernels) 
     let named = |piece: Piece| format!("layer {index} {piece:?}");
     let norm_of = |piece: Piece, pieces: &mut Pieces| -> Result<Option<Norm>> {
         match pieces.remove(&(piece, Param::Weight)) {
-            Some(w) => norm(config, w, pieces.remove(&(piece, Param::Bias)).as_ref()).map(Some),
+            Some(w) => norm(config, w, pieces.remove(&(piece, Param::Bias)).as_ref(), kernels).map(Some),
             None => Ok(None),
         }
     };

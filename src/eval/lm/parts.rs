@@ -12,13 +12,17 @@ pub struct Norm {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
     pub eps: f32,
+    pub kernels: Kernels,
 }
 
 impl Norm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match &self.bias {
-            Some(bias) => candle_nn::ops::layer_norm(x, &self.weight, bias, self.eps),
-            None => candle_nn::ops::rms_norm(x, &self.weight, self.eps),
+        use candle_nn::ops::{layer_norm, layer_norm_slow, rms_norm, rms_norm_slow};
+        match (&self.bias, self.kernels) {
+            (Some(bias), Kernels::Differentiable) => layer_norm_slow(x, &self.weight, bias, self.eps),
+            (None, Kernels::Differentiable) => rms_norm_slow(x, &self.weight, self.eps),
+            (Some(bias), _) => layer_norm(x, &self.weight, bias, self.eps),
+            (None, _) => rms_norm(x, &self.weight, self.eps),
         }
     }
 }
@@ -187,7 +191,7 @@ impl Attention {
             split(v, self.kv_heads)?,
         );
         match rotary {
-            Some(rotary) => Ok((rotate(&q, rotary)?, rotate(&k, rotary)?, v)),
+            Some(rotary) => Ok((rotate(&q, rotary, self.kernels)?, rotate(&k, rotary, self.kernels)?, v)),
             None => Ok((q, k, v)),
         }
     }
@@ -209,22 +213,55 @@ impl Attention {
         let scores = scores
             .reshape((batch, kv_heads, group, len, len))?
             .broadcast_add(mask)?;
-        let weights = candle_nn::ops::softmax_last_dim(&scores.reshape((batch, kv_heads, group * len, len))?)?;
+        let weights = softmax(&scores.reshape((batch, kv_heads, group * len, len))?, self.kernels)?;
         let out = weights.matmul(&v)?.reshape((batch, heads, len, dim))?;
         out.transpose(1, 2)?.reshape((batch, len, heads * dim))
     }
 }
 
+/// Softmax over the last dimension: candle's fused one, or (to be
+/// differentiated) exponentials of the scores less their maximum, which
+/// shifts every score alike and so needs no gradient.
+fn softmax(x: &Tensor, kernels: Kernels) -> Result<Tensor> {
+    if kernels != Kernels::Differentiable {
+        return candle_nn::ops::softmax_last_dim(x);
+    }
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let exp = x.broadcast_sub(&max)?.exp()?;
+    exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)
+}
+
 /// RoPE in the "rotate half" layout over the first `rotary` dimensions of
 /// each head; the rest pass through.
-fn rotate(x: &Tensor, rotary: &Rotary) -> Result<Tensor> {
+fn rotate(x: &Tensor, rotary: &Rotary, kernels: Kernels) -> Result<Tensor> {
     let dim = x.dim(D::Minus1)?;
     let rotated = rotary.cos.dim(D::Minus1)? * 2;
+    let rope = match kernels {
+        Kernels::Differentiable => rope_by_parts,
+        _ => candle_nn::rotary_emb::rope,
+    };
     if rotated == dim {
-        return candle_nn::rotary_emb::rope(x, &rotary.cos, &rotary.sin);
+        return rope(x, &rotary.cos, &rotary.sin);
     }
-    let head = candle_nn::rotary_emb::rope(&x.narrow(3, 0, rotated)?.contiguous()?, &rotary.cos, &rotary.sin)?;
+    let head = rope(&x.narrow(3, 0, rotated)?.contiguous()?, &rotary.cos, &rotary.sin)?;
     Tensor::cat(&[head, x.narrow(3, rotated, dim - rotated)?], 3)?.contiguous()
+}
+
+/// `x cos + rotate_half(x) sin` for `x` `[batch, heads, len, 2 half]` and
+/// tables `[len, half]` or `[batch, len, half]`: candle's fused RoPE
+/// without its missing backward pass.
+fn rope_by_parts(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let half = x.dim(D::Minus1)? / 2;
+    let table = |t: &Tensor| -> Result<Tensor> {
+        let full = Tensor::cat(&[t, t], D::Minus1)?;
+        match full.rank() {
+            3 => full.unsqueeze(1),
+            _ => Ok(full),
+        }
+    };
+    let (x1, x2) = (x.narrow(3, 0, half)?, x.narrow(3, half, half)?);
+    let rotated = Tensor::cat(&[&x2.neg()?, &x1], 3)?;
+    x.broadcast_mul(&table(cos)?)? + rotated.broadcast_mul(&table(sin)?)?
 }
 
 pub enum Mlp {
