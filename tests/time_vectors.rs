@@ -9,9 +9,9 @@ use std::path::Path;
 /// The experiment's settings at test size (the file's own are for a full
 /// run); each line must be in the file.
 const SMALL: [(&str, &str); 5] = [
-    ("let pretrain_steps = 800", "let pretrain_steps = 120"),
-    ("let year_steps     = 150", "let year_steps     = 30"),
-    ("let task_steps     = 100", "let task_steps     = 30"),
+    ("let pretrain_steps = 400", "let pretrain_steps = 120"),
+    ("let year_steps     = 80", "let year_steps     = 30"),
+    ("let task_steps     = 60", "let task_steps     = 30"),
     ("let batch          = 16", "let batch          = 8"),
     ("let context        = 128", "let context        = 64"),
 ];
@@ -42,18 +42,26 @@ fn run(program: &str) -> Vec<Row> {
     let headers = reader.headers().expect("header").clone();
     let rows = reader.records().map(|r| {
         let record = r.expect("record");
-        headers.iter().zip(record.iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect()
+        headers
+            .iter()
+            .zip(record.iter())
+            .map(|(h, v)| (h.to_string(), v.to_string()))
+            .collect()
     });
     rows.collect()
 }
 
 fn number(row: &Row, column: &str) -> f64 {
-    row[column].parse().unwrap_or_else(|_| panic!("{column} = {:?}", row[column]))
+    row[column]
+        .parse()
+        .unwrap_or_else(|_| panic!("{column} = {:?}", row[column]))
 }
 
 /// Rows that have a value in `column`.
 fn with<'a>(rows: &'a [Row], column: &str) -> Vec<&'a Row> {
-    rows.iter().filter(|r| r.get(column).is_some_and(|v| !v.is_empty())).collect()
+    rows.iter()
+        .filter(|r| r.get(column).is_some_and(|v| !v.is_empty()))
+        .collect()
 }
 
 #[test]
@@ -76,17 +84,26 @@ fn check_heatmap(cells: &[&Row]) {
     assert_eq!(cells.len(), 100);
     let mut own_best = 0;
     for test_year in 2013..=2022 {
-        let column: Vec<&&Row> = cells.iter().filter(|r| number(r, "test_year") == test_year as f64).collect();
+        let column: Vec<&&Row> = cells
+            .iter()
+            .filter(|r| number(r, "test_year") == test_year as f64)
+            .collect();
         assert_eq!(column.len(), 10);
         let mean = column.iter().map(|r| number(r, "ppl")).sum::<f64>() / 10.0;
         for row in &column {
             let want = 100.0 * (number(row, "ppl") - mean) / mean;
             assert!((number(row, "change") - want).abs() < 1e-9 * want.abs().max(1.0));
         }
-        let best = column.iter().min_by(|a, b| number(a, "ppl").total_cmp(&number(b, "ppl"))).expect("best");
+        let best = column
+            .iter()
+            .min_by(|a, b| number(a, "ppl").total_cmp(&number(b, "ppl")))
+            .expect("best");
         own_best += usize::from(number(best, "train_year") == test_year as f64);
     }
-    assert!(own_best >= 6, "the own year's model is best for only {own_best} of 10 test years");
+    assert!(
+        own_best >= 6,
+        "the own year's model is best for only {own_best} of 10 test years"
+    );
 }
 
 /// Cosine similarity of time vectors falls with the distance of their years.
@@ -98,7 +115,11 @@ fn check_cosines(cells: &[&Row]) {
         by_distance[d].push(number(row, "cos"));
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    assert!(by_distance[0].iter().all(|c| (c - 1.0).abs() < 1e-9), "{:?}", by_distance[0]);
+    assert!(
+        by_distance[0].iter().all(|c| (c - 1.0).abs() < 1e-9),
+        "{:?}",
+        by_distance[0]
+    );
     let means: Vec<f64> = by_distance[1..].iter().map(|v| mean(v)).collect();
     assert!(means[0] > mean(&means[3..]), "near years are not more alike: {means:?}");
     let falls = means.windows(2).filter(|w| w[1] < w[0]).count();
@@ -119,5 +140,8 @@ fn check_interpolation(cells: &[&Row]) {
         let ends = points[0].1.min(points[10].1);
         helped += usize::from(points[1..10].iter().any(|p| p.1 < ends));
     }
-    assert!(helped >= 5, "a blend beats both end years on only {helped} of 8 middle years");
+    assert!(
+        helped >= 5,
+        "a blend beats both end years on only {helped} of 8 middle years"
+    );
 }

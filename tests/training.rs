@@ -129,3 +129,132 @@ fn the_input_of_a_job_may_use_measurements() {
     assert_eq!(a.csv(), b.csv());
     assert_eq!(b.trained, 2);
 }
+
+/// A folder with the tiny Llama fixture's path and text, for LM programs.
+fn lm_program(dir: &Path, body: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lm");
+    let program = format!(
+        "let lm = load(\"{}\")\nlet text = \"{}\"\n{body}",
+        root.join("llama-untied").display(),
+        root.join("text.txt").display()
+    );
+    write(dir, "lm.tv", &program)
+}
+
+const LM_BODY: &str = r#"let tuned = finetune(lm, text, steps = 3, lr = 1e-3, batch = 2, context = 16)
+let adapted = finetune(lm, text, steps = 3, lr = 1e-2, batch = 2, context = 16, lora = 2, modules = "*self_attn*")
+eval ppl = perplexity(tuned, text, context = 16)
+eval moved = distance(tuned, lm)
+eval lora_moved = distance(adapted, lm)
+eval lora_mlp_moved = distance(only(adapted, "*mlp*"), only(lm, "*mlp*"))
+save adapted to "adapted"
+"#;
+
+#[test]
+fn language_models_train_through_the_cache_and_plan() {
+    use tv::exec::plan_training::CacheStatus::{Hit, Miss};
+    let dir = tempfile::tempdir().unwrap();
+    let path = lm_program(dir.path(), LM_BODY);
+    let overrides = tv::Overrides::default();
+    let plan = check(&path, &overrides);
+    let before = tv::graph::dump(&plan.graph);
+    assert_eq!(statuses(&plan), [Miss, Miss]);
+    let first = tv::run(&mut Default::default(), &path, &overrides, false).expect("first run");
+    assert_eq!((first.trained, first.cache_hits), (2, 0));
+    let plan = check(&path, &overrides);
+    assert_eq!(tv::graph::dump(&plan.graph), before);
+    assert_eq!(statuses(&plan), [Hit, Hit]);
+    let second = tv::run(&mut Default::default(), &path, &overrides, false).expect("second run");
+    assert_eq!((second.trained, second.cache_hits), (0, 2));
+    assert_eq!(second.csv(), first.csv());
+    // One more step is another job; the LoRA one is still cached.
+    let longer = lm_program(dir.path(), &LM_BODY.replacen("steps = 3", "steps = 4", 1));
+    assert_eq!(statuses(&check(&longer, &overrides)), [Miss, Hit]);
+
+    let csv = first.csv();
+    let rows: Vec<&str> = csv.lines().collect();
+    let values: Vec<f64> = rows[1].split(',').map(|v| v.parse().unwrap()).collect();
+    let (ppl, moved, lora_moved, mlp_moved) = (values[0], values[1], values[2], values[3]);
+    assert!(ppl.is_finite() && ppl > 1.0, "{ppl}");
+    assert!(moved > 0.0 && lora_moved > 0.0);
+    assert_eq!(mlp_moved, 0.0, "LoRA on attention leaves the MLP as it was");
+    // The saved model is a whole Hugging Face folder.
+    for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+        assert!(dir.path().join("adapted").join(file).is_file(), "{file}");
+    }
+}
+
+/// LoRA's merged change to each adapted matrix has rank at most R,
+/// checked by elimination on the saved tensors.
+#[test]
+fn a_lora_result_differs_from_its_base_by_low_rank_matrices() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = lm_program(dir.path(), LM_BODY);
+    let no_cache = tv::Overrides {
+        no_cache: true,
+        ..Default::default()
+    };
+    tv::run(&mut Default::default(), &path, &no_cache, false).expect("run");
+    let base =
+        read_f32(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lm/llama-untied/model.safetensors"));
+    let adapted = read_f32(&dir.path().join("adapted/model.safetensors"));
+    let mut adapted_count = 0;
+    for (name, (shape, values)) in &adapted {
+        let (base_shape, base_values) = &base[name];
+        assert_eq!(shape, base_shape);
+        let delta: Vec<f64> = values.iter().zip(base_values).map(|(a, b)| (*a - *b) as f64).collect();
+        if !name.contains("self_attn") || shape.len() != 2 {
+            assert!(delta.iter().all(|d| *d == 0.0), "{name} changed");
+            continue;
+        }
+        adapted_count += 1;
+        let rank = numeric_rank(&delta, shape[0], shape[1]);
+        assert!((1..=2).contains(&rank), "{name}: rank {rank}");
+    }
+    assert_eq!(adapted_count, 8, "q, k, v, o in two layers");
+}
+
+/// Gaussian elimination with partial pivoting; pivots below a tolerance
+/// relative to the largest entry count as zero.
+fn numeric_rank(values: &[f64], rows: usize, cols: usize) -> usize {
+    let mut m: Vec<Vec<f64>> = values.chunks(cols).map(<[f64]>::to_vec).collect();
+    let largest = values.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    // The saved weights are f32 sums of base and delta: their rounding
+    // (about 1e-7 of the base) is noise far below a real component.
+    let tolerance = largest * 1e-3;
+    let mut rank = 0;
+    for col in 0..cols {
+        let Some(pivot) = (rank..rows).max_by(|a, b| m[*a][col].abs().total_cmp(&m[*b][col].abs())) else {
+            break;
+        };
+        if m[pivot][col].abs() <= tolerance {
+            continue;
+        }
+        m.swap(rank, pivot);
+        let top = m[rank].clone();
+        for row in m.iter_mut().skip(rank + 1) {
+            let factor = row[col] / top[col];
+            row.iter_mut().zip(&top).skip(col).for_each(|(x, t)| *x -= factor * t);
+        }
+        rank += 1;
+    }
+    rank
+}
+
+/// Every f32 tensor of a safetensors file, read with the safetensors crate.
+fn read_f32(path: &Path) -> std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
+            let values = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (name, (view.shape().to_vec(), values))
+        })
+        .collect()
+}

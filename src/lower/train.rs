@@ -86,7 +86,7 @@ impl Lowerer<'_> {
             }
             ModelConfig::Causal(lm) => {
                 let shared = (steps, lr, batch, seed);
-                let args_lm = self.lm_train_args(&args[6..], shared, lm)?;
+                let args_lm = self.lm_train_args(w, &args[6..], shared, lm)?;
                 let data = self.training_text(w, &paths, args, lm, &args_lm)?;
                 (data, Settings::Lm(args_lm))
             }
@@ -142,6 +142,7 @@ impl Lowerer<'_> {
     /// A language model's training settings; unset ones take defaults.
     fn lm_train_args(
         &mut self,
+        w: NodeId,
         args: &[(Value, Span)],
         (steps, lr, batch, seed): (usize, f64, usize, u64),
         config: &LmConfig,
@@ -160,7 +161,7 @@ impl Lowerer<'_> {
                 return None;
             }
         }
-        let lora = self.lora(config, &args[5..8])?;
+        let lora = self.lora(w, config, &args[5..8])?;
         Some(TrainArgs {
             steps,
             lr,
@@ -177,7 +178,7 @@ impl Lowerer<'_> {
 
     /// `lora = R`, `lora_alpha`, `modules`: adapters of rank R on the
     /// layers' matrices that `modules` matches; none for R = 0.
-    fn lora(&mut self, config: &LmConfig, args: &[(Value, Span)]) -> Option<Option<Lora>> {
+    fn lora(&mut self, w: NodeId, config: &LmConfig, args: &[(Value, Span)]) -> Option<Option<Lora>> {
         let rank = self.whole_or(&args[0], "`lora`", 0, 0)?;
         let modules = self.string_arg(&args[2], "`modules`")?;
         if rank == 0 {
@@ -199,7 +200,9 @@ impl Lowerer<'_> {
             self.error(diag);
             return None;
         }
-        if crate::eval::lm::lora::targets(config, &modules).is_empty() {
+        let specs = self.graph.specs(w).clone();
+        let held = |name: &str| specs.find(name).is_some();
+        if crate::eval::lm::lora::targets(config, &modules, &held).is_empty() {
             let diag = Diagnostic::new("tv::argument", format!("`modules = {modules:?}` matches no layer matrix"))
                 .at(args[2].1, "matches nothing to adapt")
                 .help("LoRA adapts the 2-D weights inside the layers (`*` is any run of characters), e.g. modules = \"*attn*\"");

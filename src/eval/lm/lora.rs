@@ -2,20 +2,33 @@
 //! (attention and MLP projections) whose names a glob matches. Embeddings,
 //! the head, norms and biases are never adapted.
 
-use super::arch::{Param, Role};
+use super::arch::{Param, Piece, Role};
 use super::LmConfig;
 
 /// The names of the tensors `modules` selects for adapters, in the
 /// config's order, with whether each is stored transposed (`[in, out]`).
-pub fn targets(config: &LmConfig, modules: &str) -> Vec<(String, bool)> {
-    config
-        .slots()
-        .into_iter()
-        .filter_map(|slot| match slot.role {
-            Role::Layer(_, _, Param::Weight) if slot.shape.len() == 2 => Some((slot.name, false)),
-            Role::Layer(_, _, Param::TransposedWeight) if slot.shape.len() == 2 => Some((slot.name, true)),
-            _ => None,
-        })
-        .filter(|(name, _)| crate::graph::spec_glob_match(modules, name))
-        .collect()
+/// `held` says which of a slot's possible names the checkpoint uses.
+pub fn targets(config: &LmConfig, modules: &str, held: &dyn Fn(&str) -> bool) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    for slot in config.slots() {
+        let transposed = match slot.role {
+            Role::Layer(_, piece, Param::Weight) if linear(piece) => false,
+            Role::Layer(_, piece, Param::TransposedWeight) if linear(piece) => true,
+            _ => continue,
+        };
+        let name = config.held_name(&slot.name, held);
+        if crate::graph::spec_glob_match(modules, name) {
+            out.push((name.to_string(), transposed));
+        }
+    }
+    out
+}
+
+/// Whether a layer's piece is a linear map (not a norm).
+fn linear(piece: Piece) -> bool {
+    use Piece::*;
+    !matches!(
+        piece,
+        AttentionNorm | AttentionPostNorm | MlpNorm | MlpPostNorm | QNorm | KNorm
+    )
 }

@@ -4,7 +4,7 @@
 //! starts from the model itself.
 
 use super::Lora;
-use crate::eval::lm::arch::{Param, Piece, Role};
+use crate::eval::lm::lora::targets;
 use crate::eval::lm::LmConfig;
 use crate::synth::Rng;
 use candle_core::{DType, Device, Tensor, Var};
@@ -31,53 +31,6 @@ impl Adapter {
     }
 }
 
-/// Whether `name` matches `pattern`, where `*` stands for any run of
-/// characters (none included) and everything else for itself.
-pub fn glob(pattern: &str, name: &str) -> bool {
-    let Some((first, rest)) = pattern.split_once('*') else {
-        return pattern == name;
-    };
-    let Some(mut tail) = name.strip_prefix(first) else {
-        return false;
-    };
-    let mut parts: Vec<&str> = rest.split('*').collect();
-    let last = parts.pop().unwrap_or("");
-    for part in parts {
-        match tail.find(part) {
-            Some(at) => tail = &tail[at + part.len()..],
-            None => return false,
-        }
-    }
-    tail.len() >= last.len() && tail.ends_with(last)
-}
-
-/// Whether a layer's piece is a linear layer (not a norm).
-pub(super) fn linear(piece: Piece) -> bool {
-    use Piece::*;
-    !matches!(
-        piece,
-        AttentionNorm | AttentionPostNorm | MlpNorm | MlpPostNorm | QNorm | KNorm
-    )
-}
-
-/// The weights of the blocks' linear layers whose names match, as
-/// `(name, transposed)`, in the checkpoint's order.
-fn targets(config: &LmConfig, tensors: &HashMap<String, Tensor>, modules: &str) -> Vec<(String, bool)> {
-    let mut out = Vec::new();
-    for slot in config.slots() {
-        let transposed = match slot.role {
-            Role::Layer(_, piece, Param::Weight) if linear(piece) => false,
-            Role::Layer(_, piece, Param::TransposedWeight) if linear(piece) => true,
-            _ => continue,
-        };
-        let name = config.held_name(&slot.name, |n| tensors.contains_key(n));
-        if glob(modules, name) {
-            out.push((name.to_string(), transposed));
-        }
-    }
-    out
-}
-
 /// Adapters for the matching weights of `tensors` (f32, on `device`): `A`
 /// uniform in `±1 / sqrt(in)` (PEFT's `kaiming_uniform_(a = sqrt 5)`) from
 /// a generator seeded by `seed`, `B` zero.
@@ -88,12 +41,13 @@ pub fn adapters(
     seed: u64,
     device: &Device,
 ) -> Result<Vec<Adapter>, String> {
-    let found = targets(config, tensors, &lora.modules);
+    let held = |n: &str| tensors.contains_key(n);
+    let found = targets(config, &lora.modules, &held);
     if found.is_empty() {
         return Err(format!(
             "no linear layer of the model matches `{}` (e.g. {})",
             lora.modules,
-            targets(config, tensors, "*").first().map_or("none", |t| t.0.as_str())
+            targets(config, "*", &held).first().map_or("none", |t| t.0.as_str())
         ));
     }
     // A stream of its own: SplitMix64 seeds that differ by a small
@@ -116,21 +70,4 @@ pub fn adapters(
         });
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob;
-
-    #[test]
-    fn globs_match_whole_names() {
-        let name = "model.layers.0.self_attn.q_proj.weight";
-        for yes in ["*", "*q_proj*", "model.*.weight", "*self_attn*proj.weight", name] {
-            assert!(glob(yes, name), "{yes}");
-        }
-        for no in ["q_proj", "*k_proj*", "model.*.bias", "*.weight.*", "x*"] {
-            assert!(!glob(no, name), "{no}");
-        }
-        assert!(glob("a*a", "aa") && !glob("a*a", "a") && glob("**", ""));
-    }
 }

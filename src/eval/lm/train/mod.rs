@@ -11,7 +11,6 @@ mod loss;
 mod trainer;
 
 pub use data::{windows, Order};
-pub use lora::glob;
 pub use trainer::Trainer;
 
 use super::LmConfig;
@@ -159,11 +158,11 @@ pub fn memory_estimate(config: &LmConfig, parameters: u64, args: &TrainArgs) -> 
 
 /// Parameters of the adapters `lora` adds to the model.
 fn adapter_parameters(config: &LmConfig, lora: &Lora) -> u64 {
-    use super::arch::{Param, Role};
-    let slots = config.slots().into_iter().filter(|s| {
-        matches!(s.role, Role::Layer(_, p, Param::Weight | Param::TransposedWeight) if lora::linear(p))
-            && glob(&lora.modules, &s.name)
-    });
+    let adapted: Vec<String> = super::lora::targets(config, &lora.modules, &|_| true)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let slots = config.slots().into_iter().filter(|s| adapted.contains(&s.name));
     slots.map(|s| (lora.rank * s.shape.iter().sum::<usize>()) as u64).sum()
 }
 
