@@ -199,6 +199,9 @@ fn check_summary(file: &Path, plan: &tv::lower::Plan) -> String {
     let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     let columns = plan.table.header_line().map_or(0, |h| h.split(',').count());
     let mut parts = vec![count(plan.graph.loaded_count(), "checkpoint")];
+    if !plan.graph.trainings().is_empty() {
+        parts.push(count(plan.graph.trainings().len(), "training job"));
+    }
     if plan.table.sweep_points() > 0 {
         parts.push(count(plan.table.sweep_points(), "sweep point"));
     }

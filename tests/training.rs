@@ -258,3 +258,45 @@ fn read_f32(path: &Path) -> std::collections::HashMap<String, (Vec<usize>, Vec<f
         })
         .collect()
 }
+
+/// A chain whose last job is cached trains nothing, even when the cache
+/// lost the jobs before it; the plan says which jobs it skips.
+#[test]
+fn a_cached_chain_trains_nothing_before_it() {
+    use tv::exec::plan_training::CacheStatus::{Hit, Skipped};
+    let dir = mlp_dir();
+    let first_job = "let a = finetune(init(\"config.json\", seed = 1), \"train.csv\", steps = 4)\n";
+    let program = format!(
+        "{first_job}let b = finetune(a, \"train.csv\", steps = 3, lr = 1e-2)\neval l = loss(b, \"train.csv\")\n"
+    );
+    let with_cache = |name: &str| tv::Overrides {
+        cache: Some(dir.path().join(name)),
+        ..Default::default()
+    };
+    let entries = |name: &str| -> Vec<String> {
+        let listing = std::fs::read_dir(dir.path().join(name)).unwrap();
+        listing
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    // The chain up to `a` alone, then the whole chain: `b`'s entry is the new one.
+    let head = write(
+        dir.path(),
+        "head.tv",
+        &format!("{first_job}eval l = loss(a, \"train.csv\")\n"),
+    );
+    tv::run(&mut Default::default(), &head, &with_cache("head"), false).expect("head");
+    let path = write(dir.path(), "chain.tv", &program);
+    let first = tv::run(&mut Default::default(), &path, &with_cache("chain"), false).expect("first");
+    assert_eq!((first.trained, first.cache_hits), (3, 0));
+    let head_entries = entries("head");
+    assert_eq!(head_entries.len(), 2);
+    for name in head_entries {
+        std::fs::remove_dir_all(dir.path().join("chain").join(name)).unwrap();
+    }
+    assert_eq!(entries("chain").len(), 1);
+    assert_eq!(statuses(&check(&path, &with_cache("chain"))), [Skipped, Skipped, Hit]);
+    let again = tv::run(&mut Default::default(), &path, &with_cache("chain"), false).expect("again");
+    assert_eq!((again.trained, again.cache_hits), (0, 1));
+    assert_eq!(again.csv(), first.csv());
+}

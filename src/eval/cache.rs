@@ -35,6 +35,9 @@ impl Cache {
 
     pub fn temporary() -> std::io::Result<Cache> {
         let temporary = tempfile::Builder::new().prefix("tv-cache-").tempdir()?;
+        // Removed by the interrupt handler too: an interrupted run must not
+        // leave trained models behind in the temporary folder.
+        crate::io::staging::lock().add(temporary.path());
         Ok(Cache {
             dir: temporary.path().to_path_buf(),
             _temporary: Some(temporary),
@@ -105,6 +108,14 @@ impl Cache {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        if let Some(temporary) = &self._temporary {
+            crate::io::staging::lock().forget(temporary.path());
+        }
     }
 }
 

@@ -148,7 +148,8 @@ impl<'a> Executor<'a> {
         let schedule = schedule::Schedule::new(self.plan);
         let savers = save::open_savers(self.plan)?;
         for level in 0..schedule.levels() {
-            self.train(&schedule.trainings_at(level))?;
+            let wanted = schedule.wanted_after(&self.plan.graph, level);
+            self.train(&schedule.trainings_at(level), &wanted)?;
             let saves: Vec<_> = schedule
                 .saves_at(level)
                 .into_iter()
@@ -315,7 +316,7 @@ impl<'a> Executor<'a> {
     }
 
     /// Runs the training jobs of a level (or finds them in the cache).
-    fn train(&mut self, jobs: &[usize]) -> Result<(), Diagnostic> {
+    fn train(&mut self, jobs: &[usize], wanted: &std::collections::BTreeSet<usize>) -> Result<(), Diagnostic> {
         if jobs.is_empty() {
             return Ok(());
         }
@@ -333,7 +334,7 @@ impl<'a> Executor<'a> {
             progress: self.options.progress,
             coef: &coef,
         };
-        trainer.run(jobs)?;
+        trainer.run(jobs, wanted)?;
         self.stats.training_seconds += started.elapsed().as_secs_f64();
         Ok(())
     }

@@ -6,6 +6,7 @@ use crate::eval::{EvalData, ModelConfig};
 use crate::graph::train::Settings;
 use crate::graph::{Graph, TrainJob, TrainKind};
 use crate::lower::Plan;
+use std::collections::{BTreeSet, HashMap};
 
 /// One training job as the plan shows it.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,14 +27,22 @@ pub enum CacheStatus {
     /// Found, complete and verified: the run trains nothing for it.
     Hit,
     Miss,
+    /// Not run: every job that trains from it is cached.
+    Skipped,
     /// Its input's coefficients wait for measurements, or there is no cache.
     Unknown,
 }
 
-/// Every job the run needs, in the order it runs them.
-pub fn planned(plan: &Plan, jobs: &[usize]) -> Vec<PlannedTraining> {
+/// Every job the run may need, in the order it runs them; `direct` are
+/// those the report and the saves read.
+pub fn planned(plan: &Plan, jobs: &[usize], direct: &BTreeSet<usize>) -> Vec<PlannedTraining> {
     let graph = &plan.graph;
     let mut fingerprints = Fingerprints::new(graph);
+    let statuses: HashMap<usize, CacheStatus> = jobs
+        .iter()
+        .map(|&j| (j, status(plan, &mut fingerprints, &graph.trainings()[j])))
+        .collect();
+    let needed = super::schedule::jobs_to_run(graph, jobs, direct, &|j| statuses[&j] == CacheStatus::Hit);
     jobs.iter()
         .map(|&index| {
             let job = &graph.trainings()[index];
@@ -44,7 +53,10 @@ pub fn planned(plan: &Plan, jobs: &[usize]) -> Vec<PlannedTraining> {
             };
             PlannedTraining {
                 description: crate::graph::train::describe(graph, job),
-                status: status(plan, &mut fingerprints, job),
+                status: match needed.contains(&index) {
+                    true => statuses[&index],
+                    false => CacheStatus::Skipped,
+                },
                 examples,
                 unit,
                 flops,
@@ -54,11 +66,9 @@ pub fn planned(plan: &Plan, jobs: &[usize]) -> Vec<PlannedTraining> {
 }
 
 fn status(plan: &Plan, fingerprints: &mut Fingerprints, job: &TrainJob) -> CacheStatus {
-    let Some(cache) = &plan.cache else {
-        return CacheStatus::Unknown;
-    };
     match fingerprints.key(job, &|s| plan.graph.scalars.known(s)) {
-        Ok(Some(key)) if cache.holds(job.name(), &key) => CacheStatus::Hit,
+        // Without a cache (`--no-cache`) every job trains.
+        Ok(Some(key)) if plan.cache.as_ref().is_some_and(|c| c.holds(job.name(), &key)) => CacheStatus::Hit,
         Ok(Some(_)) => CacheStatus::Miss,
         _ => CacheStatus::Unknown,
     }
@@ -72,10 +82,15 @@ fn cost(graph: &Graph, job: &TrainJob) -> (u64, f64) {
         ModelConfig::Mlp(_) => job.specs.numel() as f64,
         ModelConfig::Causal(lm) => lm.parameters() as f64,
     };
+    // Settings up to 1e12 each: their product can pass u64.
+    let product = |factors: &[usize]| factors.iter().fold(1u128, |p, f| p.saturating_mul(*f as u128));
     let examples = match (args, &*graph.datasets[*data]) {
-        (Settings::Lm(a), EvalData::Text(_)) => (a.steps * a.batch * a.accumulate * a.context) as u64,
-        (Settings::Mlp(a), _) => (a.steps * a.batch) as u64,
+        (Settings::Lm(a), EvalData::Text(_)) => product(&[a.steps, a.batch, a.accumulate, a.context]),
+        (Settings::Mlp(a), _) => product(&[a.steps, a.batch]),
         _ => 0,
     };
-    (examples, 6.0 * parameters * examples as f64)
+    (
+        examples.min(u64::MAX as u128) as u64,
+        6.0 * parameters * examples as f64,
+    )
 }

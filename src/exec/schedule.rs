@@ -9,7 +9,7 @@
 
 use crate::graph::{Graph, Measure, MeasureId, NodeId, Op};
 use crate::lower::Plan;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 pub(super) struct Schedule {
     measure_levels: Vec<(MeasureId, usize)>,
@@ -17,6 +17,8 @@ pub(super) struct Schedule {
     /// Training jobs something needs (indices into the graph's trainings),
     /// each run at the start of its level, before the level's pass.
     train_levels: Vec<(usize, usize)>,
+    /// The jobs the report and the saves read directly.
+    direct: BTreeSet<usize>,
 }
 
 impl Schedule {
@@ -28,7 +30,8 @@ impl Schedule {
         let measures = needed_measures(plan);
         let measure_levels: Vec<(MeasureId, usize)> = measures.into_iter().map(|m| (m, levels.of_measure(m))).collect();
         let save_levels = plan.saves.iter().map(|s| levels.of_node(s.node)).collect();
-        let train_levels = needed_trainings(plan, &measures_of(&measure_levels))
+        let measures = measures_of(&measure_levels);
+        let train_levels = needed_trainings(plan, &measures)
             .into_iter()
             .map(|job| (job, levels.of_job(job)))
             .collect();
@@ -36,6 +39,7 @@ impl Schedule {
             measure_levels,
             save_levels,
             train_levels,
+            direct: trainings_below(&plan.graph, &roots(plan, &measures), false),
         }
     }
 
@@ -48,9 +52,23 @@ impl Schedule {
             .collect()
     }
 
-    /// Every training job the run needs.
+    /// Every training job the run may need.
     pub fn trainings(&self) -> Vec<usize> {
         self.train_levels.iter().map(|(job, _)| *job).collect()
+    }
+
+    /// The jobs something other than the jobs of `level` and before needs:
+    /// the report and the saves directly, or a job of a later level.
+    pub fn wanted_after(&self, graph: &Graph, level: usize) -> BTreeSet<usize> {
+        let later: Vec<NodeId> = self
+            .train_levels
+            .iter()
+            .filter(|(_, l)| *l > level)
+            .filter_map(|(job, _)| graph.trainings()[*job].input())
+            .collect();
+        let mut wanted = self.direct.clone();
+        wanted.extend(trainings_below(graph, &later, false));
+        wanted
     }
 
     /// Passes needed: at least one when anything is to be done.
@@ -120,21 +138,59 @@ fn measures_of(levels: &[(MeasureId, usize)]) -> Vec<MeasureId> {
 /// The training jobs below the saves and the needed measurements, in the
 /// graph's order (which puts a job after the jobs it trains from).
 fn needed_trainings(plan: &Plan, measures: &[MeasureId]) -> Vec<usize> {
-    let graph = &plan.graph;
-    let mut stack: Vec<NodeId> = plan.saves.iter().map(|s| s.node).collect();
-    stack.extend(measures.iter().flat_map(|m| graph.measure(*m).nodes()));
+    trainings_below(&plan.graph, &roots(plan, measures), true)
+        .into_iter()
+        .collect()
+}
+
+/// The nodes the report and the saves read.
+fn roots(plan: &Plan, measures: &[MeasureId]) -> Vec<NodeId> {
+    let mut roots: Vec<NodeId> = plan.saves.iter().map(|s| s.node).collect();
+    roots.extend(measures.iter().flat_map(|m| plan.graph.measure(*m).nodes()));
+    roots
+}
+
+/// The training jobs whose results `roots` are computed from: all of them
+/// (`through` their inputs), or only the nearest ones.
+pub(super) fn trainings_below(graph: &Graph, roots: &[NodeId], through: bool) -> BTreeSet<usize> {
+    let mut stack = roots.to_vec();
     let mut seen = std::collections::HashSet::new();
-    let mut jobs = std::collections::BTreeSet::new();
+    let mut jobs = BTreeSet::new();
     while let Some(node) = stack.pop() {
         if !seen.insert(node) {
             continue;
         }
         if let Op::Leaf(leaf) = graph.node(node).op {
-            jobs.extend(graph.training_index(leaf));
+            if let Some(job) = graph.training_index(leaf) {
+                jobs.insert(job);
+                if !through {
+                    continue;
+                }
+            }
         }
         stack.extend(graph.dependencies(node));
     }
-    jobs.into_iter().collect()
+    jobs
+}
+
+/// The jobs that must run (or be found cached) among `jobs` (inputs
+/// first): those `wanted` by something else, and the inputs of wanted jobs
+/// that are not cached. The input of a cached result is not needed: a chain
+/// whose last job is cached trains nothing.
+pub(super) fn jobs_to_run(
+    graph: &Graph,
+    jobs: &[usize],
+    wanted: &BTreeSet<usize>,
+    cached: &dyn Fn(usize) -> bool,
+) -> BTreeSet<usize> {
+    let mut needed: BTreeSet<usize> = jobs.iter().copied().filter(|j| wanted.contains(j)).collect();
+    for &job in jobs.iter().rev() {
+        if needed.contains(&job) && !cached(job) {
+            let input = graph.trainings()[job].input();
+            needed.extend(trainings_below(graph, &input.into_iter().collect::<Vec<_>>(), false));
+        }
+    }
+    needed
 }
 
 struct Levels<'g> {

@@ -83,7 +83,11 @@ pub fn summarize(plan: &Plan, threads: usize) -> Summary {
         peak_memory: BASE_MEMORY
             + ((threads * (widest + 3) * CHUNK * 8) as u64 + primitive_memory(plan, &families)).max(model_memory(plan)),
         graph_nodes: plan.graph.node_count(),
-        trainings: super::plan_training::planned(plan, &schedule.trainings()),
+        trainings: super::plan_training::planned(
+            plan,
+            &schedule.trainings(),
+            &schedule.wanted_after(&plan.graph, usize::MAX),
+        ),
     }
 }
 

@@ -12,7 +12,7 @@ use crate::graph::train::Settings;
 use crate::graph::{Graph, ScalarId, TrainJob, TrainKind};
 use crate::io::{Checkpoint, Dtype, IoError, SaveOptions, TensorInfo, Writer};
 use candle_core::{Device, Tensor};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -28,17 +28,32 @@ pub(super) struct Trainer<'a> {
 impl Trainer<'_> {
     /// Runs (or finds in the cache) each job not yet trained, in order: a
     /// job's trained input comes before it.
-    pub fn run(&self, jobs: &[usize]) -> Result<(), Diagnostic> {
+    pub fn run(&self, jobs: &[usize], wanted: &BTreeSet<usize>) -> Result<(), Diagnostic> {
         let mut fingerprints = Fingerprints::new(self.graph);
+        let mut keys = HashMap::new();
         for &index in jobs {
+            let job = &self.graph.trainings()[index];
+            let key = fingerprints.key(job, self.coef).map_err(|e| failed(job, e))?;
+            let key = key.ok_or_else(|| failed(job, "a coefficient of its input was never measured".into()))?;
+            keys.insert(index, key);
+        }
+        let cached = |index: usize| {
+            let job = &self.graph.trainings()[index];
+            self.graph.is_trained(job.leaf) || self.cache.holds(job.name(), &keys[&index])
+        };
+        let needed = super::schedule::jobs_to_run(self.graph, jobs, wanted, &cached);
+        for &index in jobs.iter().filter(|j| needed.contains(j)) {
             let job = &self.graph.trainings()[index];
             if self.graph.is_trained(job.leaf) {
                 continue;
             }
-            let key = fingerprints.key(job, self.coef).map_err(|e| failed(job, e))?;
-            let key = key.ok_or_else(|| failed(job, "a coefficient of its input was never measured".into()))?;
-            let folder = self.cache.entry(job.name(), &key, |folder| self.make(job, folder));
-            let folder = folder.map_err(|e| failed(job, e.to_string()))?;
+            let key = &keys[&index];
+            // Training's own failures are told as they are, not as a write error.
+            let mut failure = None;
+            let folder = self
+                .cache
+                .entry(job.name(), key, |folder| self.make(job, folder, &mut failure));
+            let folder = folder.map_err(|e| failed(job, failure.take().unwrap_or_else(|| e.to_string())))?;
             let checkpoint = Checkpoint::open(&folder).map_err(|e| failed(job, e.to_string()))?;
             check_promise(job, &checkpoint)?;
             self.graph.fill(job.leaf, Arc::new(checkpoint));
@@ -47,16 +62,19 @@ impl Trainer<'_> {
     }
 
     /// Trains `job` and writes its folder.
-    fn make(&self, job: &TrainJob, folder: &Path) -> Result<(), IoError> {
-        let bad = |reason: String| IoError::BadWrite {
-            path: folder.to_path_buf(),
-            reason,
+    fn make(&self, job: &TrainJob, folder: &Path, failure: &mut Option<String>) -> Result<(), IoError> {
+        let mut bad = |reason: String| {
+            *failure = Some(reason.clone());
+            IoError::BadWrite {
+                path: folder.to_path_buf(),
+                reason,
+            }
         };
         let config_json = std::fs::read(&job.config_file).map_err(|source| IoError::Read {
             path: job.config_file.clone(),
             source,
         })?;
-        let weights = self.weights(job, &config_json).map_err(bad)?;
+        let weights = self.weights(job, &config_json).map_err(&mut bad)?;
         write_model(folder, &weights, config_json, &job.model_folder())
     }
 

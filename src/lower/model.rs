@@ -110,6 +110,18 @@ impl Lowerer<'_> {
                 self.error(diag);
                 return None;
             }
+            if tokenizer_of(first) != tokenizer_of(&config) {
+                let message = "these weights combine checkpoints of models with different tokenizers";
+                let diag = Diagnostic::new("tv::model_config", message)
+                    .at(span, "these weights")
+                    .help(format!(
+                        "the tokenizer.json beside {} and beside {} differ; text would be read with the first only",
+                        first.display(),
+                        config.display()
+                    ));
+                self.error(diag);
+                return None;
+            }
         }
         Some(())
     }
@@ -187,9 +199,10 @@ impl Lowerer<'_> {
     pub(super) fn whole_number(&mut self, (value, span): &(Value, Span), what: &str, min: f64) -> Option<f64> {
         let n = self.known_value(value, *span, what)?;
         if n.fract() != 0.0 || n < min || n > 1e12 {
+            let most = if n > 1e12 { " and at most 1e12" } else { "" };
             let diag = Diagnostic::new(
                 "tv::argument",
-                format!("{what} must be a whole number of at least {min}"),
+                format!("{what} must be a whole number of at least {min}{most}"),
             )
             .at(*span, "this value");
             self.error(diag);
@@ -224,6 +237,11 @@ impl Lowerer<'_> {
             }
         }
     }
+}
+
+/// The bytes of the tokenizer beside a config file, if it has one.
+fn tokenizer_of(config: &Path) -> Option<Vec<u8>> {
+    std::fs::read(config.parent()?.join("tokenizer.json")).ok()
 }
 
 /// How a tensor the config calls for differs from what it says.

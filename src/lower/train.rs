@@ -85,6 +85,13 @@ impl Lowerer<'_> {
                 (data, settings)
             }
             ModelConfig::Causal(lm) => {
+                if steps == 0 {
+                    let diag = Diagnostic::new("tv::argument", "`steps` must be at least 1 for a language model")
+                        .at(args[2].1, "no training step")
+                        .help("a model trained for no steps is the model itself: use it as it is");
+                    self.error(diag);
+                    return None;
+                }
                 let shared = (steps, lr, batch, seed);
                 let args_lm = self.lm_train_args(w, &args[6..], shared, lm)?;
                 let data = self.training_text(w, &paths, args, lm, &args_lm)?;
@@ -255,9 +262,10 @@ impl Lowerer<'_> {
             Value::List(items) if !items.is_empty() => items.clone(),
             other => vec![other.clone()],
         };
+        let what = "the data of `finetune` (a path, or a list of paths)";
         items
             .iter()
-            .map(|item| self.string_arg(&(item.clone(), *span), "the data of `finetune`"))
+            .map(|item| self.string_arg(&(item.clone(), *span), what))
             .collect()
     }
 

@@ -61,11 +61,12 @@ fn write_trainings(out: &mut String, s: &Summary) {
         let status = match job.status {
             CacheStatus::Hit => "cached   ",
             CacheStatus::Miss => "to train ",
+            CacheStatus::Skipped => "skipped  ",
             CacheStatus::Unknown => "unknown  ",
         };
-        let cost = match job.examples {
-            0 => "no training".to_string(),
-            n => format!("{n} {}, about {:.3} TFLOP", job.unit, job.flops / 1e12),
+        let cost = match job.description.starts_with("init(") {
+            true => "fresh weights".to_string(),
+            false => format!("{} {}, about {:.3} TFLOP", job.examples, job.unit, job.flops / 1e12),
         };
         let _ = writeln!(out, "    {status} {cost}: {}", job.description);
     }

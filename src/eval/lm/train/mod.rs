@@ -129,6 +129,13 @@ pub fn finetune(
             micro_batches.push(batch);
         }
         let loss = trainer.step(&micro_batches)?;
+        // Diverged: every later step is NaN too, and nothing may cache it.
+        if !loss.is_finite() {
+            return Err(format!(
+                "the loss is not finite at step {} (a learning rate too high, or weights that are not finite)",
+                step + 1
+            ));
+        }
         on_step(step + 1, loss, per_step * (step as u64 + 1));
     }
     trainer.weights()
