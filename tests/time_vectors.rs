@@ -121,9 +121,20 @@ fn check_cosines(cells: &[&Row]) {
         by_distance[0]
     );
     let means: Vec<f64> = by_distance[1..].iter().map(|v| mean(v)).collect();
-    assert!(means[0] > mean(&means[3..]), "near years are not more alike: {means:?}");
-    let falls = means.windows(2).filter(|w| w[1] < w[0]).count();
-    assert!(falls >= 6, "cosine by distance {means:?}");
+    assert!(
+        mean(&means[..2]) > mean(&means[6..]),
+        "near years are not more alike: {means:?}"
+    );
+    // Over all pairs of different years, cosine and distance correlate negatively.
+    let pairs: Vec<(f64, f64)> = (1..10)
+        .flat_map(|d| by_distance[d].iter().map(move |c| (d as f64, *c)))
+        .collect();
+    let (md, mc) = (
+        mean(&pairs.iter().map(|p| p.0).collect::<Vec<_>>()),
+        mean(&pairs.iter().map(|p| p.1).collect::<Vec<_>>()),
+    );
+    let covariance: f64 = pairs.iter().map(|(d, c)| (d - md) * (c - mc)).sum();
+    assert!(covariance < 0.0, "cosine by distance {means:?}");
 }
 
 /// Between the end years, some blend beats both ends on most years.
