@@ -359,22 +359,28 @@ MODEL_MAX_LENGTH = 256
 
 
 def train_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
     corpus = [PROSE] + [
         (EXPERIMENT / "data" / f"{year}.txt").read_text(encoding="utf-8") for year in PERIODS
     ]
+    return bpe_tokenizer(corpus, VOCAB_SIZE)
+
+
+def bpe_tokenizer(corpus, vocab_size):
+    """A byte-level BPE of ``vocab_size`` tokens trained on ``corpus`` (a list
+    of strings), the specials first, prepending ``<s>`` to every text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
+        vocab_size=vocab_size,
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(corpus, trainer=trainer)
-    assert tok.get_vocab_size() == VOCAB_SIZE, tok.get_vocab_size()
+    assert tok.get_vocab_size() == vocab_size, tok.get_vocab_size()
     for i, s in enumerate(SPECIAL_TOKENS):
         assert tok.token_to_id(s) == i, (s, tok.token_to_id(s))
     byte_symbols = {tok.id_to_token(i) for i in range(3, 259)}

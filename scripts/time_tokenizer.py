@@ -23,6 +23,8 @@ import json
 import os
 from pathlib import Path
 
+from lm_fixtures import bpe_tokenizer, save_tokenizer
+
 VOCAB_SIZE = 2048
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]  # ids 0, 1, 2
 BOS_ID, EOS_ID, UNK_ID = 1, 2, 0
@@ -53,49 +55,10 @@ def read_docs(path):
 
 
 def train_tokenizer(data):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
     corpus = []
     for year in years(data):
         corpus += read_docs(data / str(year) / "train.jsonl")
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(corpus, trainer=trainer)
-    assert tok.get_vocab_size() == VOCAB_SIZE, tok.get_vocab_size()
-    for i, s in enumerate(SPECIAL_TOKENS):
-        assert tok.token_to_id(s) == i, (s, tok.token_to_id(s))
-    byte_symbols = {tok.id_to_token(i) for i in range(3, 259)}
-    assert byte_symbols == set(pre_tokenizers.ByteLevel.alphabet())
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", BOS_ID)]
-    )
-    return tok
-
-
-def save_tokenizer(tok, out_dir):
-    from transformers import PreTrainedTokenizerFast
-
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        model_max_length=MODEL_MAX_LENGTH,
-    )
-    fast.save_pretrained(out_dir)
-    # transformers 5 names its class TokenizersBackend; the older name loads
-    # in transformers 4 as well and maps to the same class in 5.
-    path = Path(out_dir) / "tokenizer_config.json"
-    cfg = json.loads(path.read_text())
-    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
-    path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    return bpe_tokenizer(corpus, VOCAB_SIZE)
 
 
 def save_config(out_dir):

@@ -2,6 +2,8 @@
 //! experiments are copied into a temporary directory beside freshly written
 //! synthetic checkpoints, so the test never writes into the source tree.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -67,20 +69,7 @@ fn run(path: &Path) -> Vec<HashMap<String, String>> {
         Ok(output) => output,
         Err(diags) => panic!("{}", tv::diag::render_plain(&diags, &sources, 100)),
     };
-    let text = output.csv();
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let headers = reader.headers().expect("header").clone();
-    reader
-        .records()
-        .map(|r| {
-            let record = r.expect("record");
-            headers
-                .iter()
-                .zip(record.iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
+    common::csv_rows(&output.csv())
 }
 
 fn number(row: &HashMap<String, String>, column: &str) -> f64 {

@@ -3,6 +3,8 @@
 //! of its findings asserted on the CSV tv writes. The arithmetic columns are
 //! recomputed here from the perplexities.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
 

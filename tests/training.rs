@@ -195,14 +195,15 @@ fn a_lora_result_differs_from_its_base_by_low_rank_matrices() {
         ..Default::default()
     };
     tv::run(&mut Default::default(), &path, &no_cache, false).expect("run");
-    let base =
-        read_f32(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lm/llama-untied/model.safetensors"));
-    let adapted = read_f32(&dir.path().join("adapted/model.safetensors"));
+    let base = common::f32_file(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lm/llama-untied/model.safetensors"),
+    );
+    let adapted = common::f32_file(&dir.path().join("adapted/model.safetensors"));
     let mut adapted_count = 0;
     for (name, (shape, values)) in &adapted {
         let (base_shape, base_values) = &base[name];
         assert_eq!(shape, base_shape);
-        let delta: Vec<f64> = values.iter().zip(base_values).map(|(a, b)| (*a - *b) as f64).collect();
+        let delta: Vec<f64> = values.iter().zip(base_values).map(|(a, b)| a - b).collect();
         if !name.contains("self_attn") || shape.len() != 2 {
             assert!(delta.iter().all(|d| *d == 0.0), "{name} changed");
             continue;
@@ -239,24 +240,6 @@ fn numeric_rank(values: &[f64], rows: usize, cols: usize) -> usize {
         rank += 1;
     }
     rank
-}
-
-/// Every f32 tensor of a safetensors file, read with the safetensors crate.
-fn read_f32(path: &Path) -> std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    file.tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
-            let values = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            (name, (view.shape().to_vec(), values))
-        })
-        .collect()
 }
 
 /// A chain whose last job is cached trains nothing, even when the cache

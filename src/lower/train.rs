@@ -11,6 +11,7 @@ use crate::eval::train::FinetuneArgs;
 use crate::eval::ModelConfig;
 use crate::graph::train::Settings;
 use crate::graph::{LeafId, NodeId, Specs, TrainJob, TrainKind};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// `finetune`'s parameters that only language models take, after the
@@ -44,15 +45,13 @@ impl Lowerer<'_> {
         let config_file = self.resolve_path(&path);
         let config = self.read_config(&config_file, args[0].1)?;
         let specs = Specs::trained(self.graph.configs[config].tensors());
-        let job = TrainJob {
-            kind: TrainKind::Init { seed },
-            config,
-            config_file,
-            leaf: LeafId(0),
-            specs: Arc::new(specs),
+        let kind = TrainKind::Init { seed };
+        Some(Value::Weights(self.training_node(
+            kind,
+            (config, config_file),
+            specs,
             span,
-        };
-        Some(Value::Weights(self.training_node(job)))
+        )))
     }
 
     /// `finetune(w, data, ...)`: a trained copy of `w`, with `w`'s float
@@ -100,24 +99,36 @@ impl Lowerer<'_> {
         };
         let specs = self.graph.specs(w).tensors.iter().filter(|s| s.float);
         let specs = Specs::trained(specs.map(|s| (s.name.clone(), s.shape.clone())));
+        let kind = TrainKind::Finetune {
+            input: w,
+            data,
+            args: settings,
+        };
+        Some(Value::Weights(self.training_node(
+            kind,
+            (config, config_file),
+            specs,
+            span,
+        )))
+    }
+
+    /// The node of a job; the same call made again (at another sweep point,
+    /// say) is the same job.
+    fn training_node(
+        &mut self,
+        kind: TrainKind,
+        (config, config_file): (usize, PathBuf),
+        specs: Specs,
+        span: Span,
+    ) -> NodeId {
         let job = TrainJob {
-            kind: TrainKind::Finetune {
-                input: w,
-                data,
-                args: settings,
-            },
+            kind,
             config,
             config_file,
             leaf: LeafId(0),
             specs: Arc::new(specs),
             span,
         };
-        Some(Value::Weights(self.training_node(job)))
-    }
-
-    /// The node of a job; the same call made again (at another sweep point,
-    /// say) is the same job.
-    fn training_node(&mut self, job: TrainJob) -> NodeId {
         self.trains = true;
         let key = format!("{:?} {} {:?}", job.kind, job.config, job.config_file);
         if let Some(node) = self.train_jobs.get(&key) {
