@@ -283,3 +283,41 @@ fn a_cached_chain_trains_nothing_before_it() {
     assert_eq!((again.trained, again.cache_hits), (0, 1));
     assert_eq!(again.csv(), first.csv());
 }
+
+/// `init` of a language model draws its matrices as transformers does:
+/// normal with the config's `initializer_range`, norm scales one (zero for
+/// Gemma's offset norms), biases zero; the folder carries the tokenizer.
+#[test]
+fn a_fresh_language_model_is_initialised_as_transformers_does() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cases = [
+        (root.join("experiments/time/base/config.json"), 1.0),
+        (root.join("tests/fixtures/lm/families/gemma/config.json"), 0.0),
+    ];
+    for (config, norm_scale) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let program = format!("save init(\"{}\", seed = 4) to \"fresh\"\n", config.display());
+        let path = write(dir.path(), "init.tv", &program);
+        tv::run(&mut Default::default(), &path, &Default::default(), false).expect("init");
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+        let range = json["initializer_range"].as_f64().unwrap_or(0.02);
+        assert!(dir.path().join("fresh/tokenizer.json").is_file());
+        let tensors = common::f32_file(&dir.path().join("fresh/model.safetensors"));
+        for (name, (shape, values)) in &tensors {
+            if name.contains("norm") {
+                assert!(values.iter().all(|v| *v == norm_scale), "{name}");
+                continue;
+            }
+            assert_eq!(shape.len(), 2, "{name}");
+            let n = values.len() as f64;
+            let mean = values.iter().sum::<f64>() / n;
+            let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+            // Sampling error of the standard deviation is about std / sqrt(2n).
+            assert!(
+                (std - range).abs() < 6.0 * range / (2.0 * n).sqrt(),
+                "{name}: {std} vs {range}"
+            );
+            assert!(mean.abs() < 6.0 * range / n.sqrt(), "{name}: mean {mean}");
+        }
+    }
+}
