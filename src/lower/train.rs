@@ -313,7 +313,7 @@ impl Lowerer<'_> {
                 documents.extend(task.documents.iter().cloned());
             }
         }
-        let name = format!("{} and {} more", paths[0], paths.len() - 1);
+        let name = format!("{} and {} more", resolved[0], paths.len() - 1);
         let task = crate::eval::lm::TextTask::new(name.into(), Arc::new(documents), windowing);
         self.graph.datasets.push(Arc::new(crate::eval::EvalData::Text(task)));
         self.text_tasks.insert(key, self.graph.datasets.len() - 1);

@@ -16,9 +16,13 @@ pub fn plan_text(file: &str, s: &Summary) -> String {
         ),
     };
     let _ = writeln!(out, "  passes over data   {}", s.passes);
+    let trained = match s.trainings.len() {
+        0 => String::new(),
+        n => format!(" and {n} trained model(s)"),
+    };
     let _ = writeln!(
         out,
-        "  bytes read         {} from {} checkpoint(s)",
+        "  bytes read         {} from {} checkpoint(s){trained}",
         human_bytes(s.bytes_read),
         s.checkpoints
     );
