@@ -60,9 +60,9 @@ pub fn check(sources: &mut Sources, path: &Path, overrides: &Overrides) -> Resul
 /// cached.
 pub fn check_with_cache(sources: &mut Sources, path: &Path, overrides: &Overrides) -> Result<Plan, Diagnostics> {
     let mut plan = check(sources, path, overrides)?;
-    if plan.trains && !overrides.no_cache {
-        let beside = || path.parent().unwrap_or(Path::new("")).join(".tv-cache");
-        plan.cache = Some(Cache::at(overrides.cache.clone().unwrap_or_else(beside)));
+    if plan.trains {
+        let root = sources.find_path(path);
+        plan.cache = root.and_then(|root| cache_dir(sources, root, overrides)).map(Cache::at);
     }
     Ok(plan)
 }

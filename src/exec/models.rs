@@ -142,7 +142,10 @@ fn mean_loss(lm: &CausalLm, task: &TextTask, device: &Device, progress: bool) ->
 
 /// Float tensors as f32 candle tensors on `device`, the buffers freed one
 /// by one as they are copied.
-fn to_tensors(tensors: Vec<(TensorInfo, Vec<u8>)>, device: &Device) -> candle_core::Result<HashMap<String, Tensor>> {
+pub(super) fn to_tensors(
+    tensors: Vec<(TensorInfo, Vec<u8>)>,
+    device: &Device,
+) -> candle_core::Result<HashMap<String, Tensor>> {
     use rayon::prelude::*;
     // In parallel: for a large model these copies are a visible part of
     // a run's start.

@@ -88,8 +88,9 @@ impl Trainer<'_> {
                 Ok(crate::eval::lm::init::init_weights(lm, range, *seed))
             }
             (TrainKind::Finetune { input, data, args }, _) => {
-                let weights = self.materialize(*input)?;
-                self.finetune(job, config, &weights, *data, args)
+                let tensors =
+                    super::materialize::materialize(self.graph, *input, &|s| (self.coef)(s).unwrap_or(f64::NAN));
+                self.finetune(job, config, tensors.map_err(|e| e.to_string())?, *data, args)
             }
         }
     }
@@ -98,7 +99,7 @@ impl Trainer<'_> {
         &self,
         job: &TrainJob,
         config: &ModelConfig,
-        weights: &Weights,
+        tensors: Vec<(TensorInfo, Vec<u8>)>,
         data: usize,
         args: &Settings,
     ) -> Result<Weights, String> {
@@ -106,12 +107,12 @@ impl Trainer<'_> {
         match (config, &*self.graph.datasets[data], args) {
             (ModelConfig::Mlp(mlp), EvalData::Table(rows), Settings::Mlp(args)) => {
                 let bar = self.bar(args.steps, &label);
-                let trained = mlp_train::finetune(mlp, weights, rows, *args, &|| bar.inc(1));
+                let trained = mlp_train::finetune(mlp, &decode(tensors), rows, *args, &|| bar.inc(1));
                 bar.finish_and_clear();
                 trained.map_err(|e| e.to_string())
             }
             (ModelConfig::Causal(lm), EvalData::Text(task), Settings::Lm(args)) => {
-                let tensors = to_tensors(weights, &self.device)?;
+                let tensors = super::models::to_tensors(tensors, &self.device).map_err(|e| e.to_string())?;
                 let bar = self.bar(args.steps, &label);
                 let started = std::time::Instant::now();
                 let mut on_step = |_step: usize, loss: f64, tokens: u64| {
@@ -133,24 +134,6 @@ impl Trainer<'_> {
             true => crate::report::progress::steps(steps as u64, label),
             false => indicatif::ProgressBar::hidden(),
         }
-    }
-
-    /// The float tensors of `node`, computed now.
-    fn materialize(&self, node: crate::graph::NodeId) -> Result<Weights, String> {
-        let coef = |s: ScalarId| (self.coef)(s).unwrap_or(f64::NAN);
-        let tensors = super::materialize::materialize(self.graph, node, &coef).map_err(|e| e.to_string())?;
-        let weights: Weights = tensors
-            .into_iter()
-            .filter(|(info, _)| info.is_float())
-            .map(|(info, bytes)| {
-                let values = bytes
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect();
-                (info.name, info.shape, values)
-            })
-            .collect();
-        Ok(weights)
     }
 }
 
@@ -182,18 +165,25 @@ fn failed(job: &TrainJob, reason: String) -> Diagnostic {
         .help("nothing was saved; a cached result is only kept once complete")
 }
 
-fn to_tensors(weights: &Weights, device: &Device) -> Result<HashMap<String, Tensor>, String> {
-    weights
-        .iter()
-        .map(|(name, shape, values)| {
-            let tensor = Tensor::from_slice(values, shape.as_slice(), device).map_err(|e| e.to_string())?;
-            Ok((name.clone(), tensor))
+/// The float tensors of materialised weights (f32 little-endian bytes), as
+/// the classifier's trainer takes them.
+fn decode(tensors: Vec<(TensorInfo, Vec<u8>)>) -> Weights {
+    tensors
+        .into_iter()
+        .filter(|(info, _)| info.is_float())
+        .map(|(info, bytes)| {
+            let values = bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (info.name, info.shape, values)
         })
         .collect()
 }
 
+/// Trained tensors as weights to write (`write_model` sorts them).
 fn from_tensors(tensors: HashMap<String, Tensor>) -> Result<Weights, String> {
-    let mut weights: Weights = tensors
+    tensors
         .into_iter()
         .map(|(name, tensor)| {
             let shape = tensor.dims().to_vec();
@@ -201,9 +191,7 @@ fn from_tensors(tensors: HashMap<String, Tensor>) -> Result<Weights, String> {
             let values = values.and_then(|t| t.to_vec1::<f32>()).map_err(|e| e.to_string())?;
             Ok((name, shape, values))
         })
-        .collect::<Result<_, String>>()?;
-    weights.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(weights)
+        .collect()
 }
 
 /// Writes weights as a Hugging Face folder, atomically, with the config

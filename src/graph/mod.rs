@@ -177,7 +177,6 @@ impl Graph {
     /// Float bytes of a leaf's checkpoint: as stored, or as its training
     /// job promises them (f32).
     pub fn leaf_float_bytes(&self, id: LeafId) -> u64 {
-        let float = |numel: usize, bytes: usize| (numel * bytes) as u64;
         match (self.leaves[id.0 as usize].checkpoint.get(), self.training_of(id)) {
             (Some(c), _) => c
                 .tensors()
@@ -185,7 +184,7 @@ impl Graph {
                 .filter(|t| t.is_float())
                 .map(|t| t.byte_len() as u64)
                 .sum(),
-            (None, Some(job)) => job.specs.tensors.iter().map(|s| float(s.numel(), 4)).sum(),
+            (None, Some(job)) => job.specs.tensors.iter().map(|s| s.numel() as u64 * 4).sum(),
             (None, None) => 0,
         }
     }

@@ -21,12 +21,15 @@ const DEFAULT_CONTEXT_LIMIT: usize = 1024;
 const DEFAULT_BATCH: usize = 4;
 const MAX_BATCH: usize = 4096;
 
+/// The upper end of a range with no limit of its own.
+pub(super) const NO_LIMIT: usize = 1_000_000_000_000;
+
 /// A whole-number text setting: its name, range (and why), and default.
-struct Setting {
-    what: &'static str,
-    range: (usize, usize),
-    why: &'static str,
-    default: usize,
+pub(super) struct Setting {
+    pub what: &'static str,
+    pub range: (usize, usize),
+    pub why: &'static str,
+    pub default: usize,
 }
 
 /// Tokenized documents, shared by every measurement of the same text with
@@ -64,11 +67,11 @@ impl Lowerer<'_> {
         let windowing = self.windowing(&args[2..5], config)?;
         let field = self.string_arg(&args[5], "the JSONL field")?;
         let index = self.text_task(w, path, &field, windowing, (args[0].1, args[1].1), config)?;
-        let crate::eval::EvalData::Text(task) = &*self.graph.datasets[index] else {
+        let data = self.graph.datasets[index].clone();
+        let EvalData::Text(task) = &*data else {
             return None;
         };
-        let task = task.clone();
-        self.check_memory(config, &task, args[4].1)?;
+        self.check_memory(config, task, args[4].1)?;
         if task.scored_tokens() == 0 {
             let diag = Diagnostic::new("tv::dataset", "the text has nothing to score")
                 .at(args[1].1, "fewer than two tokens in every document")
@@ -109,18 +112,7 @@ impl Lowerer<'_> {
 
     /// `context`, `stride` and `batch`; unset ones (NaN) take defaults.
     fn windowing(&mut self, args: &[(Value, Span)], config: &LmConfig) -> Option<Windowing> {
-        let limit = config.context_limit();
-        let why = match limit == config.max_positions {
-            true => " (the model's max_position_embeddings)",
-            false => " (max_position_embeddings times the dynamic RoPE factor)",
-        };
-        let context = Setting {
-            what: "`context`",
-            range: (2, limit),
-            why,
-            default: limit.min(DEFAULT_CONTEXT_LIMIT),
-        };
-        let context = self.setting_or(&args[0], context)?;
+        let context = self.setting_or(&args[0], context_setting(config, DEFAULT_CONTEXT_LIMIT))?;
         let stride = Setting {
             what: "`stride`",
             range: (1, context),
@@ -148,6 +140,24 @@ impl Lowerer<'_> {
             ..task.windowing
         };
         let needed = config.activation_bytes(windowing);
+        let what = |amount: String| {
+            let (batch, context) = (windowing.batch, windowing.context);
+            format!("a batch of {batch} windows of {context} tokens needs about {amount} for the forward pass")
+        };
+        let help = "lower `batch` or `context`: attention takes memory in proportion to batch x context squared";
+        self.fits_in_memory(needed, &what, span, help)
+    }
+
+    /// Refuses work that needs more than the available memory (`what`
+    /// says what needs the amount it is given), which would otherwise
+    /// abort the run when it allocates.
+    pub(super) fn fits_in_memory(
+        &mut self,
+        needed: f64,
+        what: &dyn Fn(String) -> String,
+        span: Span,
+        help: &str,
+    ) -> Option<()> {
         let Some(available) = crate::report::memory::available().map(|a| a as f64) else {
             return Some(());
         };
@@ -155,22 +165,14 @@ impl Lowerer<'_> {
             return Some(());
         }
         let gib = |bytes: f64| format!("{:.1} GiB", bytes / (1u64 << 30) as f64);
-        let message = format!(
-            "a batch of {} windows of {} tokens needs about {} for the forward pass; {} is available",
-            windowing.batch,
-            windowing.context,
-            gib(needed),
-            gib(available)
-        );
-        let diag = Diagnostic::new("tv::memory", message)
-            .at(span, "this batch")
-            .help("lower `batch` or `context`: attention takes memory in proportion to batch x context squared");
+        let message = format!("{}; {} is available", what(gib(needed)), gib(available));
+        let diag = Diagnostic::new("tv::memory", message).at(span, "this batch").help(help);
         self.error(diag);
         None
     }
 
     /// A whole number in its range, or the default when not given.
-    fn setting_or(&mut self, arg: &(Value, Span), setting: Setting) -> Option<usize> {
+    pub(super) fn setting_or(&mut self, arg: &(Value, Span), setting: Setting) -> Option<usize> {
         let value = self.known_value(&arg.0, arg.1, setting.what)?;
         if value.is_nan() {
             return Some(setting.default);
@@ -178,7 +180,10 @@ impl Lowerer<'_> {
         let (min, max) = setting.range;
         if value.fract() != 0.0 || value < min as f64 || value > max as f64 {
             let (what, why) = (setting.what, setting.why);
-            let message = format!("{what} must be a whole number from {min} to {max}{why}");
+            let message = match max {
+                NO_LIMIT => format!("{what} must be a whole number of at least {min}{why}"),
+                _ => format!("{what} must be a whole number from {min} to {max}{why}"),
+            };
             self.error(Diagnostic::new("tv::argument", message).at(arg.1, "this value"));
             return None;
         }
@@ -219,6 +224,21 @@ impl Lowerer<'_> {
                 .help("a language model's folder needs its tokenizer.json, as transformers saves it")
         };
         loaded.map_err(|e| self.error(error(e))).ok()
+    }
+}
+
+/// `context`, up to the model's limit (and why it is the limit).
+pub(super) fn context_setting(config: &LmConfig, default: usize) -> Setting {
+    let limit = config.context_limit();
+    let why = match limit == config.max_positions {
+        true => " (the model's max_position_embeddings)",
+        false => " (max_position_embeddings times the dynamic RoPE factor)",
+    };
+    Setting {
+        what: "`context`",
+        range: (2, limit),
+        why,
+        default: limit.min(default),
     }
 }
 

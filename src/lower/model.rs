@@ -45,19 +45,8 @@ impl Lowerer<'_> {
             self.error(diag);
             return None;
         }
-        for (arg, param) in args.iter().skip(2).zip(super::lm::TEXT_PARAMS) {
-            let given = match &arg.0 {
-                Value::Str(s) => s != super::lm::DEFAULT_FIELD,
-                other => !self.is_known_nan(other),
-            };
-            if given {
-                let diag = Diagnostic::new("tv::argument", format!("`{param}` applies to language models only"))
-                    .at(arg.1, "not for a classifier")
-                    .help("a classifier's loss is the mean cross-entropy over all rows of its CSV file");
-                self.error(diag);
-                return None;
-            }
-        }
+        let help = "a classifier's loss is the mean cross-entropy over all rows of its CSV file";
+        self.language_model_only(&args[2..], &super::lm::TEXT_PARAMS, help)?;
         Some(if function == "accuracy" {
             ModelKind::Accuracy
         } else {

@@ -3,6 +3,7 @@
 //! tensors follow from its config (`init`) or its input (`finetune`), so
 //! `tv check` and `tv plan` see the graph `tv run` executes.
 
+use super::lm::{context_setting, Setting, NO_LIMIT};
 use super::{Lowerer, Value};
 use crate::diag::{Diagnostic, Span};
 use crate::eval::lm::train::{Lora, TrainArgs};
@@ -71,7 +72,8 @@ impl Lowerer<'_> {
         let model = self.graph.configs[config].clone();
         let (data, settings) = match &*model {
             ModelConfig::Mlp(mlp) => {
-                self.no_lm_settings(&args[6..])?;
+                let help = "a classifier is fine-tuned with steps, lr, batch and seed";
+                self.language_model_only(&args[6..], &LM_PARAMS, help)?;
                 let [path] = &paths[..] else {
                     let diag = Diagnostic::new("tv::argument", "a classifier trains on one CSV file")
                         .at(args[1].1, "a list of files")
@@ -139,9 +141,10 @@ impl Lowerer<'_> {
         node
     }
 
-    /// A classifier takes none of the language-model settings.
-    fn no_lm_settings(&mut self, args: &[(Value, Span)]) -> Option<()> {
-        for ((value, span), param) in args.iter().zip(LM_PARAMS) {
+    /// Refuses the first of `params` (language-model settings) that was
+    /// given to a classifier; `help` says what the classifier takes.
+    pub(super) fn language_model_only(&mut self, args: &[(Value, Span)], params: &[&str], help: &str) -> Option<()> {
+        for ((value, span), param) in args.iter().zip(params) {
             let given = match value {
                 Value::Str(s) => s != lm_string_default(param),
                 other => !self.is_known_nan(other),
@@ -149,7 +152,7 @@ impl Lowerer<'_> {
             if given {
                 let diag = Diagnostic::new("tv::argument", format!("`{param}` applies to language models only"))
                     .at(*span, "not for a classifier")
-                    .help("a classifier is fine-tuned with steps, lr, batch and seed");
+                    .help(help);
                 self.error(diag);
                 return None;
             }
@@ -165,11 +168,9 @@ impl Lowerer<'_> {
         (steps, lr, batch, seed): (usize, f64, usize, u64),
         config: &LmConfig,
     ) -> Option<TrainArgs> {
-        let limit = config.context_limit();
-        let context = self.number_or(&args[0], "`context`", DEFAULT_TRAIN_CONTEXT.min(limit) as f64)?;
-        let context = self.whole_in(context, &args[0], "`context`", (2, limit))?;
-        let accumulate = self.whole_or(&args[1], "`accumulate`", 1, 1)?;
-        let warmup = self.whole_or(&args[2], "`warmup`", 0, 0)?;
+        let context = self.setting_or(&args[0], context_setting(config, DEFAULT_TRAIN_CONTEXT))?;
+        let accumulate = self.setting_or(&args[1], count("`accumulate`", 1, 1))?;
+        let warmup = self.setting_or(&args[2], count("`warmup`", 0, 0))?;
         let clip = self.number_or(&args[3], "`clip`", DEFAULT_CLIP)?;
         let weight_decay = self.number_or(&args[4], "`weight_decay`", DEFAULT_WEIGHT_DECAY)?;
         for (value, arg, what) in [(clip, &args[3], "`clip`"), (weight_decay, &args[4], "`weight_decay`")] {
@@ -197,7 +198,7 @@ impl Lowerer<'_> {
     /// `lora = R`, `lora_alpha`, `modules`: adapters of rank R on the
     /// layers' matrices that `modules` matches; none for R = 0.
     fn lora(&mut self, w: NodeId, config: &LmConfig, args: &[(Value, Span)]) -> Option<Option<Lora>> {
-        let rank = self.whole_or(&args[0], "`lora`", 0, 0)?;
+        let rank = self.setting_or(&args[0], count("`lora`", 0, 0))?;
         let modules = self.string_arg(&args[2], "`modules`")?;
         if rank == 0 {
             let alpha_given = !self.is_known_nan(&args[1].0);
@@ -324,23 +325,12 @@ impl Lowerer<'_> {
     /// activations cannot fit in memory.
     fn check_training_memory(&mut self, config: &LmConfig, train: &TrainArgs, span: Span) -> Option<()> {
         let needed = crate::eval::lm::train::memory_estimate(config, config.parameters(), train) as f64;
-        let available = crate::report::memory::available()? as f64;
-        if needed <= available {
-            return Some(());
-        }
-        let gib = |bytes: f64| format!("{:.1} GiB", bytes / (1u64 << 30) as f64);
-        let message = format!(
-            "training with a batch of {} windows of {} tokens needs about {}; {} is available",
-            train.batch,
-            train.context,
-            gib(needed),
-            gib(available)
-        );
-        let diag = Diagnostic::new("tv::memory", message)
-            .at(span, "this batch")
-            .help("lower `batch` (and raise `accumulate` to keep the step's size), lower `context`, or train LoRA adapters with `lora = 8`");
-        self.error(diag);
-        None
+        let what = |amount: String| {
+            let (batch, context) = (train.batch, train.context);
+            format!("training with a batch of {batch} windows of {context} tokens needs about {amount}")
+        };
+        let help = "lower `batch` (and raise `accumulate` to keep the step's size), lower `context`, or train LoRA adapters with `lora = 8`";
+        self.fits_in_memory(needed, &what, span, help)
     }
 
     /// A number argument, or `default` when it was not given (NaN).
@@ -348,23 +338,15 @@ impl Lowerer<'_> {
         let n = self.known_value(value, *span, what)?;
         Some(if n.is_nan() { default } else { n })
     }
+}
 
-    /// A whole number of at least `min`, or `default` when not given.
-    fn whole_or(&mut self, arg: &(Value, Span), what: &str, default: usize, min: usize) -> Option<usize> {
-        let n = self.number_or(arg, what, default as f64)?;
-        self.whole_in(n, arg, what, (min, 1_000_000_000_000))
-    }
-
-    fn whole_in(&mut self, n: f64, arg: &(Value, Span), what: &str, (min, max): (usize, usize)) -> Option<usize> {
-        if n.fract() != 0.0 || n < min as f64 || n > max as f64 {
-            let message = match max {
-                1_000_000_000_000 => format!("{what} must be a whole number of at least {min}"),
-                _ => format!("{what} must be a whole number from {min} to {max}"),
-            };
-            self.error(Diagnostic::new("tv::argument", message).at(arg.1, "this value"));
-            return None;
-        }
-        Some(n as usize)
+/// A whole-number setting of at least `min`, with no upper limit of its own.
+fn count(what: &'static str, min: usize, default: usize) -> Setting {
+    Setting {
+        what,
+        range: (min, NO_LIMIT),
+        why: "",
+        default,
     }
 }
 
