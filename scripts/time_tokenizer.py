@@ -23,12 +23,11 @@ import json
 import os
 from pathlib import Path
 
-from lm_fixtures import bpe_tokenizer, save_tokenizer
+# The special tokens' ids and the length limit are those the shared BPE
+# training and saving use.
+from lm_fixtures import BOS_ID, EOS_ID, MODEL_MAX_LENGTH, bpe_tokenizer, save_tokenizer
 
 VOCAB_SIZE = 2048
-SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]  # ids 0, 1, 2
-BOS_ID, EOS_ID, UNK_ID = 1, 2, 0
-MODEL_MAX_LENGTH = 256
 SPLITS = ["train", "test", "security_train", "security_test"]
 
 MODEL = dict(

@@ -218,6 +218,19 @@ def adapted(model, checkpoint, names, modules):
 # Training with torch's optimizer and PEFT
 
 
+
+def backward_step(model, step, accumulate):
+    """Accumulates one step's gradients over its micro-batches (each loss
+    divided by ``accumulate``, as transformers' Trainer does); returns the
+    step's loss, the mean of the micro-batch losses."""
+    micro = []
+    for batch in step:
+        x = torch.tensor(batch)
+        loss = model(input_ids=x, labels=x).loss
+        (loss / accumulate).backward()
+        micro.append(loss.item())
+    return sum(micro) / len(micro)
+
 def train_reference(name, case):
     import peft
     from transformers import get_linear_schedule_with_warmup
@@ -262,13 +275,7 @@ def train_reference(name, case):
     sched = get_linear_schedule_with_warmup(opt, case["warmup"], case["steps"])
     losses = []
     for step in windows:
-        micro = []
-        for batch in step:
-            x = torch.tensor(batch)
-            loss = model(input_ids=x, labels=x).loss
-            (loss / case["accumulate"]).backward()
-            micro.append(loss.item())
-        losses.append(sum(micro) / len(micro))
+        losses.append(backward_step(model, step, case["accumulate"]))
         if case["clip"] > 0:
             torch.nn.utils.clip_grad_norm_(params, case["clip"])
         opt.step()
@@ -377,13 +384,7 @@ def train_by_formula(name, case, folder, dtype=torch.float32):
     for s, step in enumerate(doc["windows"]):
         for p in params:
             p.grad = None
-        micro = []
-        for batch in step:
-            x = torch.tensor(batch)
-            loss = model(input_ids=x, labels=x).loss
-            (loss / case["accumulate"]).backward()
-            micro.append(loss.item())
-        losses.append(sum(micro) / len(micro))
+        losses.append(backward_step(model, step, case["accumulate"]))
         grads = [p.grad for p in params]
         if case["clip"] > 0:
             n = torch.sqrt(sum((g * g).sum() for g in grads))

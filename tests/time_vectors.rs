@@ -39,18 +39,7 @@ fn run(program: &str) -> Vec<Row> {
         Ok(output) => output,
         Err(diags) => panic!("{}", tv::diag::render_plain(&diags, &sources, 100)),
     };
-    let text = output.csv();
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let headers = reader.headers().expect("header").clone();
-    let rows = reader.records().map(|r| {
-        let record = r.expect("record");
-        headers
-            .iter()
-            .zip(record.iter())
-            .map(|(h, v)| (h.to_string(), v.to_string()))
-            .collect()
-    });
-    rows.collect()
+    common::csv_rows(&output.csv())
 }
 
 fn number(row: &Row, column: &str) -> f64 {
