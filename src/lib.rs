@@ -9,9 +9,12 @@ pub mod diag;
 pub mod digits;
 pub mod eval;
 pub mod exec;
+mod figures;
 pub mod graph;
 pub mod io;
 pub mod lower;
+pub mod plot;
+pub mod plot_command;
 pub mod report;
 pub mod stdlib;
 pub mod syntax;
@@ -42,6 +45,8 @@ pub struct Overrides {
     pub allow_commands: bool,
     /// `-o FILE`: where the report goes (checked like a save target).
     pub report: Option<std::path::PathBuf>,
+    /// `--html FILE`: a self-contained HTML report of the run.
+    pub html: Option<std::path::PathBuf>,
     /// `--overwrite`: existing save targets and report files may be
     /// replaced whatever they hold (never the run's own inputs).
     pub overwrite: bool,
@@ -139,6 +144,7 @@ fn plan(sources: &mut Sources, root: diag::FileId, overrides: &Overrides) -> Res
     let cache = plan.trains.then(|| cache_dir(sources, root, overrides)).flatten();
     let request = targets::Request {
         report: overrides.report.as_deref(),
+        html: overrides.html.as_deref(),
         cache: cache.as_deref(),
         overwrite: overrides.overwrite,
     };
@@ -220,6 +226,8 @@ pub struct RunOutput {
     pub cache_hits: usize,
     /// Saves not yet in place (empty once committed): see `commit`.
     pub outputs: io::commit::Outputs,
+    /// The figures drawn, as written.
+    pub figures: Vec<figures::Drawn>,
 }
 
 impl RunOutput {
@@ -270,8 +278,19 @@ pub fn run_staged(
         Some(report) => report.spool()?,
         None => report::Spool::default(),
     };
+    let started = std::time::SystemTime::now();
     let mut output = execute_into(&plan, progress, spool, overrides.report.as_deref())?;
     output.outputs.allow_overwrite(overrides.overwrite);
+    if let Some(html) = &overrides.html {
+        let run = figures::RunFacts {
+            program: path,
+            overrides,
+            started,
+        };
+        let page = figures::page(sources, &plan, &output, &run);
+        let sealed = report::stage_bytes(html, page.as_bytes()).map_err(|e| figures::write_error(html, e))?;
+        output.outputs.push(sealed);
+    }
     if let Some(report) = report {
         let sealed = report.seal(&output.report)?;
         output.outputs.push(sealed);
@@ -351,12 +370,15 @@ fn execute_into(
         Some(path) => report_error(path, std::io::Error::other(e)),
         None => vec![Diagnostic::new("tv::report", format!("cannot write the report: {e}"))],
     })?;
+    let mut outputs = outcome.outputs;
+    let drawn = figures::draw_all(plan, &spool, &mut outputs)?;
     Ok(RunOutput {
         report: spool,
         stats: outcome.stats,
         trained: cache.map_or(0, Cache::trained),
         cache_hits: cache.map_or(0, Cache::hits),
-        outputs: outcome.outputs,
+        outputs,
+        figures: drawn,
     })
 }
 

@@ -13,6 +13,9 @@ const EXAMPLES: &str = "\
 Examples:
   tv run experiments/analogy.tv                 print the report as CSV
   tv run experiments/analogy.tv -o report.csv   write it to a file
+  tv run exp.tv -o report.csv --html report.html  also a self-contained HTML report
+  tv plot report.csv 'lines(ppl, x = alpha, by = year)' -o ppl.svg
+                                                a figure of an earlier report
   tv check experiments/analogy.tv               find every error, read no tensor data
   tv plan experiments/analogy.tv                what a run will do: passes, bytes, Gram path
   tv inspect experiments/checkpoints/base       list a checkpoint's tensors
@@ -37,6 +40,10 @@ enum Command {
         /// Write the CSV report here (atomically) instead of to stdout.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Also write a self-contained HTML report: the run record, the figures,
+        /// the report as a sortable table and the program.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         #[command(flatten)]
         settings: SettingFlags,
         /// Print what the run did (passes, bytes read and written, time) to stderr.
@@ -54,6 +61,20 @@ enum Command {
         file: PathBuf,
         #[command(flatten)]
         settings: SettingFlags,
+    },
+    /// Draw a figure of a CSV report made earlier, as the program's `plot` statement would.
+    Plot {
+        /// The CSV report (`tv run ... -o report.csv`, or any CSV with the columns).
+        report: PathBuf,
+        /// The figure, as in a `plot` statement: 'heatmap(ppl, x = test_year, y = train_year)'
+        /// or 'lines(ppl, x = alpha, by = year, best = "min")'.
+        figure: String,
+        /// Where to write it: a .svg or .png file.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Replace an existing file that is not a figure drawn by tv.
+        #[arg(long)]
+        overwrite: bool,
     },
     /// Report every error in a program without reading tensor data.
     Check {
@@ -141,6 +162,7 @@ fn main() -> ExitCode {
         Command::Run {
             file,
             output,
+            html,
             settings,
             stats,
             overwrite,
@@ -148,10 +170,20 @@ fn main() -> ExitCode {
             interrupts::install();
             let mut overrides = settings.overrides();
             overrides.report = output.clone();
+            overrides.html = html.clone();
             overrides.overwrite = *overwrite;
             run(&mut sources, file, &overrides, *stats)
         }
         Command::Plan { file, settings } => plan(&mut sources, file, settings),
+        Command::Plot {
+            report,
+            figure,
+            output,
+            overwrite,
+        } => {
+            interrupts::install();
+            tv::plot_command::plot_report(&mut sources, report, figure, output, *overwrite)
+        }
         Command::Check { file } => {
             // Checking runs nothing, so it need not be allowed to.
             let overrides = tv::Overrides {
@@ -207,6 +239,9 @@ fn check_summary(file: &Path, plan: &tv::lower::Plan) -> String {
     }
     parts.push(count(columns, "report column"));
     parts.push(count(plan.saves.len(), "save"));
+    if !plan.figures.is_empty() {
+        parts.push(count(plan.figures.len(), "figure"));
+    }
     format!("{}: no errors ({})\n", file.display(), parts.join(", "))
 }
 

@@ -17,6 +17,8 @@ use std::path::{Component, Path, PathBuf};
 pub struct Request<'a> {
     /// `-o FILE`.
     pub report: Option<&'a Path>,
+    /// `--html FILE`.
+    pub html: Option<&'a Path>,
     /// The training cache, when the run trains.
     pub cache: Option<&'a Path>,
     /// `--overwrite`: existing targets may be replaced whatever they hold.
@@ -45,12 +47,14 @@ enum Kind {
     File,
     Folder,
     Report,
+    /// A figure or the HTML report.
+    Document,
 }
 
 /// Every problem with the run's outputs.
 pub fn check(plan: &Plan, sources: &Sources, request: &Request) -> Diagnostics {
     let inputs = inputs(plan, sources, request.cache);
-    let outputs = outputs(plan, request.report);
+    let outputs = outputs(plan, request);
     let mut first_at: HashMap<&Path, usize> = HashMap::new();
     for (k, output) in outputs.iter().enumerate().rev() {
         if names_nothing(output).is_none() && bad_shape(output).is_none() {
@@ -229,7 +233,7 @@ fn inputs(plan: &Plan, sources: &Sources, cache: Option<&Path>) -> Vec<Input> {
     inputs
 }
 
-fn outputs(plan: &Plan, report: Option<&Path>) -> Vec<Output> {
+fn outputs(plan: &Plan, request: &Request) -> Vec<Output> {
     let mut outputs: Vec<Output> = plan
         .saves
         .iter()
@@ -243,13 +247,22 @@ fn outputs(plan: &Plan, report: Option<&Path>) -> Vec<Output> {
             }
         })
         .collect();
-    if let Some(path) = report {
-        outputs.push(Output {
-            written: path.to_path_buf(),
-            resolved: resolve(path),
-            span: None,
-            kind: Kind::Report,
-        });
+    outputs.extend(plan.figures.iter().map(|figure| Output {
+        written: figure.path.clone(),
+        resolved: resolve(&figure.path),
+        span: Some(figure.span),
+        kind: Kind::Document,
+    }));
+    let flags = [(request.report, Kind::Report), (request.html, Kind::Document)];
+    for (path, kind) in flags {
+        if let Some(path) = path {
+            outputs.push(Output {
+                written: path.to_path_buf(),
+                resolved: resolve(path),
+                span: None,
+                kind,
+            });
+        }
     }
     outputs
 }
@@ -263,7 +276,7 @@ fn names_nothing(output: &Output) -> Option<Diagnostic> {
         return None;
     }
     let message = match output.kind {
-        Kind::Report => format!("the {} names a folder, not a file", shown(output)),
+        Kind::Report | Kind::Document => format!("the {} names a folder, not a file", shown(output)),
         _ => format!(
             "{} names an existing folder, not a new output: a save replaces its target whole, so it would replace that folder and everything in it",
             shown(output)
@@ -271,6 +284,7 @@ fn names_nothing(output: &Output) -> Option<Diagnostic> {
     };
     let help = match output.kind {
         Kind::Report => "name a file for the report, e.g. -o report.csv",
+        Kind::Document => "name a file, e.g. \"fig/ppl.svg\" or --html report.html",
         _ => "save to a new name inside it, e.g. \"out/model\" (a folder) or \"out/model.safetensors\" (one file)",
     };
     Some(diagnostic(output, message).help(help))
@@ -315,6 +329,8 @@ fn existing(output: &Output, plan: &Plan, overwrite: bool) -> Option<Diagnostic>
             Kind::File => (!manifest::is_stamped_file(&output.written))
                 .then(|| "exists and is not a checkpoint saved by tv".to_string()),
             Kind::Report => report_problem(&output.written, plan),
+            Kind::Document => (!manifest::is_stamped_document(&output.written))
+                .then(|| "exists and is not a figure or HTML report drawn by tv".to_string()),
         }
     };
     let problem = problem?;
@@ -387,6 +403,7 @@ fn diagnostic(output: &Output, message: String) -> Diagnostic {
 fn shown(output: &Output) -> String {
     match output.kind {
         Kind::Report => format!("report file \"{}\" (-o)", output.written.display()),
+        Kind::Document if output.span.is_none() => format!("HTML report \"{}\" (--html)", output.written.display()),
         _ => format!("\"{}\"", output.written.display()),
     }
 }

@@ -2,7 +2,7 @@
 //! `render` turns them into miette reports, at the edge of the program.
 
 mod render;
-mod suggest;
+pub mod suggest;
 mod warning;
 
 pub use render::{render_all, render_plain, to_report};
@@ -121,6 +121,12 @@ impl Sources {
     /// The files read from disk (the program and what it `use`s), as written.
     pub fn paths(&self) -> impl Iterator<Item = &std::path::Path> {
         self.files.iter().filter_map(|f| f.path.as_deref())
+    }
+
+    /// The files read from disk with their text, the program first.
+    pub fn texts(&self) -> impl Iterator<Item = (&str, &str)> {
+        let read = self.files.iter().filter(|f| f.path.is_some());
+        read.map(|f| (f.name.as_str(), f.text.as_str()))
     }
 
     pub fn find_name(&self, name: &str) -> Option<FileId> {

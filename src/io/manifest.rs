@@ -62,6 +62,9 @@ pub enum OutputKind {
     File,
     /// A CSV report, with its first line.
     Report(String),
+    /// A figure (SVG or PNG) or an HTML report: a file whose first bytes
+    /// carry tv's stamp.
+    Document,
 }
 
 /// Whether `path` holds tv's earlier output of `kind`: a folder whose
@@ -75,6 +78,7 @@ pub fn is_earlier_output(path: &Path, kind: &OutputKind) -> bool {
         OutputKind::Folder => meta.is_dir() && foreign_entries(path).is_ok_and(|f| f.is_empty()),
         OutputKind::File => meta.is_file() && is_stamped_file(path),
         OutputKind::Report(header) => meta.is_file() && report_matches(path, header),
+        OutputKind::Document => meta.is_file() && is_stamped_document(path),
     }
 }
 
@@ -86,6 +90,11 @@ pub fn report_matches(path: &Path, header: &str) -> bool {
     let text = String::from_utf8_lossy(&start);
     let first = text.split('\n').next().unwrap_or_default().trim_end_matches('\r');
     text.is_empty() || (first == header && text.contains('\n'))
+}
+
+/// Whether the figure or HTML report at `path` was written by tv.
+pub fn is_stamped_document(path: &Path) -> bool {
+    crate::plot::is_earlier_figure(path) || crate::report::html::is_earlier_page(path)
 }
 
 /// Whether the `.safetensors` file at `path` was written by tv.

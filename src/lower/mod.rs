@@ -13,6 +13,7 @@ mod lm;
 mod merge;
 mod model;
 mod modules;
+mod plot;
 mod settings;
 mod stmt;
 mod symbolic;
@@ -20,6 +21,7 @@ mod train;
 mod value;
 
 pub use domain::range_values;
+pub use plot::FigureJob;
 pub use settings::{parse_size, valid_device, SaveDtype, Settings};
 pub use value::Value;
 
@@ -38,6 +40,8 @@ pub struct Plan {
     pub graph: Graph,
     pub table: Table,
     pub saves: Vec<SaveJob>,
+    /// The figures, drawn from the finished report.
+    pub figures: Vec<FigureJob>,
     pub settings: Settings,
     /// Where `init` and `finetune` results live (kept alive with the plan,
     /// whose trained checkpoints are inside it), with its counters; set by
@@ -90,6 +94,9 @@ pub fn lower(sources: &mut Sources, root: FileId, training: Training) -> (Plan, 
         graph: Graph::default(),
         table: Table::default(),
         saves: Vec::new(),
+        figures: Vec::new(),
+        eval_scopes: Default::default(),
+        sweep_scope: Vec::new(),
         settings,
         diags: Vec::new(),
         modules: HashMap::new(),
@@ -120,12 +127,14 @@ pub fn lower(sources: &mut Sources, root: FileId, training: Training) -> (Plan, 
         next_var: 0,
     };
     lowerer.root_file(root);
+    lowerer.check_figures();
     let mut read_files: Vec<PathBuf> = lowerer.configs.keys().chain(lowerer.datasets.keys()).cloned().collect();
     read_files.extend(lowerer.texts.keys().map(|key| key.0.clone()));
     let plan = Plan {
         graph: lowerer.graph,
         table: lowerer.table,
         saves: lowerer.saves,
+        figures: lowerer.figures,
         settings: lowerer.settings,
         cache: None,
         trains: lowerer.trains,
@@ -150,6 +159,11 @@ struct Lowerer<'s> {
     graph: Graph,
     table: Table,
     saves: Vec<SaveJob>,
+    figures: Vec<FigureJob>,
+    /// The sweep variables around each eval, for checking figures.
+    eval_scopes: plot::EvalScopes,
+    /// The variables of the sweeps being lowered, outermost first.
+    sweep_scope: Vec<String>,
     settings: Settings,
     diags: Diagnostics,
     /// The global names of every file lowered so far.

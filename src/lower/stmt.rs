@@ -29,6 +29,7 @@ impl Lowerer<'_> {
             StmtKind::Sweep(bindings, body) => self.sweep(env, bindings, body, stmt.span),
             StmtKind::Eval(name, expr) => self.eval_stmt(env, name, expr),
             StmtKind::Save(weights, path) => self.save_stmt(env, weights, path),
+            StmtKind::Plot(plot) => self.plot_stmt(env, plot),
         }
     }
 
@@ -43,6 +44,7 @@ impl Lowerer<'_> {
             StmtKind::Sweep(..) => "sweep",
             StmtKind::Eval(..) => "eval",
             StmtKind::Save(..) => "save",
+            StmtKind::Plot(..) => "plot",
         };
         let definition = matches!(keyword, "use" | "let" | "fn");
         if env.file != self.root && !definition {
@@ -52,7 +54,7 @@ impl Lowerer<'_> {
             self.error(diag);
             return false;
         }
-        if !env.at_top_level() && matches!(keyword, "use" | "fn" | "set") {
+        if !env.at_top_level() && matches!(keyword, "use" | "fn" | "set" | "plot") {
             let diag = Diagnostic::new("tv::misplaced", format!("`{keyword}` inside a sweep"))
                 .at(keyword_span(stmt), "not allowed here")
                 .help(format!("move `{keyword}` to the top level of the file"));
@@ -100,6 +102,13 @@ impl Lowerer<'_> {
     }
 
     fn sweep(&mut self, env: &mut Env, bindings: &[crate::syntax::ast::Binding], body: &[Stmt], span: Span) {
+        let depth = self.sweep_scope.len();
+        self.sweep_scope.extend(bindings.iter().map(|b| b.var.node.clone()));
+        self.sweep_points(env, bindings, body, span);
+        self.sweep_scope.truncate(depth);
+    }
+
+    fn sweep_points(&mut self, env: &mut Env, bindings: &[crate::syntax::ast::Binding], body: &[Stmt], span: Span) {
         let mut domains = Vec::new();
         for (i, binding) in bindings.iter().enumerate() {
             if let Some(problem) = self.sweep_variable_problem(&bindings[..i], &binding.var) {
@@ -211,6 +220,10 @@ impl Lowerer<'_> {
     }
 
     fn eval_stmt(&mut self, env: &mut Env, name: &Ident, expr: &crate::syntax::ast::Expr) {
+        let scopes = self.eval_scopes.entry(name.node.clone()).or_default();
+        if !scopes.contains(&self.sweep_scope) {
+            scopes.insert(self.sweep_scope.clone());
+        }
         let value = self.expr(env, expr);
         let scalar = match value {
             Value::Num(s) => Some(s),
@@ -335,7 +348,7 @@ fn keyword_span(stmt: &Stmt) -> Span {
         StmtKind::Use(_) | StmtKind::Let(..) | StmtKind::Set(..) => 3,
         StmtKind::Fn(_) => 2,
         StmtKind::Sweep(..) => 5,
-        StmtKind::Eval(..) | StmtKind::Save(..) => 4,
+        StmtKind::Eval(..) | StmtKind::Save(..) | StmtKind::Plot(..) => 4,
     };
     Span::new(stmt.span.file, stmt.span.start, stmt.span.start + len)
 }

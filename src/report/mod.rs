@@ -1,6 +1,7 @@
 //! The report: one CSV table of sweep variables and measurements.
 
 pub mod block;
+pub mod html;
 pub mod memory;
 mod number;
 pub mod progress;
@@ -56,4 +57,17 @@ impl StagedFile {
         let kind = crate::io::manifest::OutputKind::Report(report.header());
         Ok(Sealed::new(self.staged, self.target, self.created, kind))
     }
+}
+
+/// Stages a whole file of `bytes` for `target`, as one of the run's
+/// outputs (a figure, the HTML report).
+pub fn stage_bytes(target: &Path, bytes: &[u8]) -> std::io::Result<Sealed> {
+    use std::io::Write;
+    let created = CreatedDirs::create(&staging::parent_of(target))?;
+    staging::remove_stale(target);
+    let (staged, mut file) = StagedPath::file(target)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    let kind = crate::io::manifest::OutputKind::Document;
+    Ok(Sealed::new(staged, target.to_path_buf(), created, kind))
 }

@@ -70,6 +70,14 @@ impl Table {
         self.evals.iter().any(|e| e == name)
     }
 
+    pub fn eval_names(&self) -> Vec<String> {
+        self.evals.clone()
+    }
+
+    pub fn var_names(&self) -> Vec<String> {
+        self.vars.clone()
+    }
+
     pub fn has_var(&self, name: &str) -> bool {
         self.vars.iter().any(|v| v == name)
     }

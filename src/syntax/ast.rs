@@ -35,6 +35,17 @@ pub enum StmtKind {
     Sweep(Vec<Binding>, Vec<Stmt>),
     Eval(Ident, Expr),
     Save(Expr, Expr),
+    /// `plot KIND(ARGS) to PATH`.
+    Plot(PlotStmt),
+}
+
+/// A figure: its kind, its arguments (columns named as bare names) and
+/// its file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlotStmt {
+    pub kind: Ident,
+    pub args: Vec<Arg>,
+    pub target: Expr,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -5,4 +5,4 @@ mod limits;
 mod parser;
 mod syntax_error;
 
-pub use parser::parse;
+pub use parser::{parse, parse_plot_spec};

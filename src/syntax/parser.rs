@@ -39,6 +39,23 @@ pub fn parse(file: FileId, text: &str) -> Result<Program, Diagnostic> {
     }
 }
 
+/// Parses the figure of `tv plot`, `KIND(ARGS)`, as one source file.
+pub fn parse_plot_spec(file: FileId, text: &str) -> Result<(Ident, Vec<Arg>), Diagnostic> {
+    check_nesting(file, text)?;
+    pest::set_error_detail(true);
+    let mut pairs = TvParser::parse(Rule::plot_spec, text).map_err(|e| from_pest(file, text, e))?;
+    let call = pairs
+        .next()
+        .and_then(|p| p.into_inner().next())
+        .expect("a plot spec holds a call");
+    let builder = Builder {
+        file,
+        too_deep: Cell::new(None),
+        overflow: Cell::new(None),
+    };
+    Ok(builder.plot_call(call))
+}
+
 /// Binding strength of an infix operator; all associate to the left.
 fn precedence(op: BinOp) -> u8 {
     match op {
@@ -60,6 +77,7 @@ fn is_keyword(rule: Rule) -> bool {
             | Rule::kw_step
             | Rule::kw_eval
             | Rule::kw_save
+            | Rule::kw_plot
             | Rule::kw_to
     )
 }
@@ -105,6 +123,14 @@ impl Builder {
             Rule::set_stmt => StmtKind::Set(self.ident(next()), self.expr(next())),
             Rule::eval_stmt => StmtKind::Eval(self.ident(next()), self.expr(next())),
             Rule::save_stmt => StmtKind::Save(self.expr(next()), self.expr(next())),
+            Rule::plot_stmt => {
+                let (kind, args) = self.plot_call(next());
+                StmtKind::Plot(PlotStmt {
+                    kind,
+                    args,
+                    target: self.expr(next()),
+                })
+            }
             Rule::fn_stmt => return self.fn_stmt(span, parts.collect()),
             Rule::sweep_stmt => return self.sweep(span, parts.collect()),
             other => unreachable!("not a statement: {other:?}"),
@@ -263,6 +289,15 @@ impl Builder {
             self.overflow.set(Some(span));
         }
         value
+    }
+
+    /// A plot's kind and arguments.
+    fn plot_call(&self, pair: Pair<Rule>) -> (Ident, Vec<Arg>) {
+        let span = self.span(&pair);
+        match self.call(span, pair).0.node {
+            ExprKind::Call(kind, args) => (kind, args),
+            _ => unreachable!("a call builds a call"),
+        }
     }
 
     fn call(&self, span: Span, pair: Pair<Rule>) -> Built {

@@ -151,9 +151,10 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
     Some(match rule {
         Rule::EOI => "a statement",
         Rule::stmt | Rule::use_stmt | Rule::let_stmt | Rule::fn_stmt | Rule::set_stmt => "a statement",
-        Rule::sweep_stmt | Rule::eval_stmt | Rule::save_stmt => "a statement",
+        Rule::sweep_stmt | Rule::eval_stmt | Rule::save_stmt | Rule::plot_stmt => "a statement",
         Rule::kw_use | Rule::kw_let | Rule::kw_fn | Rule::kw_set | Rule::kw_sweep => "a statement",
-        Rule::kw_eval | Rule::kw_save => "a statement",
+        Rule::kw_eval | Rule::kw_save | Rule::kw_plot => "a statement",
+        Rule::plot_spec => "a plot such as heatmap(ppl, x = a, y = b)",
         Rule::expr | Rule::primary | Rule::call | Rule::list | Rule::number | Rule::neg => "an expression",
         Rule::string => "a string",
         Rule::ident => "a name",
@@ -216,12 +217,14 @@ fn hint(text: &str, at: usize, expected: &str) -> Option<String> {
         return Some("names use ASCII letters, digits and `_`".into());
     }
     let word: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-    const KEYWORDS: [&str; 10] = ["use", "let", "fn", "set", "sweep", "in", "step", "eval", "save", "to"];
+    const KEYWORDS: [&str; 11] = [
+        "use", "let", "fn", "set", "sweep", "in", "step", "eval", "save", "plot", "to",
+    ];
     if expected.contains("a name") && KEYWORDS.contains(&word.as_str()) {
         return Some(format!("`{word}` is a keyword and cannot be used as a name"));
     }
     if expected.contains("a statement") && !KEYWORDS.contains(&word.as_str()) {
-        return Some("every statement starts with a keyword: use, let, fn, set, sweep, eval or save".into());
+        return Some("every statement starts with a keyword: use, let, fn, set, sweep, eval, save or plot".into());
     }
     None
 }

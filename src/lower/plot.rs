@@ -1,0 +1,244 @@
+//! `plot` statements: each figure's spec is built and checked against the
+//! report's columns while the program is lowered, so a figure that could
+//! not be drawn fails the check, before anything runs.
+
+use super::env::Env;
+use super::{Lowerer, Value};
+use crate::diag::{Diagnostic, Span};
+use crate::plot::spec::{self, ArgValue, Spec};
+use crate::plot::Format;
+use crate::syntax::ast::{Arg, ExprKind, PlotStmt, StrPart};
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+
+/// A figure the run draws once the report is complete.
+#[derive(Clone, Debug)]
+pub struct FigureJob {
+    pub spec: Spec,
+    pub format: Format,
+    /// The target, resolved against the program's folder.
+    pub path: PathBuf,
+    pub span: Span,
+}
+
+/// The sweep variables around each eval statement: the columns that vary
+/// over the rows where it is measured.
+pub type EvalScopes = HashMap<String, BTreeSet<Vec<String>>>;
+
+/// Parameters that name a report column rather than take a value.
+fn names_column(position: usize, name: Option<&str>) -> bool {
+    match name {
+        None => position == 0,
+        Some(name) => matches!(name, "x" | "y" | "by"),
+    }
+}
+
+impl Lowerer<'_> {
+    pub(super) fn plot_stmt(&mut self, env: &mut Env, stmt: &PlotStmt) {
+        let args: Vec<spec::Arg> = stmt
+            .args
+            .iter()
+            .enumerate()
+            .map(|(k, arg)| self.plot_arg(env, k, arg))
+            .collect();
+        let spec = spec::build(&stmt.kind.node, stmt.kind.span, &args);
+        let target = self.expect_string(env, &stmt.target, "the path of `plot`");
+        let format = target.as_deref().and_then(|t| self.figure_format(t, stmt.target.span));
+        let spec = match spec {
+            Ok(spec) => Some(spec),
+            Err(diags) => {
+                diags.into_iter().for_each(|d| self.error(d));
+                None
+            }
+        };
+        let (Some(spec), Some(target), Some(format)) = (spec, target, format) else {
+            return;
+        };
+        let path = self.resolve_path(&target);
+        if !self.save_targets.insert(super::path_identity(&path)) {
+            let diag = Diagnostic::new(
+                "tv::save_target",
+                format!("`plot` would overwrite another output: {target}"),
+            )
+            .at(stmt.target.span, "this path")
+            .help("give each figure and each save its own path");
+            return self.error(diag);
+        }
+        self.figures.push(FigureJob {
+            spec,
+            format,
+            path,
+            span: stmt.target.span,
+        });
+    }
+
+    fn figure_format(&mut self, target: &str, span: Span) -> Option<Format> {
+        let format = Format::of(std::path::Path::new(target));
+        if format.is_none() {
+            let diag = Diagnostic::new("tv::plot", format!("cannot tell the format of the figure \"{target}\""))
+                .at(span, "this path")
+                .help("a figure is written as SVG or PNG: end its path with .svg or .png");
+            self.error(diag);
+        }
+        format
+    }
+
+    /// A column is named by a bare name (never looked up); an option's
+    /// value is computed, except a bare name that means nothing here,
+    /// which the spec then refuses with the choices it takes.
+    fn plot_arg(&mut self, env: &mut Env, position: usize, arg: &Arg) -> spec::Arg {
+        let name = arg.name.as_ref().map(|n| (n.node.clone(), n.span));
+        let column = names_column(position, arg.name.as_ref().map(|n| n.node.as_str()));
+        let value = match &arg.value.node {
+            ExprKind::Var(v) if column || self.lookup(env, v).is_none() => ArgValue::Name(v.clone()),
+            ExprKind::Str(parts) if column && parts.iter().all(|p| matches!(p, StrPart::Lit(_))) => {
+                let text: String = parts
+                    .iter()
+                    .map(|p| if let StrPart::Lit(s) = p { s.as_str() } else { "" })
+                    .collect();
+                ArgValue::Name(text)
+            }
+            _ if column => ArgValue::Other(expression_kind(&arg.value.node)),
+            _ => self.option_value(env, arg),
+        };
+        spec::Arg {
+            name,
+            value,
+            span: arg.value.span,
+        }
+    }
+
+    fn option_value(&mut self, env: &mut Env, arg: &Arg) -> ArgValue {
+        match self.expr(env, &arg.value) {
+            Value::Str(s) => ArgValue::Str(s),
+            Value::Num(s) => match self.graph.scalars.known(s) {
+                Some(v) => ArgValue::Num(v),
+                None => ArgValue::Other("a number measured by the run"),
+            },
+            Value::Error => ArgValue::Error,
+            other => ArgValue::Other(other.type_name()),
+        }
+    }
+
+    /// Checks every figure against the report's columns, once the whole
+    /// program is lowered.
+    pub(super) fn check_figures(&mut self) {
+        let figures = std::mem::take(&mut self.figures);
+        for figure in &figures {
+            if let Some(diag) = self.figure_problem(&figure.spec) {
+                self.error(diag);
+            }
+        }
+        self.figures = figures;
+    }
+
+    fn figure_problem(&self, spec: &Spec) -> Option<Diagnostic> {
+        let value = &spec.value;
+        if !self.table.has_eval(&value.name) {
+            return Some(self.not_an_eval(spec));
+        }
+        let axes: Vec<&spec::Column> = std::iter::once(&spec.x).chain(&spec.y).collect();
+        if let Some(axis) = axes.iter().find(|a| !self.table.has_var(&a.name)) {
+            return Some(self.not_a_variable(axis));
+        }
+        let scopes = self.eval_scopes.get(&value.name)?;
+        let names: Vec<&str> = axes.iter().map(|a| a.name.as_str()).collect();
+        let covering: Vec<&Vec<String>> = scopes
+            .iter()
+            .filter(|s| names.iter().all(|n| s.iter().any(|v| v == n)))
+            .collect();
+        if covering.is_empty() {
+            let message = format!(
+                "`{}` is never measured inside a sweep over {}",
+                value.name,
+                quoted(&names).join(" and ")
+            );
+            let help = format!(
+                "a {} draws the rows where `{}` is measured at each value of its axes",
+                spec.kind.noun(),
+                value.name
+            );
+            return Some(
+                Diagnostic::new("tv::plot", message)
+                    .at(value.span, "this eval")
+                    .help(help),
+            );
+        }
+        let extra: BTreeSet<&String> = covering
+            .iter()
+            .flat_map(|s| s.iter())
+            .filter(|v| !names.contains(&v.as_str()))
+            .collect();
+        if extra.is_empty() {
+            return None;
+        }
+        let extra: Vec<&str> = extra.into_iter().map(String::as_str).collect();
+        let message = format!(
+            "`{}` also varies over {}, which the {} does not show",
+            value.name,
+            quoted(&extra).join(", "),
+            spec.kind.noun()
+        );
+        let help = match spec.kind {
+            spec::Kind::Heatmap => "a heatmap shows one value per (x, y): sweep only its two axes around this eval, or give each value of the other variable its own eval",
+            spec::Kind::Lines => "a line plot shows one value per (x, by): use `by` for the other variable, or give each of its values its own eval",
+        };
+        Some(
+            Diagnostic::new("tv::plot", message)
+                .at(value.span, "this eval")
+                .help(help),
+        )
+    }
+
+    fn not_an_eval(&self, spec: &Spec) -> Diagnostic {
+        let value = &spec.value;
+        let mut diag = Diagnostic::new("tv::plot", format!("`{}` is not an eval of this program", value.name))
+            .at(value.span, "not an eval");
+        let evals = self.table.eval_names();
+        let help = if self.table.has_var(&value.name) {
+            format!(
+                "`{}` is a sweep variable: a plot draws an eval, along its sweep variables",
+                value.name
+            )
+        } else if let Some(close) = crate::diag::suggest::closest(&value.name, evals.iter().map(String::as_str)) {
+            format!("did you mean `{close}`?")
+        } else if evals.is_empty() {
+            "the program has no eval to draw: add `eval NAME = ...` inside a sweep".to_string()
+        } else {
+            format!("the evals are {}", evals.join(", "))
+        };
+        diag = diag.help(help);
+        diag
+    }
+
+    fn not_a_variable(&self, axis: &spec::Column) -> Diagnostic {
+        let vars = self.table.var_names();
+        let help = if self.table.has_eval(&axis.name) {
+            format!("`{}` is an eval: the axes of a plot are sweep variables", axis.name)
+        } else if let Some(close) = crate::diag::suggest::closest(&axis.name, vars.iter().map(String::as_str)) {
+            format!("did you mean `{close}`?")
+        } else if vars.is_empty() {
+            "the program sweeps nothing: a plot's axes are sweep variables".to_string()
+        } else {
+            format!("the sweep variables are {}", vars.join(", "))
+        };
+        let message = format!("`{}` is not a sweep variable of this program", axis.name);
+        Diagnostic::new("tv::plot", message)
+            .at(axis.span, "not a sweep variable")
+            .help(help)
+    }
+}
+
+/// What a column argument that is not a name is, without computing it.
+fn expression_kind(expr: &ExprKind) -> &'static str {
+    match expr {
+        ExprKind::Num(_) | ExprKind::Neg(_) => "a number",
+        ExprKind::Str(_) => "a string with `{name}` in it",
+        ExprKind::List(_) => "a list",
+        _ => "an expression",
+    }
+}
+
+fn quoted(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| format!("`{n}`")).collect()
+}
