@@ -21,6 +21,8 @@ pub struct Summary {
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub saves: usize,
+    /// The figures drawn from the report, by path.
+    pub figures: Vec<String>,
     pub gram_measures: usize,
     pub direct_measures: usize,
     pub gram_entries: usize,
@@ -76,6 +78,7 @@ pub fn summarize(plan: &Plan, threads: usize) -> Summary {
         bytes_read: families.iter().map(|f| super::pass::read_bytes(&plan.graph, f)).sum(),
         bytes_written: written_bytes(plan),
         saves: plan.saves.len(),
+        figures: plan.figures.iter().map(|f| f.path.display().to_string()).collect(),
         gram_measures: gram.len(),
         direct_measures: direct.len(),
         gram_entries: families.iter().map(|f| f.pairs.len()).sum(),

@@ -97,6 +97,7 @@ pub fn lower(sources: &mut Sources, root: FileId, training: Training) -> (Plan, 
         figures: Vec::new(),
         eval_scopes: Default::default(),
         sweep_scope: Vec::new(),
+        repeated_values: HashMap::new(),
         settings,
         diags: Vec::new(),
         modules: HashMap::new(),
@@ -164,6 +165,8 @@ struct Lowerer<'s> {
     eval_scopes: plot::EvalScopes,
     /// The variables of the sweeps being lowered, outermost first.
     sweep_scope: Vec<String>,
+    /// Sweep variables whose list holds a value twice, with that value.
+    repeated_values: HashMap<String, String>,
     settings: Settings,
     diags: Diagnostics,
     /// The global names of every file lowered so far.

@@ -9,6 +9,8 @@ use crate::plot::spec::{self, ArgValue, Spec};
 use crate::plot::Format;
 use crate::syntax::ast::{Arg, ExprKind, PlotStmt, StrPart};
 use std::collections::{BTreeSet, HashMap};
+
+use super::domain::Values;
 use std::path::PathBuf;
 
 /// A figure the run draws once the report is complete.
@@ -21,9 +23,9 @@ pub struct FigureJob {
     pub span: Span,
 }
 
-/// The sweep variables around each eval statement: the columns that vary
-/// over the rows where it is measured.
-pub type EvalScopes = HashMap<String, BTreeSet<Vec<String>>>;
+/// Each eval statement of a name, with the sweep variables around it: the
+/// columns that vary over the rows where it is measured.
+pub type EvalScopes = HashMap<String, Vec<(Span, Vec<String>)>>;
 
 /// Parameters that name a report column rather than take a value.
 fn names_column(position: usize, name: Option<&str>) -> bool {
@@ -70,6 +72,26 @@ impl Lowerer<'_> {
             path,
             span: stmt.target.span,
         });
+    }
+
+    /// Notes a sweep variable whose list holds a value twice (ranges
+    /// never do).
+    pub(super) fn note_repeated_values(&mut self, var: &str, values: &Values) {
+        let Values::List(items) = values else {
+            return;
+        };
+        let mut seen = BTreeSet::new();
+        for item in items {
+            let shown = match item {
+                Value::Num(s) => self.graph.scalars.known(*s).map(crate::report::format_number),
+                Value::Str(s) => Some(format!("\"{s}\"")),
+                _ => None,
+            };
+            if let Some(shown) = shown.filter(|s| !seen.insert(s.clone())) {
+                self.repeated_values.insert(var.to_string(), shown);
+                return;
+            }
+        }
     }
 
     fn figure_format(&mut self, target: &str, span: Span) -> Option<Format> {
@@ -141,12 +163,17 @@ impl Lowerer<'_> {
         if let Some(axis) = axes.iter().find(|a| !self.table.has_var(&a.name)) {
             return Some(self.not_a_variable(axis));
         }
-        let scopes = self.eval_scopes.get(&value.name)?;
+        if let Some(diag) = axes.iter().find_map(|a| self.repeated_value(a)) {
+            return Some(diag);
+        }
+        let sites = self.eval_scopes.get(&value.name)?;
         let names: Vec<&str> = axes.iter().map(|a| a.name.as_str()).collect();
-        let covering: Vec<&Vec<String>> = scopes
-            .iter()
-            .filter(|s| names.iter().all(|n| s.iter().any(|v| v == n)))
-            .collect();
+        let covers = |scope: &Vec<String>| names.iter().all(|n| scope.iter().any(|v| v == n));
+        let covering: Vec<&(Span, Vec<String>)> = sites.iter().filter(|(_, scope)| covers(scope)).collect();
+        if let [_, second, ..] = covering.as_slice() {
+            return Some(measured_twice(spec, &names, second.0));
+        }
+        let covering: Vec<&Vec<String>> = covering.iter().map(|(_, scope)| scope).collect();
         if covering.is_empty() {
             let message = format!(
                 "`{}` is never measured inside a sweep over {}",
@@ -190,6 +217,19 @@ impl Lowerer<'_> {
         )
     }
 
+    /// An axis whose sweep lists a value twice would give a figure two
+    /// values at one point.
+    fn repeated_value(&self, axis: &spec::Column) -> Option<Diagnostic> {
+        let value = self.repeated_values.get(&axis.name)?;
+        let message = format!("the sweep over `{}` lists {value} more than once", axis.name);
+        let help = "a figure draws one value per point of its axes: list each value once";
+        Some(
+            Diagnostic::new("tv::plot", message)
+                .at(axis.span, "this axis")
+                .help(help),
+        )
+    }
+
     fn not_an_eval(&self, spec: &Spec) -> Diagnostic {
         let value = &spec.value;
         let mut diag = Diagnostic::new("tv::plot", format!("`{}` is not an eval of this program", value.name))
@@ -227,6 +267,18 @@ impl Lowerer<'_> {
             .at(axis.span, "not a sweep variable")
             .help(help)
     }
+}
+
+fn measured_twice(spec: &Spec, axes: &[&str], second: Span) -> Diagnostic {
+    let message = format!(
+        "`{}` is measured by two eval statements inside sweeps over {}",
+        spec.value.name,
+        quoted(axes).join(" and ")
+    );
+    let help = "a figure draws one value per point of its axes; give one of the evals another name";
+    Diagnostic::new("tv::plot", message)
+        .at(second, "measured again here")
+        .help(help)
 }
 
 /// What a column argument that is not a name is, without computing it.

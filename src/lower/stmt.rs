@@ -116,7 +116,11 @@ impl Lowerer<'_> {
                 domains.push(None);
                 continue;
             }
-            domains.push(self.domain(env, binding));
+            let domain = self.domain(env, binding);
+            if let Some(values) = &domain {
+                self.note_repeated_values(&binding.var.node, values);
+            }
+            domains.push(domain);
             if self.dry == 0 {
                 self.table.add_var(&binding.var.node);
             }
@@ -220,9 +224,9 @@ impl Lowerer<'_> {
     }
 
     fn eval_stmt(&mut self, env: &mut Env, name: &Ident, expr: &crate::syntax::ast::Expr) {
-        let scopes = self.eval_scopes.entry(name.node.clone()).or_default();
-        if !scopes.contains(&self.sweep_scope) {
-            scopes.insert(self.sweep_scope.clone());
+        let sites = self.eval_scopes.entry(name.node.clone()).or_default();
+        if !sites.iter().any(|(span, _)| *span == name.span) {
+            sites.push((name.span, self.sweep_scope.clone()));
         }
         let value = self.expr(env, expr);
         let scalar = match value {

@@ -25,16 +25,21 @@ pub fn draw<DB: DrawingBackend>(area: &Area<DB>, curves: &Curves, spec: &Spec, s
     legend(&side, &entries, &colors, spec, s).map_err(|e| e.to_string())
 }
 
-/// The legend's lines: one per curve when there are groups.
+/// At most this many curves are named in the legend.
+const MAX_ENTRIES: usize = 24;
+
+/// The legend's lines: one per curve when there are groups (the first
+/// `MAX_ENTRIES`, then how many more).
 fn legend_entries(curves: &Curves, spec: &Spec) -> Vec<String> {
     let Some(by) = &spec.y else {
         return Vec::new();
     };
-    curves
-        .groups
-        .iter()
-        .map(|(n, _)| format!("{} = {n}", by.name))
-        .collect()
+    let named = curves.groups.iter().take(MAX_ENTRIES);
+    let mut entries: Vec<String> = named.map(|(n, _)| format!("{} = {n}", by.name)).collect();
+    if curves.groups.len() > MAX_ENTRIES {
+        entries.push(format!("and {} more", curves.groups.len() - MAX_ENTRIES));
+    }
+    entries
 }
 
 fn legend_width<DB: DrawingBackend>(area: &Area<DB>, entries: &[String], s: Scale) -> i32 {
@@ -124,10 +129,12 @@ fn plot<DB: DrawingBackend>(area: &Area<DB>, curves: &Curves, spec: &Spec, s: Sc
     Ok(())
 }
 
-/// The label at a category's position; nothing between categories.
+/// The label at a category's position; nothing between categories, and
+/// only every few categories when there are many.
 fn category(v: f64, labels: &[String]) -> String {
     let k = v.round();
-    if (v - k).abs() > 1e-6 || k < 0.0 {
+    let every = labels.len().div_ceil(MAX_ENTRIES).max(1);
+    if (v - k).abs() > 1e-6 || k < 0.0 || !(k as usize).is_multiple_of(every) {
         return String::new();
     }
     labels.get(k as usize).cloned().unwrap_or_default()
@@ -169,8 +176,12 @@ fn legend<DB: DrawingBackend>(
     let row = s.px(20.0);
     let top = s.px(24.0);
     let label = s.font(12.0).pos(Pos::new(HPos::Left, VPos::Center));
-    for (k, (entry, color)) in entries.iter().zip(colors).enumerate() {
+    for (k, entry) in entries.iter().enumerate() {
         let y = top + row * k as i32;
+        let Some(color) = colors.get(k).filter(|_| k < MAX_ENTRIES) else {
+            area.draw(&Text::new(entry.clone(), (s.px(36.0), y), label.clone()))?;
+            continue;
+        };
         let line = PathElement::new(
             vec![(s.px(4.0), y), (s.px(28.0), y)],
             color.stroke_width(s.px(2.0) as u32),

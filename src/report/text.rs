@@ -32,6 +32,9 @@ pub fn plan_text(file: &str, s: &Summary) -> String {
         human_bytes(s.bytes_written),
         s.saves
     );
+    if !s.figures.is_empty() {
+        let _ = writeln!(out, "  figures            {}", s.figures.join(", "));
+    }
     let _ = writeln!(
         out,
         "  measurements       {} from Gram matrices ({} entries), {} direct",

@@ -8,5 +8,6 @@ mod common;
 mod cache;
 mod checking;
 mod diagnostics;
+mod figures;
 mod nonfinite;
 mod outputs;

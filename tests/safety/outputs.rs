@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A folder with `base.safetensors` (values 1..=6) and the program.
-fn setup(program: &str) -> tempfile::TempDir {
+pub(super) fn setup(program: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     write_values(&dir.path().join("base.safetensors"), &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
     std::fs::write(dir.path().join("exp.tv"), program).unwrap();
@@ -28,7 +28,7 @@ fn write_values(path: &Path, values: &[f32]) {
 }
 
 /// Every file under `dir` with its bytes: what must survive a refused run.
-fn snapshot(dir: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
+pub(super) fn snapshot(dir: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
     listing(dir)
         .into_iter()
         .map(|name| {
@@ -38,13 +38,13 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
         .collect()
 }
 
-fn stderr(output: &std::process::Output) -> String {
+pub(super) fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// The run fails with a diagnostic containing `expected`, and `dir` is
 /// exactly as it was.
-fn assert_refused(dir: &Path, args: &[&str], expected: &str) {
+pub(super) fn assert_refused(dir: &Path, args: &[&str], expected: &str) {
     let before = snapshot(dir);
     let output = tv_command(dir, args);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
