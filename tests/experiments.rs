@@ -64,12 +64,18 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 fn run(path: &Path) -> Vec<HashMap<String, String>> {
+    run_with_figures(path).0
+}
+
+/// The report's rows and the figures the run wrote.
+fn run_with_figures(path: &Path) -> (Vec<HashMap<String, String>>, Vec<PathBuf>) {
     let mut sources = Sources::default();
     let output = match tv::run(&mut sources, path, &tv::Overrides::default(), false) {
         Ok(output) => output,
         Err(diags) => panic!("{}", tv::diag::render_plain(&diags, &sources, 100)),
     };
-    common::csv_rows(&output.csv())
+    let figures = output.figures.iter().map(|f| f.path.clone()).collect();
+    (common::csv_rows(&output.csv()), figures)
 }
 
 fn number(row: &HashMap<String, String>, column: &str) -> f64 {
@@ -83,8 +89,14 @@ fn every_experiment_runs_and_reports_rows() {
     let (_dir, files) = experiment_dir();
     assert!(files.len() >= 6, "expected every experiment, found {files:?}");
     for file in &files {
-        let rows = run(file);
+        let (rows, figures) = run_with_figures(file);
         assert!(rows.len() > 1, "{} reported {} rows", file.display(), rows.len());
+        // Every experiment shows its results as figures, written by the run.
+        assert!(!figures.is_empty(), "{} declares no figure", file.display());
+        for figure in figures {
+            let bytes = std::fs::read(&figure).unwrap_or_else(|e| panic!("{}: {e}", figure.display()));
+            assert!(bytes.starts_with(b"\x89PNG") || bytes.starts_with(b"<svg"), "{} is a figure", figure.display());
+        }
     }
 }
 

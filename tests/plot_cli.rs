@@ -8,8 +8,11 @@ mod common;
 const REPORT: &str = "year,alpha,ppl,note\n2013,0,10,a\n2013,0.5,9,b\n2014,0,12,c\n2014,0.5,8,d\n";
 const SEEDED: &str = "seed,year,alpha,ppl\n0,2013,0,10\n1,2013,0,11\n";
 
-/// (name, files to write, arguments after `tv plot`).
-fn cases() -> Vec<(&'static str, Vec<(&'static str, &'static str)>, Vec<&'static str>)> {
+/// A case: its name, the files to write (name, text), the arguments after
+/// `tv plot`.
+type Case = (&'static str, Vec<(&'static str, &'static str)>, Vec<&'static str>);
+
+fn cases() -> Vec<Case> {
     let report = vec![("report.csv", REPORT)];
     vec![
         (

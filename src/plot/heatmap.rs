@@ -18,8 +18,7 @@ pub fn draw<DB: DrawingBackend>(area: &Area<DB>, grid: &Grid, spec: &Spec, s: Sc
     let (w, _) = area.dim_in_pixel();
     let (main, bar) = area.split_horizontally(w as i32 - s.px(110.0));
     cells(&main, grid, spec, s, range).map_err(|e| e.to_string())?;
-    let label = spec.ylabel.clone();
-    colorbar(&bar, spec, s, range, value_label(spec, label)).map_err(|e| e.to_string())
+    colorbar(&bar, spec, s, range, value_label(spec)).map_err(|e| e.to_string())
 }
 
 /// The scale's ends: the finite values' range, symmetric around `center`.
@@ -46,7 +45,8 @@ fn value_range(grid: &Grid, center: Option<f64>) -> (f64, f64) {
     }
 }
 
-fn value_label(spec: &Spec, _y: Option<String>) -> String {
+/// What the colour scale measures.
+fn value_label(spec: &Spec) -> String {
     let name = &spec.value.name;
     match spec.normalize {
         Some(super::spec::Normalize::Row) => format!("{name}, % change vs row mean"),
