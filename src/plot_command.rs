@@ -58,7 +58,7 @@ fn literal_arg(arg: &Arg) -> spec::Arg {
             [StrPart::Lit(s)] => ArgValue::Str(s.clone()),
             _ => ArgValue::Other("a string with `{name}` in it (tv plot has no names to fill in)"),
         },
-        ExprKind::List(_) => ArgValue::Other("a list"),
+        ExprKind::List(items) => names(items).map_or(ArgValue::Other("a list"), ArgValue::Names),
         _ => ArgValue::Other("an expression (tv plot takes names, strings and numbers)"),
     };
     spec::Arg {
@@ -66,6 +66,15 @@ fn literal_arg(arg: &Arg) -> spec::Arg {
         value,
         span: arg.value.span,
     }
+}
+
+/// A list of bare names.
+fn names(items: &[crate::syntax::ast::Expr]) -> Option<Vec<(String, Span)>> {
+    let name = |item: &crate::syntax::ast::Expr| match &item.node {
+        ExprKind::Var(v) => Some((v.clone(), item.span)),
+        _ => None,
+    };
+    items.iter().map(name).collect()
 }
 
 fn read_report(csv: &Path) -> Result<Frame, Diagnostics> {
@@ -117,6 +126,13 @@ fn check_target(csv: &Path, output: &Path, overwrite: bool) -> Result<(), Diagno
         let message = format!("the output {} {problem}", output.display());
         Err(vec![Diagnostic::new("tv::output", message).help(help.to_string())])
     };
+    if let Some(missing) = crate::targets::detour(output) {
+        let problem = format!(
+            "goes through {}, which does not exist, and back out with `..`",
+            missing.display()
+        );
+        return refuse(problem, "write the output path without it");
+    }
     if crate::targets::resolve(csv) == crate::targets::resolve(output) {
         return refuse("is the report it draws".into(), "choose another output path");
     }

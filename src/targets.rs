@@ -166,7 +166,7 @@ fn bad_shape(output: &Output) -> Option<Diagnostic> {
 }
 
 /// The first folder of `path` that does not exist, if a `..` follows it.
-fn detour(path: &Path) -> Option<PathBuf> {
+pub fn detour(path: &Path) -> Option<PathBuf> {
     let mut prefix = PathBuf::new();
     let mut missing: Option<PathBuf> = None;
     for component in path.components() {

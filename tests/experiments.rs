@@ -95,7 +95,11 @@ fn every_experiment_runs_and_reports_rows() {
         assert!(!figures.is_empty(), "{} declares no figure", file.display());
         for figure in figures {
             let bytes = std::fs::read(&figure).unwrap_or_else(|e| panic!("{}: {e}", figure.display()));
-            assert!(bytes.starts_with(b"\x89PNG") || bytes.starts_with(b"<svg"), "{} is a figure", figure.display());
+            assert!(
+                bytes.starts_with(b"\x89PNG") || bytes.starts_with(b"<svg"),
+                "{} is a figure",
+                figure.display()
+            );
         }
     }
 }

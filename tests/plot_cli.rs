@@ -66,6 +66,16 @@ fn cases() -> Vec<Case> {
             vec!["report.csv", "lines(ppl, x = alpha)", "-o", "f.svg"],
         ),
         (
+            "detour",
+            report.clone(),
+            vec!["report.csv", "lines(ppl, x = alpha, by = year)", "-o", "new/../f.svg"],
+        ),
+        (
+            "duplicate_columns",
+            vec![("report.csv", "a,a,v\n1,2,3\n")],
+            vec!["report.csv", "lines(v, x = a)", "-o", "f.svg"],
+        ),
+        (
             "ragged_csv",
             vec![("report.csv", "a,b\n1,2,3\n")],
             vec!["report.csv", "lines(b, x = a)", "-o", "f.svg"],

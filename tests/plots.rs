@@ -440,3 +440,107 @@ fn svg_goldens() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn a_heatmap_of_several_evals_has_a_row_per_eval() {
+    let csv = "task,linear,ties\nrot,0.5,0.7\nflip,0.6,0.4\n";
+    let svg = String::from_utf8(draw(
+        "heatmap([linear, ties], x = task, values = \"hide\")",
+        csv,
+        Format::Svg,
+    ))
+    .expect("SVG is text");
+    let cells = cells(&svg);
+    assert_eq!(cells.len(), 4, "two evals by two tasks");
+    let values = [0.5, 0.6, 0.7, 0.4];
+    let lum: Vec<f64> = cells.iter().map(|c| luminance(c.fill)).collect();
+    assert_eq!(
+        ranks(&lum),
+        ranks(&values),
+        "rows linear then ties, columns rot then flip"
+    );
+    let shown = texts(&svg);
+    assert!(
+        shown.contains(&"linear".to_string()) && shown.contains(&"ties".to_string()),
+        "rows named by eval: {shown:?}"
+    );
+}
+
+#[test]
+fn curves_can_be_grouped_by_several_columns() {
+    let csv = "k,task,lambda,acc\n2,rot,0,1\n2,rot,1,2\n2,flip,0,3\n2,flip,1,4\n3,rot,0,5\n3,rot,1,6\n";
+    let svg = String::from_utf8(draw("lines(acc, x = lambda, by = [k, task])", csv, Format::Svg)).expect("SVG is text");
+    let shown = texts(&svg);
+    for label in ["k = 2, task = rot", "k = 2, task = flip", "k = 3, task = rot"] {
+        assert!(shown.contains(&label.to_string()), "legend entry {label}: {shown:?}");
+    }
+    assert_eq!(markers(&svg).len(), 3, "a colour per (k, task)");
+}
+
+#[test]
+fn cell_values_keep_their_precision_after_rounding() {
+    let csv = "y,x,v\na,p,0.9996\na,q,0.9871\nb,p,230.4\nb,q,230.2\n";
+    let shown =
+        texts(&String::from_utf8(draw("heatmap(v, x = x, y = y, values = \"show\")", csv, Format::Svg)).expect("SVG"));
+    for text in ["1.00", "0.987", "230.4", "230.2"] {
+        assert!(shown.contains(&text.to_string()), "{text} in {shown:?}");
+    }
+    assert!(
+        !shown.contains(&"1.000".to_string()),
+        "0.9996 reads like the numbers above 1: {shown:?}"
+    );
+}
+
+/// Draws on a thread and fails, rather than hangs, if drawing never ends.
+fn draw_within_a_minute(figure: &'static str, csv: &'static str, format: Format) -> Vec<u8> {
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let drawn = std::panic::catch_unwind(|| draw(figure, csv, format));
+        let _ = send.send(drawn);
+    });
+    match receive.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => panic!("{figure} on {csv:?} panicked"),
+        Err(_) => panic!("{figure} on {csv:?} did not finish in a minute"),
+    }
+}
+
+#[test]
+fn extreme_values_are_drawn_without_panic_or_hang() {
+    let cases: [(&str, &str); 8] = [
+        ("heatmap(v, x = a, y = b)", "a,b,v\n1,1,1e308\n1,2,-1e308\n"),
+        ("lines(v, x = a)", "a,b,v\n0,0,1.7976931348623157e308\n"),
+        ("lines(v, x = a)", "a,b,v\n0,0,1.7e308\n1,0,1\n"),
+        ("lines(v, x = a)", "a,b,v\n0,0,1\n1.7e308,0,1\n"),
+        ("heatmap(v, x = a, y = b, center = 1e308)", "a,b,v\n0,0,-1\n1,0,1\n"),
+        (
+            "lines(v, x = a)",
+            "a,b,v\n1e-9,0,1.000000001\n2e-9,0,1.000000002\n5e-9,0,1.000000002\n",
+        ),
+        ("heatmap(v, x = a, y = b)", "a,b,v\n0,0,5e-324\n1,0,-5e-324\n"),
+        (
+            "lines(v, x = a, by = b)",
+            "a,b,v\n1e12,p,1e15\n5e12,p,2e15\n1e13,q,3e15\n",
+        ),
+    ];
+    for (figure, csv) in cases {
+        for format in [Format::Svg, Format::Png] {
+            assert!(!draw_within_a_minute(figure, csv, format).is_empty());
+        }
+    }
+    // Ticks of a nanometre-wide axis are told apart.
+    let svg = String::from_utf8(draw_within_a_minute(cases[5].0, cases[5].1, Format::Svg)).expect("SVG");
+    let ticks: std::collections::BTreeSet<String> = texts(&svg).into_iter().filter(|t| t.contains("e-9")).collect();
+    assert!(ticks.len() >= 3, "distinct ticks on the x axis: {ticks:?}");
+}
+
+#[test]
+fn control_characters_never_reach_the_svg() {
+    let csv = "a,b,v\n1,x\u{1}y,1\n2,x\u{1}y,2\n";
+    let svg = String::from_utf8(draw("lines(v, x = a, by = b, title = \"t\")", csv, Format::Svg)).expect("SVG");
+    assert!(
+        !svg.chars().any(|c| c.is_control() && c != '\n'),
+        "no control character in the SVG"
+    );
+    assert!(svg.contains("x\u{fffd}y"), "the label keeps its place");
+}

@@ -129,7 +129,8 @@ fn entry_names(dir: &Path) -> io::Result<Vec<String>> {
         .collect()
 }
 
-fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+/// The first `limit` bytes of the file at `path`.
+pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     fs::File::open(path)?.take(limit).read_to_end(&mut bytes)?;
     Ok(bytes)

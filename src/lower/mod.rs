@@ -14,6 +14,7 @@ mod merge;
 mod model;
 mod modules;
 mod plot;
+mod plot_domain;
 mod settings;
 mod stmt;
 mod symbolic;
@@ -95,9 +96,8 @@ pub fn lower(sources: &mut Sources, root: FileId, training: Training) -> (Plan, 
         table: Table::default(),
         saves: Vec::new(),
         figures: Vec::new(),
-        eval_scopes: Default::default(),
+        eval_sites: Default::default(),
         sweep_scope: Vec::new(),
-        repeated_values: HashMap::new(),
         settings,
         diags: Vec::new(),
         modules: HashMap::new(),
@@ -161,12 +161,12 @@ struct Lowerer<'s> {
     table: Table,
     saves: Vec<SaveJob>,
     figures: Vec<FigureJob>,
-    /// The sweep variables around each eval, for checking figures.
-    eval_scopes: plot::EvalScopes,
-    /// The variables of the sweeps being lowered, outermost first.
-    sweep_scope: Vec<String>,
-    /// Sweep variables whose list holds a value twice, with that value.
-    repeated_values: HashMap<String, String>,
+    /// The eval statements of each name and the sweeps around them, for
+    /// checking figures.
+    eval_sites: plot::EvalSites,
+    /// The variables of the sweeps being lowered and their values,
+    /// outermost first.
+    sweep_scope: Vec<(String, plot_domain::Domain)>,
     settings: Settings,
     diags: Diagnostics,
     /// The global names of every file lowered so far.

@@ -3,14 +3,13 @@
 //! not be drawn fails the check, before anything runs.
 
 use super::env::Env;
+use super::plot_domain::{Domain, Site};
 use super::{Lowerer, Value};
 use crate::diag::{Diagnostic, Span};
 use crate::plot::spec::{self, ArgValue, Spec};
 use crate::plot::Format;
 use crate::syntax::ast::{Arg, ExprKind, PlotStmt, StrPart};
-use std::collections::{BTreeSet, HashMap};
-
-use super::domain::Values;
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// A figure the run draws once the report is complete.
@@ -23,9 +22,8 @@ pub struct FigureJob {
     pub span: Span,
 }
 
-/// Each eval statement of a name, with the sweep variables around it: the
-/// columns that vary over the rows where it is measured.
-pub type EvalScopes = HashMap<String, Vec<(Span, Vec<String>)>>;
+/// Each eval statement of a name, with the sweep variables around it.
+pub type EvalSites = HashMap<String, Vec<Site>>;
 
 /// Parameters that name a report column rather than take a value.
 fn names_column(position: usize, name: Option<&str>) -> bool {
@@ -74,24 +72,21 @@ impl Lowerer<'_> {
         });
     }
 
-    /// Notes a sweep variable whose list holds a value twice (ranges
-    /// never do).
-    pub(super) fn note_repeated_values(&mut self, var: &str, values: &Values) {
-        let Values::List(items) = values else {
-            return;
-        };
-        let mut seen = BTreeSet::new();
-        for item in items {
-            let shown = match item {
-                Value::Num(s) => self.graph.scalars.known(*s).map(crate::report::format_number),
-                Value::Str(s) => Some(format!("\"{s}\"")),
-                _ => None,
-            };
-            if let Some(shown) = shown.filter(|s| !seen.insert(s.clone())) {
-                self.repeated_values.insert(var.to_string(), shown);
-                return;
-            }
+    /// Records an eval statement and the sweep variables around it.
+    pub(super) fn note_eval_site(&mut self, name: &crate::syntax::ast::Ident) {
+        let sites = self.eval_sites.entry(name.node.clone()).or_default();
+        match sites.iter_mut().find(|s| s.span == name.span) {
+            Some(site) => site.merge(&self.sweep_scope),
+            None => sites.push(Site {
+                span: name.span,
+                vars: self.sweep_scope.clone(),
+            }),
         }
+    }
+
+    /// The domain of a sweep variable, as the figure check keeps it.
+    pub(super) fn domain_summary(&self, values: Option<&super::domain::Values>) -> Domain {
+        Domain::of(values, &self.graph.scalars)
     }
 
     fn figure_format(&mut self, target: &str, span: Span) -> Option<Format> {
@@ -113,6 +108,7 @@ impl Lowerer<'_> {
         let column = names_column(position, arg.name.as_ref().map(|n| n.node.as_str()));
         let value = match &arg.value.node {
             ExprKind::Var(v) if column || self.lookup(env, v).is_none() => ArgValue::Name(v.clone()),
+            ExprKind::List(items) if column => column_list(items),
             ExprKind::Str(parts) if column && parts.iter().all(|p| matches!(p, StrPart::Lit(_))) => {
                 let text: String = parts
                     .iter()
@@ -155,83 +151,58 @@ impl Lowerer<'_> {
     }
 
     fn figure_problem(&self, spec: &Spec) -> Option<Diagnostic> {
-        let value = &spec.value;
-        if !self.table.has_eval(&value.name) {
-            return Some(self.not_an_eval(spec));
+        if let Some(eval) = spec.evals.iter().find(|e| !self.table.has_eval(&e.name)) {
+            return Some(self.not_an_eval(eval));
         }
-        let axes: Vec<&spec::Column> = std::iter::once(&spec.x).chain(&spec.y).collect();
-        if let Some(axis) = axes.iter().find(|a| !self.table.has_var(&a.name)) {
+        if let Some(axis) = spec.axes().into_iter().find(|a| !self.table.has_var(&a.name)) {
             return Some(self.not_a_variable(axis));
         }
-        if let Some(diag) = axes.iter().find_map(|a| self.repeated_value(a)) {
-            return Some(diag);
-        }
-        let sites = self.eval_scopes.get(&value.name)?;
-        let names: Vec<&str> = axes.iter().map(|a| a.name.as_str()).collect();
-        let covers = |scope: &Vec<String>| names.iter().all(|n| scope.iter().any(|v| v == n));
-        let covering: Vec<&(Span, Vec<String>)> = sites.iter().filter(|(_, scope)| covers(scope)).collect();
-        if let [_, second, ..] = covering.as_slice() {
-            return Some(measured_twice(spec, &names, second.0));
-        }
-        let covering: Vec<&Vec<String>> = covering.iter().map(|(_, scope)| scope).collect();
+        spec.evals.iter().find_map(|eval| self.eval_problem(spec, eval))
+    }
+
+    /// The rows of `eval` must give one value per point of the axes.
+    fn eval_problem(&self, spec: &Spec, eval: &spec::Column) -> Option<Diagnostic> {
+        let axes: Vec<&str> = spec.axes().iter().map(|a| a.name.as_str()).collect();
+        let sites = self.eval_sites.get(&eval.name)?;
+        let covers = |s: &&Site| axes.iter().all(|a| s.domain(a).is_some());
+        let covering: Vec<&Site> = sites.iter().filter(covers).collect();
         if covering.is_empty() {
             let message = format!(
                 "`{}` is never measured inside a sweep over {}",
-                value.name,
-                quoted(&names).join(" and ")
+                eval.name,
+                quoted(&axes).join(" and ")
             );
             let help = format!(
                 "a {} draws the rows where `{}` is measured at each value of its axes",
                 spec.kind.noun(),
-                value.name
+                eval.name
             );
             return Some(
                 Diagnostic::new("tv::plot", message)
-                    .at(value.span, "this eval")
+                    .at(eval.span, "this eval")
                     .help(help),
             );
         }
-        let extra: BTreeSet<&String> = covering
-            .iter()
-            .flat_map(|s| s.iter())
-            .filter(|v| !names.contains(&v.as_str()))
-            .collect();
-        if extra.is_empty() {
-            return None;
+        if let Some(diag) = covering.iter().find_map(|site| site_problem(spec, eval, site, &axes)) {
+            return Some(diag);
         }
-        let extra: Vec<&str> = extra.into_iter().map(String::as_str).collect();
-        let message = format!(
-            "`{}` also varies over {}, which the {} does not show",
-            value.name,
-            quoted(&extra).join(", "),
-            spec.kind.noun()
-        );
-        let help = match spec.kind {
-            spec::Kind::Heatmap => "a heatmap shows one value per (x, y): sweep only its two axes around this eval, or give each value of the other variable its own eval",
-            spec::Kind::Lines => "a line plot shows one value per (x, by): use `by` for the other variable, or give each of its values its own eval",
+        // Two statements collide unless some axis takes different values
+        // in each.
+        let apart = |a: &Site, b: &Site| {
+            axes.iter().any(|x| match (a.domain(x), b.domain(x)) {
+                (Some(p), Some(q)) => p.is_disjoint(q),
+                _ => true,
+            })
         };
-        Some(
-            Diagnostic::new("tv::plot", message)
-                .at(value.span, "this eval")
-                .help(help),
-        )
+        for (k, second) in covering.iter().enumerate() {
+            if covering[..k].iter().any(|first| !apart(first, second)) {
+                return Some(measured_twice(eval, &axes, second.span));
+            }
+        }
+        None
     }
 
-    /// An axis whose sweep lists a value twice would give a figure two
-    /// values at one point.
-    fn repeated_value(&self, axis: &spec::Column) -> Option<Diagnostic> {
-        let value = self.repeated_values.get(&axis.name)?;
-        let message = format!("the sweep over `{}` lists {value} more than once", axis.name);
-        let help = "a figure draws one value per point of its axes: list each value once";
-        Some(
-            Diagnostic::new("tv::plot", message)
-                .at(axis.span, "this axis")
-                .help(help),
-        )
-    }
-
-    fn not_an_eval(&self, spec: &Spec) -> Diagnostic {
-        let value = &spec.value;
+    fn not_an_eval(&self, value: &spec::Column) -> Diagnostic {
         let mut diag = Diagnostic::new("tv::plot", format!("`{}` is not an eval of this program", value.name))
             .at(value.span, "not an eval");
         let evals = self.table.eval_names();
@@ -269,16 +240,32 @@ impl Lowerer<'_> {
     }
 }
 
-fn measured_twice(spec: &Spec, axes: &[&str], second: Span) -> Diagnostic {
+fn measured_twice(eval: &spec::Column, axes: &[&str], second: Span) -> Diagnostic {
     let message = format!(
-        "`{}` is measured by two eval statements inside sweeps over {}",
-        spec.value.name,
+        "`{}` is measured by two eval statements at the same values of {}",
+        eval.name,
         quoted(axes).join(" and ")
     );
     let help = "a figure draws one value per point of its axes; give one of the evals another name";
     Diagnostic::new("tv::plot", message)
         .at(second, "measured again here")
         .help(help)
+}
+
+/// A list of bare names (or plain strings): several columns.
+fn column_list(items: &[crate::syntax::ast::Expr]) -> ArgValue {
+    let names: Option<Vec<(String, Span)>> = items
+        .iter()
+        .map(|item| match &item.node {
+            ExprKind::Var(v) => Some((v.clone(), item.span)),
+            ExprKind::Str(parts) => match parts.as_slice() {
+                [StrPart::Lit(s)] => Some((s.clone(), item.span)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    names.map_or(ArgValue::Other("a list that is not of names"), ArgValue::Names)
 }
 
 /// What a column argument that is not a name is, without computing it.
@@ -293,4 +280,40 @@ fn expression_kind(expr: &ExprKind) -> &'static str {
 
 fn quoted(names: &[&str]) -> Vec<String> {
     names.iter().map(|n| format!("`{n}`")).collect()
+}
+
+/// A repeated value of an axis, or another variable that varies around
+/// the eval, would give the figure several values at one point.
+fn site_problem(spec: &Spec, eval: &spec::Column, site: &Site, axes: &[&str]) -> Option<Diagnostic> {
+    for axis in spec.axes() {
+        if let Some(value) = site.domain(&axis.name).and_then(Domain::repeated) {
+            let message = format!("the sweep over `{}` lists {value} more than once", axis.name);
+            let help = "a figure draws one value per point of its axes: list each value once";
+            return Some(
+                Diagnostic::new("tv::plot", message)
+                    .at(axis.span, "this axis")
+                    .help(help),
+            );
+        }
+    }
+    let varying = |(v, d): &&(String, Domain)| !axes.contains(&v.as_str()) && !d.is_single();
+    let extra: Vec<&str> = site.vars.iter().filter(varying).map(|(v, _)| v.as_str()).collect();
+    if extra.is_empty() {
+        return None;
+    }
+    let message = format!(
+        "`{}` also varies over {}, which the {} does not show",
+        eval.name,
+        quoted(&extra).join(", "),
+        spec.kind.noun()
+    );
+    let help = match spec.kind {
+        spec::Kind::Heatmap => "a heatmap shows one value per (x, y): sweep only its two axes around this eval, or give each value of the other variable its own eval",
+        spec::Kind::Lines => "a line plot shows one value per point of each curve: add the other variables to `by`, e.g. `by = [year, seed]`",
+    };
+    Some(
+        Diagnostic::new("tv::plot", message)
+            .at(eval.span, "this eval")
+            .help(help),
+    )
 }

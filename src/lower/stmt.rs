@@ -103,7 +103,6 @@ impl Lowerer<'_> {
 
     fn sweep(&mut self, env: &mut Env, bindings: &[crate::syntax::ast::Binding], body: &[Stmt], span: Span) {
         let depth = self.sweep_scope.len();
-        self.sweep_scope.extend(bindings.iter().map(|b| b.var.node.clone()));
         self.sweep_points(env, bindings, body, span);
         self.sweep_scope.truncate(depth);
     }
@@ -117,9 +116,8 @@ impl Lowerer<'_> {
                 continue;
             }
             let domain = self.domain(env, binding);
-            if let Some(values) = &domain {
-                self.note_repeated_values(&binding.var.node, values);
-            }
+            let summary = self.domain_summary(domain.as_ref());
+            self.sweep_scope.push((binding.var.node.clone(), summary));
             domains.push(domain);
             if self.dry == 0 {
                 self.table.add_var(&binding.var.node);
@@ -224,10 +222,7 @@ impl Lowerer<'_> {
     }
 
     fn eval_stmt(&mut self, env: &mut Env, name: &Ident, expr: &crate::syntax::ast::Expr) {
-        let sites = self.eval_scopes.entry(name.node.clone()).or_default();
-        if !sites.iter().any(|(span, _)| *span == name.span) {
-            sites.push((name.span, self.sweep_scope.clone()));
-        }
+        self.note_eval_site(name);
         let value = self.expr(env, expr);
         let scalar = match value {
             Value::Num(s) => Some(s),

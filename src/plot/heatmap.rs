@@ -14,15 +14,16 @@ type Area<DB> = DrawingArea<DB, Shift>;
 const MAX_LABELS: usize = 24;
 
 pub fn draw<DB: DrawingBackend>(area: &Area<DB>, grid: &Grid, spec: &Spec, s: Scale) -> Result<(), String> {
-    let range = value_range(grid, spec.center);
+    let range = value_range(grid, spec);
     let (w, _) = area.dim_in_pixel();
-    let (main, bar) = area.split_horizontally(w as i32 - s.px(110.0));
+    let (main, bar) = area.split_horizontally(w as i32 - s.px(118.0));
     cells(&main, grid, spec, s, range).map_err(|e| e.to_string())?;
     colorbar(&bar, spec, s, range, value_label(spec)).map_err(|e| e.to_string())
 }
 
-/// The scale's ends: the finite values' range, symmetric around `center`.
-fn value_range(grid: &Grid, center: Option<f64>) -> (f64, f64) {
+/// The scale's ends: as given, else the finite values' range (symmetric
+/// around the centre when there is one).
+fn value_range(grid: &Grid, spec: &Spec) -> (f64, f64) {
     let finite = grid
         .values
         .iter()
@@ -31,10 +32,8 @@ fn value_range(grid: &Grid, center: Option<f64>) -> (f64, f64) {
         .copied()
         .filter(|v| v.is_finite());
     let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-    if lo > hi {
-        return (0.0, 1.0);
-    }
-    match center {
+    let (lo, hi) = match spec.center {
+        _ if lo > hi => (0.0, 1.0),
         Some(c) => {
             let half = (hi - c).abs().max((lo - c).abs());
             let half = if half > 0.0 { half } else { 1.0 };
@@ -42,16 +41,27 @@ fn value_range(grid: &Grid, center: Option<f64>) -> (f64, f64) {
         }
         None if lo == hi => (lo - 0.5, hi + 0.5),
         None => (lo, hi),
+    };
+    let (lo, hi) = (spec.min.unwrap_or(lo), spec.max.unwrap_or(hi));
+    match lo < hi {
+        true => style::safe_range(lo, hi),
+        false => style::safe_range(lo - 0.5, lo + 0.5),
     }
 }
 
 /// What the colour scale measures.
 fn value_label(spec: &Spec) -> String {
-    let name = &spec.value.name;
+    if let Some(label) = &spec.label {
+        return label.clone();
+    }
+    let name = match spec.evals.as_slice() {
+        [one] => one.name.clone(),
+        _ => "value".to_string(),
+    };
     match spec.normalize {
         Some(super::spec::Normalize::Row) => format!("{name}, % change vs row mean"),
         Some(super::spec::Normalize::Column) => format!("{name}, % change vs column mean"),
-        None => name.clone(),
+        None => name,
     }
 }
 
@@ -68,7 +78,13 @@ type Drawn<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorTy
 fn cells<DB: DrawingBackend>(area: &Area<DB>, grid: &Grid, spec: &Spec, s: Scale, range: (f64, f64)) -> Drawn<DB> {
     let (nx, ny) = (grid.x.len() as i32, grid.y.len() as i32);
     let label = s.font(13.0);
-    let widest = |labels: &[String]| labels.iter().map(|l| text_width(area, l, &label)).max().unwrap_or(0) as i32;
+    let widest = |labels: &[String]| {
+        labels
+            .iter()
+            .map(|l| text_width(area, &style::shorten(l), &label))
+            .max()
+            .unwrap_or(0) as i32
+    };
     let (x_widest, y_widest) = (widest(&grid.x), widest(&grid.y));
     let (w, _) = area.dim_in_pixel();
     // Labels wider than their cells stand upright.
@@ -102,7 +118,7 @@ fn cells<DB: DrawingBackend>(area: &Area<DB>, grid: &Grid, spec: &Spec, s: Scale
         .y_desc(
             spec.ylabel
                 .clone()
-                .unwrap_or_else(|| spec.y.as_ref().map_or(String::new(), |c| c.name.clone())),
+                .unwrap_or_else(|| spec.groups.first().map_or(String::new(), |c| c.name.clone())),
         )
         .axis_desc_style(s.font(14.0))
         .axis_style(INK)
@@ -112,7 +128,10 @@ fn cells<DB: DrawingBackend>(area: &Area<DB>, grid: &Grid, spec: &Spec, s: Scale
         Some(v) if v.is_finite() => style::scale_color(v, range.0, range.1, centered),
         _ => MISSING,
     };
-    let gap = s.px(1.0) as u32;
+    // A white line between cells, unless they are too small to spare it.
+    let (plot_w, plot_h) = chart.plotting_area().dim_in_pixel();
+    let small = (plot_w as i32) < nx * s.px(8.0) || (plot_h as i32) < ny * s.px(8.0);
+    let gap = if small { 0 } else { s.px(1.0) as u32 };
     let rects = grid.values.iter().enumerate().flat_map(|(j, row)| {
         row.iter().enumerate().map(move |(i, v)| {
             let (i, k) = (i as i32, ny - 1 - j as i32);
@@ -152,7 +171,7 @@ fn cells<DB: DrawingBackend>(area: &Area<DB>, grid: &Grid, spec: &Spec, s: Scale
 /// most 400 cells and every value fits its cell.
 fn show_values<DB: DrawingBackend>(area: &Area<DB>, grid: &Grid, spec: &Spec, s: Scale, plot: &(u32, u32)) -> bool {
     let cells = grid.x.len() * grid.y.len();
-    match spec.values {
+    match spec.cells {
         CellValues::Show => true,
         CellValues::Hide => false,
         CellValues::Auto if cells > 400 => false,
@@ -177,7 +196,11 @@ fn segment_label(v: &SegmentValue<i32>, labels: &[String], reversed: bool) -> St
     let k = *k as usize;
     let index = if reversed { n.wrapping_sub(1).wrapping_sub(k) } else { k };
     let shown = index.is_multiple_of(every(n));
-    labels.get(index).filter(|_| shown).cloned().unwrap_or_default()
+    labels
+        .get(index)
+        .filter(|_| shown)
+        .map(|l| style::shorten(l))
+        .unwrap_or_default()
 }
 
 fn colorbar<DB: DrawingBackend>(area: &Area<DB>, spec: &Spec, s: Scale, range: (f64, f64), label: String) -> Drawn<DB> {
@@ -187,7 +210,7 @@ fn colorbar<DB: DrawingBackend>(area: &Area<DB>, spec: &Spec, s: Scale, range: (
         .margin_bottom(s.px(60.0))
         .margin_right(s.px(4.0))
         .y_label_area_size(0)
-        .right_y_label_area_size(s.px(62.0))
+        .right_y_label_area_size(s.px(74.0))
         .build_cartesian_2d(0f64..1f64, lo..hi)?;
     let span = hi - lo;
     let tick = |v: &f64| style::tick(*v, span);

@@ -12,8 +12,8 @@ type Area<DB> = DrawingArea<DB, Shift>;
 type Drawn<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 pub fn draw<DB: DrawingBackend>(area: &Area<DB>, curves: &Curves, spec: &Spec, s: Scale) -> Result<(), String> {
-    let names: Vec<String> = curves.groups.iter().map(|(n, _)| n.clone()).collect();
-    let colors = style::series_colors(&names);
+    let keys: Vec<String> = curves.curves.iter().map(|c| c.key.clone()).collect();
+    let colors = style::series_colors(&keys);
     let entries = legend_entries(curves, spec);
     let (w, _) = area.dim_in_pixel();
     let legend_w = match entries.is_empty() && spec.best.is_none() {
@@ -31,13 +31,15 @@ const MAX_ENTRIES: usize = 24;
 /// The legend's lines: one per curve when there are groups (the first
 /// `MAX_ENTRIES`, then how many more).
 fn legend_entries(curves: &Curves, spec: &Spec) -> Vec<String> {
-    let Some(by) = &spec.y else {
+    if spec.groups.is_empty() && spec.evals.len() == 1 {
         return Vec::new();
-    };
-    let named = curves.groups.iter().take(MAX_ENTRIES);
-    let mut entries: Vec<String> = named.map(|(n, _)| format!("{} = {n}", by.name)).collect();
-    if curves.groups.len() > MAX_ENTRIES {
-        entries.push(format!("and {} more", curves.groups.len() - MAX_ENTRIES));
+    }
+    let room = (spec.height as usize).saturating_sub(120) / 20;
+    let shown = MAX_ENTRIES.min(room.saturating_sub(1)).max(1);
+    let named = curves.curves.iter().take(shown);
+    let mut entries: Vec<String> = named.map(|c| style::shorten(&c.label)).collect();
+    if curves.curves.len() > shown {
+        entries.push(format!("and {} more", curves.curves.len() - shown));
     }
     entries
 }
@@ -60,10 +62,10 @@ fn padded(lo: f64, hi: f64, pad: f64) -> (f64, f64) {
     }
     if lo == hi {
         let d = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
-        return (lo - d, hi + d);
+        return style::safe_range(lo - d, hi + d);
     }
-    let d = (hi - lo) * pad;
-    (lo - d, hi + d)
+    let d = (hi / 2.0 - lo / 2.0) * 2.0 * pad;
+    style::safe_range(lo - d, hi + d)
 }
 
 fn extent(values: impl Iterator<Item = f64>) -> (f64, f64) {
@@ -73,16 +75,18 @@ fn extent(values: impl Iterator<Item = f64>) -> (f64, f64) {
 }
 
 fn plot<DB: DrawingBackend>(area: &Area<DB>, curves: &Curves, spec: &Spec, s: Scale, colors: &[RGBColor]) -> Drawn<DB> {
-    let points = || curves.groups.iter().flat_map(|(_, c)| c.iter());
+    let points = || curves.curves.iter().flat_map(|c| c.points.iter());
     let (x0, x1) = match &curves.categories {
         Some(labels) => (-0.5, labels.len() as f64 - 0.5),
         None => padded(extent(points().map(|p| p.0)).0, extent(points().map(|p| p.0)).1, 0.03),
     };
     let (lo, hi) = extent(points().map(|p| p.1));
     let (y0, y1) = padded(lo, hi, 0.06);
+    let upright = categories_upright(area, curves, s);
+    let x_area = upright.map_or(s.px(48.0), |widest| widest + s.px(44.0));
     let mut chart = ChartBuilder::on(area)
         .margin(s.px(14.0))
-        .x_label_area_size(s.px(48.0))
+        .x_label_area_size(x_area)
         .y_label_area_size(s.px(70.0))
         .build_cartesian_2d(x0..x1, y0..y1)?;
     let categories = curves.categories.clone();
@@ -101,12 +105,26 @@ fn plot<DB: DrawingBackend>(area: &Area<DB>, curves: &Curves, spec: &Spec, s: Sc
         .x_label_formatter(&x_tick)
         .y_label_formatter(&y_tick)
         .label_style(s.font(12.0))
+        .x_label_style(match upright {
+            Some(_) => s.font(12.0).transform(plotters::style::FontTransform::Rotate90),
+            None => s.font(12.0),
+        })
         .x_desc(spec.xlabel.clone().unwrap_or_else(|| spec.x.name.clone()))
-        .y_desc(spec.ylabel.clone().unwrap_or_else(|| spec.value.name.clone()))
+        .y_desc(spec.ylabel.clone().unwrap_or_else(|| value_name(spec)))
         .axis_desc_style(s.font(14.0))
         .axis_style(INK)
         .draw()?;
-    for ((_, curve), color) in curves.groups.iter().zip(colors) {
+    // Points beyond the axes (only numbers near f64's limits) are pulled to
+    // just outside them: plotters maps coordinates to 32-bit pixels.
+    let (xs, ys) = (x1 - x0, y1 - y0);
+    let inside = |p: &(f64, f64)| (p.0.clamp(x0 - xs, x1 + xs), p.1.clamp(y0 - ys, y1 + ys));
+    for (curve, color) in curves.curves.iter().zip(colors) {
+        let drawable: Vec<(f64, f64)> = curve
+            .points
+            .iter()
+            .map(|p| if p.1.is_finite() { inside(p) } else { *p })
+            .collect();
+        let curve = &drawable;
         for run in finite_runs(curve) {
             chart.draw_series(LineSeries::new(
                 run.iter().copied(),
@@ -129,6 +147,29 @@ fn plot<DB: DrawingBackend>(area: &Area<DB>, curves: &Curves, spec: &Spec, s: Sc
     Ok(())
 }
 
+/// When text categories would not fit side by side, they stand upright:
+/// the widest label's width, to make room for it.
+fn categories_upright<DB: DrawingBackend>(area: &Area<DB>, curves: &Curves, s: Scale) -> Option<i32> {
+    let labels = curves.categories.as_ref()?;
+    let style = s.font(12.0);
+    let width = |l: &String| {
+        area.estimate_text_size(&style::shorten(l), &style)
+            .map_or(0, |(w, _)| w as i32)
+    };
+    let widest = labels.iter().map(width).max().unwrap_or(0);
+    let shown = labels.len().div_ceil(labels.len().div_ceil(MAX_ENTRIES).max(1)) as i32;
+    let (w, _) = area.dim_in_pixel();
+    ((widest + s.px(8.0)) * shown > w as i32 - s.px(100.0)).then_some(widest)
+}
+
+/// The vertical axis's name: the eval's, when there is one.
+fn value_name(spec: &Spec) -> String {
+    match spec.evals.as_slice() {
+        [one] => one.name.clone(),
+        _ => "value".to_string(),
+    }
+}
+
 /// The label at a category's position; nothing between categories, and
 /// only every few categories when there are many.
 fn category(v: f64, labels: &[String]) -> String {
@@ -137,7 +178,7 @@ fn category(v: f64, labels: &[String]) -> String {
     if (v - k).abs() > 1e-6 || k < 0.0 || !(k as usize).is_multiple_of(every) {
         return String::new();
     }
-    labels.get(k as usize).cloned().unwrap_or_default()
+    labels.get(k as usize).map(|l| style::shorten(l)).unwrap_or_default()
 }
 
 /// The stretches of a curve between non-finite values.
@@ -178,7 +219,8 @@ fn legend<DB: DrawingBackend>(
     let label = s.font(12.0).pos(Pos::new(HPos::Left, VPos::Center));
     for (k, entry) in entries.iter().enumerate() {
         let y = top + row * k as i32;
-        let Some(color) = colors.get(k).filter(|_| k < MAX_ENTRIES) else {
+        let last = k + 1 == entries.len() && entries.len() < colors.len();
+        let Some(color) = colors.get(k).filter(|_| !last) else {
             area.draw(&Text::new(entry.clone(), (s.px(36.0), y), label.clone()))?;
             continue;
         };

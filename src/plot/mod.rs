@@ -100,20 +100,19 @@ fn draw<DB: DrawingBackend>(
 
 /// Whether `path` holds a figure tv drew (so a rerun may replace it).
 pub fn is_earlier_figure(path: &std::path::Path) -> bool {
-    use std::io::Read;
-    let mut start = Vec::new();
-    let Ok(file) = std::fs::File::open(path) else {
+    let Ok(start) = crate::io::manifest::read_bounded(path, 4096) else {
         return false;
     };
-    if file.take(4096).read_to_end(&mut start).is_err() {
-        return false;
-    }
-    let text = String::from_utf8_lossy(&start);
     match Format::of(path) {
-        Some(Format::Svg) => text.starts_with("<svg") && text.contains(svg::STAMP),
+        Some(Format::Svg) => start.starts_with(b"<svg") && String::from_utf8_lossy(&start).contains(svg::STAMP),
         Some(Format::Png) => {
-            let chunk = format!("tEXt{}\0{}", png::STAMP.0, png::STAMP.1);
-            start.starts_with(b"\x89PNG") && text.contains(&chunk)
+            // The whole chunk, its length included: a "Software" text that
+            // merely starts with "tv" is someone else's.
+            let text = format!("{}\0{}", png::STAMP.0, png::STAMP.1);
+            let mut chunk = (text.len() as u32).to_be_bytes().to_vec();
+            chunk.extend(b"tEXt");
+            chunk.extend(text.as_bytes());
+            start.starts_with(b"\x89PNG") && start.windows(chunk.len()).any(|w| w == chunk.as_slice())
         }
         None => false,
     }

@@ -87,7 +87,7 @@ impl DrawingBackend for PngBackend<'_> {
         }
         let size = style.size() as f32;
         let line = text::layout(content, size);
-        let (dx, dy) = text::origin(&line, style.anchor());
+        let (dx, dy) = text::origin(&line, style.anchor(), &style.transform());
         let transform = style.transform();
         let scaled = text::font().as_scaled(size);
         let (w, h) = self.get_size();
@@ -122,8 +122,7 @@ impl DrawingBackend for PngBackend<'_> {
         content: &str,
         style: &S,
     ) -> Result<(u32, u32), DrawingErrorKind<BitMapBackendError>> {
-        let line = text::layout(content, style.size() as f32);
-        Ok((line.width.ceil() as u32, line.height().ceil() as u32))
+        Ok(text::box_size(content, style.size()))
     }
 
     fn blit_bitmap(&mut self, pos: BackendCoord, size: (u32, u32), src: &[u8]) -> Drawn {

@@ -55,8 +55,11 @@ impl Kind {
                 "title",
                 "xlabel",
                 "ylabel",
+                "label",
                 "normalize",
                 "center",
+                "min",
+                "max",
                 "values",
                 "width",
                 "height",
@@ -99,17 +102,23 @@ pub struct Column {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Spec {
     pub kind: Kind,
-    pub value: Column,
+    /// The evals drawn: one, or several (a heatmap's rows, or more curves).
+    pub evals: Vec<Column>,
     pub x: Column,
-    /// The heatmap's rows, or the curves' grouping.
-    pub y: Option<Column>,
+    /// The heatmap's rows (`y`), or the columns that group curves (`by`).
+    pub groups: Vec<Column>,
     pub title: Option<String>,
     pub xlabel: Option<String>,
     pub ylabel: Option<String>,
+    /// The colour scale's label.
+    pub label: Option<String>,
     pub normalize: Option<Normalize>,
     /// A diverging colour scale centred here.
     pub center: Option<f64>,
-    pub values: CellValues,
+    /// The colour scale's ends (values beyond take the end colours).
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub cells: CellValues,
     pub best: Option<Best>,
     pub width: u32,
     pub height: u32,
@@ -118,14 +127,20 @@ pub struct Spec {
 impl Spec {
     /// Every report column the figure reads.
     pub fn columns(&self) -> Vec<&Column> {
-        let mut all = vec![&self.value, &self.x];
-        all.extend(&self.y);
+        let mut all: Vec<&Column> = self.evals.iter().collect();
+        all.extend(self.axes());
         all
     }
 
-    /// The name of the parameter `y` holds (`y` or `by`).
-    pub fn y_parameter(&self) -> &'static str {
-        self.kind.columns()[1]
+    /// The sweep variables the figure spreads its values over.
+    pub fn axes(&self) -> Vec<&Column> {
+        std::iter::once(&self.x).chain(&self.groups).collect()
+    }
+
+    /// The evals' names, as a reader sees them.
+    pub fn eval_names(&self) -> String {
+        let names: Vec<String> = self.evals.iter().map(|c| format!("`{}`", c.name)).collect();
+        names.join(", ")
     }
 }
 
@@ -134,6 +149,8 @@ impl Spec {
 pub enum ArgValue {
     /// A bare name: a report column.
     Name(String),
+    /// A list of bare names: several columns.
+    Names(Vec<(String, Span)>),
     Str(String),
     Num(f64),
     /// Anything else, by its type's name (weights, a list...).
@@ -159,7 +176,7 @@ pub fn build(kind: &str, kind_span: Span, args: &[Arg]) -> Result<Spec, Vec<Diag
     let mut builder = Builder {
         kind,
         diags: Vec::new(),
-        value: None,
+        evals: None,
         named: Vec::new(),
     };
     for arg in args {
@@ -182,7 +199,7 @@ fn unknown_kind(kind: &str, span: Span) -> Diagnostic {
 struct Builder<'a> {
     kind: Kind,
     diags: Vec<Diagnostic>,
-    value: Option<Column>,
+    evals: Option<Vec<Column>>,
     named: Vec<(&'a str, Span, &'a Arg)>,
 }
 
@@ -205,13 +222,20 @@ impl<'a> Builder<'a> {
     }
 
     fn positional(&mut self, arg: &Arg) {
-        if self.value.is_some() || !self.named.is_empty() {
+        if self.evals.is_some() || !self.named.is_empty() {
+            if self
+                .diags
+                .iter()
+                .any(|d| d.message.starts_with("a plot takes one positional"))
+            {
+                return;
+            }
             let diag = Diagnostic::new("tv::plot", "a plot takes one positional argument, the value to draw")
                 .at(arg.span, "extra argument")
                 .help(format!("name the others, e.g. {}", self.example()));
             return self.diags.push(diag);
         }
-        self.value = self.column(arg, "the value to draw");
+        self.evals = self.columns_of(arg, "the value to draw", true);
     }
 
     fn unknown_parameter(&mut self, name: &str, span: Span) {
@@ -239,13 +263,37 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// A column: a bare name, or a string naming a column of any spelling.
-    fn column(&mut self, arg: &Arg, what: &str) -> Option<Column> {
+    /// Columns: a bare name, a string naming a column of any spelling, or
+    /// (where `many`) a list of names.
+    fn columns_of(&mut self, arg: &Arg, what: &str, many: bool) -> Option<Vec<Column>> {
         match &arg.value {
-            ArgValue::Name(name) | ArgValue::Str(name) => Some(Column {
+            ArgValue::Name(name) | ArgValue::Str(name) => Some(vec![Column {
                 name: name.clone(),
                 span: arg.span,
-            }),
+            }]),
+            ArgValue::Names(names) if many && !names.is_empty() => Some(
+                names
+                    .iter()
+                    .map(|(name, span)| Column {
+                        name: name.clone(),
+                        span: *span,
+                    })
+                    .collect(),
+            ),
+            ArgValue::Names(_) if many => {
+                let diag = Diagnostic::new("tv::plot", format!("{what} is an empty list"))
+                    .at(arg.span, "no column")
+                    .help("name at least one column");
+                self.diags.push(diag);
+                None
+            }
+            ArgValue::Names(_) => {
+                let diag = Diagnostic::new("tv::plot", format!("{what} takes one column, not a list"))
+                    .at(arg.span, "a list")
+                    .help(format!("e.g. {}", self.example()));
+                self.diags.push(diag);
+                None
+            }
             ArgValue::Error => None,
             other => {
                 let found = type_name(other);
@@ -264,26 +312,29 @@ impl<'a> Builder<'a> {
     fn finish(mut self, kind_span: Span) -> Result<Spec, Vec<Diagnostic>> {
         let named = std::mem::take(&mut self.named);
         let find = |name: &str| named.iter().find(|(n, ..)| *n == name).map(|(_, _, a)| *a);
-        let x = find("x").and_then(|a| self.column(a, "`x`"));
+        let x = find("x")
+            .and_then(|a| self.columns_of(a, "`x`", false))
+            .and_then(|mut c| c.pop());
         let y_name = self.kind.columns()[1];
-        let y = find(y_name).and_then(|a| self.column(a, &format!("`{y_name}`")));
+        let many = self.kind == Kind::Lines;
+        let groups = find(y_name).and_then(|a| self.columns_of(a, &format!("`{y_name}`"), many));
         let mut spec = Spec {
             kind: self.kind,
-            value: Column {
-                name: String::new(),
-                span: kind_span,
-            },
+            evals: Vec::new(),
             x: Column {
                 name: String::new(),
                 span: kind_span,
             },
-            y,
+            groups: groups.unwrap_or_default(),
             title: None,
             xlabel: None,
             ylabel: None,
+            label: None,
             normalize: None,
             center: None,
-            values: CellValues::Auto,
+            min: None,
+            max: None,
+            cells: CellValues::Auto,
             best: None,
             width: 0,
             height: 0,
@@ -310,8 +361,9 @@ impl<'a> Builder<'a> {
                 .at(kind_span, "here")
                 .help(format!("e.g. {example}"))
         };
-        match self.value.take() {
-            Some(value) => spec.value = value,
+        match self.evals.take() {
+            Some(evals) => spec.evals = evals,
+            None if self.diags.iter().any(|d| d.message.starts_with("the value to draw")) => {}
             None => self.diags.push(missing("the value to draw, as its first argument")),
         }
         match x {
@@ -319,8 +371,16 @@ impl<'a> Builder<'a> {
             None if self.diags.iter().any(|d| d.message.starts_with("`x`")) => {}
             None => self.diags.push(missing("`x = COLUMN`, the horizontal axis")),
         }
-        if self.kind == Kind::Heatmap && spec.y.is_none() && !self.diags.iter().any(|d| d.message.starts_with("`y`")) {
+        let several = spec.evals.len() > 1;
+        let y_error = self.diags.iter().any(|d| d.message.starts_with("`y`"));
+        if self.kind == Kind::Heatmap && spec.groups.is_empty() && !several && !y_error {
             self.diags.push(missing("`y = COLUMN`, the vertical axis"));
+        }
+        if self.kind == Kind::Heatmap && several && !spec.groups.is_empty() {
+            let diag = Diagnostic::new("tv::plot", "a heatmap of several evals has one row per eval")
+                .at(spec.groups[0].span, "a second vertical axis")
+                .help(format!("drop `y`: the rows are {}", spec.eval_names()));
+            self.diags.push(diag);
         }
     }
 
@@ -337,7 +397,7 @@ impl<'a> Builder<'a> {
                     .help(format!(
                         "`{}` is already {}: the value and each axis are different columns of the report",
                         first.name,
-                        role(&columns, first)
+                        role(spec, first)
                     ));
                 self.diags.push(diag);
             }
@@ -350,6 +410,9 @@ impl<'a> Builder<'a> {
                 "title" => spec.title = self.text(arg, name),
                 "xlabel" => spec.xlabel = self.text(arg, name),
                 "ylabel" => spec.ylabel = self.text(arg, name),
+                "label" => spec.label = self.text(arg, name),
+                "min" => spec.min = self.number(arg, name),
+                "max" => spec.max = self.number(arg, name),
                 "normalize" => {
                     spec.normalize = self.choice(arg, name, &[("row", Normalize::Row), ("column", Normalize::Column)])
                 }
@@ -359,7 +422,7 @@ impl<'a> Builder<'a> {
                         ("show", CellValues::Show),
                         ("hide", CellValues::Hide),
                     ];
-                    spec.values = self.choice(arg, name, &choices).unwrap_or(CellValues::Auto);
+                    spec.cells = self.choice(arg, name, &choices).unwrap_or(CellValues::Auto);
                 }
                 "best" => spec.best = self.choice(arg, name, &[("min", Best::Min), ("max", Best::Max)]),
                 "center" => spec.center = self.number(arg, name),
@@ -443,17 +506,20 @@ impl<'a> Builder<'a> {
 }
 
 /// Which part of the figure a column plays.
-fn role(columns: &[&Column], column: &Column) -> &'static str {
-    match columns.iter().position(|c| std::ptr::eq(*c, column)) {
-        Some(0) => "the value",
-        Some(1) => "the x axis",
-        _ => "the other axis",
+fn role(spec: &Spec, column: &Column) -> &'static str {
+    if spec.evals.iter().any(|c| std::ptr::eq(c, column)) {
+        "a value drawn"
+    } else if std::ptr::eq(&spec.x, column) {
+        "the x axis"
+    } else {
+        "another axis"
     }
 }
 
 fn type_name(value: &ArgValue) -> &'static str {
     match value {
         ArgValue::Name(_) => "a name",
+        ArgValue::Names(_) => "a list of names",
         ArgValue::Str(_) => "a string",
         ArgValue::Num(_) => "a number",
         ArgValue::Other(t) => t,

@@ -5,6 +5,22 @@ use plotters::prelude::*;
 use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+/// Labels longer than this many characters are shortened in the middle.
+const MAX_LABEL: usize = 32;
+
+/// A label short enough to leave room for the plot: its start and its end
+/// (where names usually differ) around an ellipsis.
+pub fn shorten(label: &str) -> String {
+    let chars: Vec<char> = label.chars().collect();
+    if chars.len() <= MAX_LABEL {
+        return label.to_string();
+    }
+    let keep = (MAX_LABEL - 1) / 2;
+    let head: String = chars[..keep].iter().collect();
+    let tail: String = chars[chars.len() - keep..].iter().collect();
+    format!("{head}…{tail}")
+}
+
 /// Sizes are given for an SVG figure; a PNG figure multiplies them by its
 /// scale (2, so it stays sharp on high-density screens).
 #[derive(Copy, Clone)]
@@ -61,8 +77,9 @@ pub fn luminance(c: RGBColor) -> f64 {
     (0.2126 * f64::from(c.0) + 0.7152 * f64::from(c.1) + 0.0722 * f64::from(c.2)) / 255.0
 }
 
-/// Curve colours: distinct hues for names, a dark-to-light ramp when the
-/// groups are numbers in order (years, sizes).
+/// Curve colours: distinct hues for names (the palette, or evenly spaced
+/// hues beyond its ten), a dark-to-light ramp when the groups are numbers
+/// in order (years, sizes).
 pub fn series_colors(names: &[String]) -> Vec<RGBColor> {
     const PALETTE: [RGBColor; 10] = [
         RGBColor(0x4e, 0x79, 0xa7),
@@ -78,20 +95,70 @@ pub fn series_colors(names: &[String]) -> Vec<RGBColor> {
     ];
     let numbers: Option<Vec<f64>> = names.iter().map(|n| n.parse::<f64>().ok()).collect();
     let ordered = numbers.is_some_and(|v| v.len() > 2 && v.windows(2).all(|w| w[0] < w[1]));
-    if ordered && names.len() > PALETTE.len() / 2 {
-        let last = (names.len() - 1) as f64;
-        return (0..names.len())
+    let n = names.len();
+    if ordered && n > PALETTE.len() / 2 {
+        let last = (n - 1) as f64;
+        return (0..n)
             .map(|i| ViridisRGB.get_color_normalized((0.85 * i as f64 / last) as f32, 0.0, 1.0))
             .collect();
     }
-    (0..names.len()).map(|i| PALETTE[i % PALETTE.len()]).collect()
+    if n > PALETTE.len() {
+        return (0..n).map(|i| hue(i as f64 / n as f64)).collect();
+    }
+    PALETTE[..n].to_vec()
+}
+
+/// A saturated colour of hue `t` (0 to 1 around the wheel), dark enough
+/// to read on white.
+fn hue(t: f64) -> RGBColor {
+    let h = 6.0 * t;
+    let x = 1.0 - (h % 2.0 - 1.0).abs();
+    let (r, g, b) = match h as u32 {
+        0 => (1.0, x, 0.0),
+        1 => (x, 1.0, 0.0),
+        2 => (0.0, 1.0, x),
+        3 => (0.0, x, 1.0),
+        4 => (x, 0.0, 1.0),
+        _ => (1.0, 0.0, x),
+    };
+    let channel = |c: f64| (40.0 + 160.0 * c).round() as u8;
+    RGBColor(channel(r), channel(g), channel(b))
+}
+
+/// Axes never reach beyond this: plotters needs a finite span to place
+/// its ticks.
+const AXIS_LIMIT: f64 = 1e300;
+
+/// An axis range plotters can draw: finite, within `AXIS_LIMIT`, and wide
+/// enough against its magnitude for distinct ticks.
+pub fn safe_range(lo: f64, hi: f64) -> (f64, f64) {
+    let (lo, hi) = (lo.max(-AXIS_LIMIT), hi.min(AXIS_LIMIT));
+    if !(lo.is_finite() && hi.is_finite()) || lo > hi {
+        return (0.0, 1.0);
+    }
+    let least = (lo.abs().max(hi.abs()) * 1e-12).max(1e-300);
+    if hi - lo >= least {
+        return (lo, hi);
+    }
+    let middle = lo / 2.0 + hi / 2.0;
+    (middle - least, middle + least)
 }
 
 /// Tick labels: a few more decimals than the axis's span needs, without
-/// trailing zeros (`0.2`, `2.5`, `10`).
+/// trailing zeros (`0.2`, `2.5`, `10`); powers of ten (`2e-9`, `1.5e12`)
+/// for very small and very large numbers.
 pub fn tick(v: f64, span: f64) -> String {
+    let magnitude = v.abs();
+    if v != 0.0 && !(1e-4..1e6).contains(&magnitude) {
+        let digits = if span > 0.0 {
+            (magnitude / span).log10().ceil().clamp(0.0, 15.0) as usize + 1
+        } else {
+            3
+        };
+        return scientific(v, digits);
+    }
     let decimals = if span > 0.0 {
-        (3.0 - span.log10().floor()).clamp(0.0, 8.0) as usize
+        (3.0 - span.log10().floor()).clamp(0.0, 15.0) as usize
     } else {
         3
     };
@@ -105,17 +172,39 @@ pub fn tick(v: f64, span: f64) -> String {
     }
 }
 
-/// A value in a heatmap cell: about three significant digits.
+/// `v` in scientific notation with at most `digits` decimals in the
+/// mantissa, without trailing zeros.
+fn scientific(v: f64, digits: usize) -> String {
+    let text = format!("{v:.digits$e}");
+    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+    let mantissa = match mantissa.contains('.') {
+        true => mantissa.trim_end_matches('0').trim_end_matches('.'),
+        false => mantissa,
+    };
+    format!("{mantissa}e{exponent}")
+}
+
+/// A value in a heatmap cell: three decimals below 1, two below 10, one
+/// below 1000 (and for percentages), none above; decided after rounding,
+/// so that 0.9996 reads `1.00` like its neighbour 1.004.
 pub fn cell(v: f64, percent: bool) -> String {
     if !v.is_finite() {
         return format!("{v}");
     }
-    let a = v.abs();
-    let decimals = match () {
-        _ if percent || a >= 100.0 => usize::from(percent && a < 100.0),
+    if v != 0.0 && !(1e-3..1e6).contains(&v.abs()) {
+        return scientific(v, 2);
+    }
+    if percent {
+        return format!("{v:.1}");
+    }
+    let decimals = |a: f64| match () {
+        _ if a >= 1000.0 => 0,
         _ if a >= 10.0 => 1,
         _ if a >= 1.0 => 2,
         _ => 3,
     };
+    let first = decimals(v.abs());
+    let rounded: f64 = format!("{v:.first$}").parse().unwrap_or(v);
+    let decimals = decimals(rounded.abs());
     format!("{v:.decimals$}")
 }

@@ -129,8 +129,11 @@ fn points(path: impl IntoIterator<Item = BackendCoord>) -> String {
     all.join(" ")
 }
 
-/// XML text content or attribute value.
+/// XML text content or attribute value; characters XML does not allow
+/// (most control characters) become U+FFFD.
 pub fn escape(text: &str) -> String {
+    let allowed = |c: char| !c.is_control() || matches!(c, '\t' | '\n' | '\r');
+    let text: String = text.chars().map(|c| if allowed(c) { c } else { '\u{fffd}' }).collect();
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -232,7 +235,7 @@ impl DrawingBackend for SvgBackend<'_> {
             return Ok(());
         }
         let line = text::layout(content, style.size() as f32);
-        let (dx, dy) = text::origin(&line, style.anchor());
+        let (dx, dy) = text::origin(&line, style.anchor(), &style.transform());
         let rotation = match text::degrees(&style.transform()) {
             0 => String::new(),
             r => format!(" rotate({r})"),
@@ -255,7 +258,6 @@ impl DrawingBackend for SvgBackend<'_> {
         content: &str,
         style: &S,
     ) -> Result<(u32, u32), DrawingErrorKind<NoError>> {
-        let line = text::layout(content, style.size() as f32);
-        Ok((line.width.ceil() as u32, line.height().ceil() as u32))
+        Ok(text::box_size(content, style.size()))
     }
 }

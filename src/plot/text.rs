@@ -56,6 +56,7 @@ pub fn layout(text: &str, size: f32) -> Line {
     let mut x = 0.0;
     let mut previous: Option<GlyphId> = None;
     for c in text.chars() {
+        let c = if c.is_control() { ' ' } else { c };
         let id = scaled.glyph_id(c);
         if let Some(p) = previous {
             x += scaled.kern(p, id);
@@ -73,20 +74,54 @@ pub fn layout(text: &str, size: f32) -> Line {
     }
 }
 
-/// Where a line's start on the baseline goes, relative to its anchor
-/// point, before any rotation.
-pub fn origin(line: &Line, anchor: Pos) -> (f32, f32) {
-    let x = match anchor.h_pos {
-        HPos::Left => 0.0,
-        HPos::Center => -line.width / 2.0,
-        HPos::Right => -line.width,
-    };
-    let y = match anchor.v_pos {
-        VPos::Top => line.ascent,
-        VPos::Center => (line.ascent + line.descent) / 2.0,
-        VPos::Bottom => line.descent,
-    };
-    (x, y)
+/// Where a line's start on the baseline goes relative to its anchor point,
+/// in the line's own (unrotated) frame: chosen so that the text's box *on
+/// the image*, after the rotation, sits against the anchor as asked (an
+/// upright label hangs below its tick, it does not straddle it).
+pub fn origin(line: &Line, anchor: Pos, rotation: &FontTransform) -> (f32, f32) {
+    let (w, a, d) = (line.width, line.ascent, line.descent);
+    let middle = (a + d) / 2.0;
+    match rotation {
+        FontTransform::Rotate90 => {
+            let x = match anchor.v_pos {
+                VPos::Top => 0.0,
+                VPos::Center => -w / 2.0,
+                VPos::Bottom => -w,
+            };
+            let y = match anchor.h_pos {
+                HPos::Left => d,
+                HPos::Center => middle,
+                HPos::Right => a,
+            };
+            (x, y)
+        }
+        FontTransform::Rotate270 => {
+            let x = match anchor.v_pos {
+                VPos::Top => -w,
+                VPos::Center => -w / 2.0,
+                VPos::Bottom => 0.0,
+            };
+            let y = match anchor.h_pos {
+                HPos::Left => a,
+                HPos::Center => middle,
+                HPos::Right => d,
+            };
+            (x, y)
+        }
+        _ => {
+            let x = match anchor.h_pos {
+                HPos::Left => 0.0,
+                HPos::Center => -w / 2.0,
+                HPos::Right => -w,
+            };
+            let y = match anchor.v_pos {
+                VPos::Top => a,
+                VPos::Center => middle,
+                VPos::Bottom => d,
+            };
+            (x, y)
+        }
+    }
 }
 
 /// The clockwise rotation, in degrees, of plotters' text transforms.
@@ -136,6 +171,13 @@ pub fn outline_path(id: GlyphId) -> Option<String> {
         d.push('Z');
     }
     Some(d)
+}
+
+/// The width and height of `text` at `size`, rounded up: what a backend
+/// tells plotters when it lays out labels.
+pub fn box_size(text: &str, size: f64) -> (u32, u32) {
+    let line = layout(text, size as f32);
+    (line.width.ceil() as u32, line.height().ceil() as u32)
 }
 
 /// Font units to pixels at `size`.

@@ -155,22 +155,14 @@ fn sources(out: &mut String, sources: &[(String, &str)]) {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    crate::plot::svg::escape(text)
 }
 
 /// Whether `path` holds an HTML report tv wrote.
 pub fn is_earlier_page(path: &Path) -> bool {
-    use std::io::Read;
-    let mut start = Vec::new();
-    let Ok(file) = std::fs::File::open(path) else {
+    let Ok(start) = crate::io::manifest::read_bounded(path, 1024) else {
         return false;
     };
-    if file.take(1024).read_to_end(&mut start).is_err() {
-        return false;
-    }
     let text = String::from_utf8_lossy(&start);
     text.starts_with("<!DOCTYPE html>") && text.contains(STAMP)
 }
@@ -195,10 +187,13 @@ const SCRIPT: &str = "
 (function () {
   function key(cell) {
     var text = cell.textContent.trim();
-    if (text === '') return null;
+    if (text === '' || text === 'NaN') return null;
+    if (text === 'inf') return Infinity;
+    if (text === '-inf') return -Infinity;
     var n = Number(text);
-    return isNaN(n) && text !== 'NaN' ? text : n;
+    return isNaN(n) ? text : n;
   }
+  // Numbers before text; empty cells and NaN last whatever the direction.
   function compare(a, b) {
     if (a === null || b === null) return a === null ? (b === null ? 0 : 1) : -1;
     if (typeof a === typeof b) return a < b ? -1 : a > b ? 1 : 0;
