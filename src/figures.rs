@@ -7,6 +7,7 @@ use crate::io::commit::Outputs;
 use crate::lower::{FigureJob, Plan};
 use crate::plot::{self, Format, Frame, RenderError};
 use crate::report::html::{self, Page};
+use crate::report::record::{self, RunRecord};
 use crate::report::{self, Spool};
 use crate::{Overrides, RunOutput};
 use std::path::{Path, PathBuf};
@@ -77,7 +78,7 @@ pub struct RunFacts<'a> {
 }
 
 /// The HTML report of a finished run.
-pub fn page(sources: &Sources, plan: &Plan, output: &RunOutput, run: &RunFacts) -> String {
+pub fn page(sources: &Sources, plan: &Plan, output: &RunOutput, record: &RunRecord) -> String {
     let csv = output.report.text();
     let figures = output
         .figures
@@ -92,20 +93,17 @@ pub fn page(sources: &Sources, plan: &Plan, output: &RunOutput, run: &RunFacts) 
     let inputs = plan
         .graph
         .leaves()
-        .map(|leaf| html::Input {
-            path: leaf.path().display().to_string(),
-            bytes: leaf
-                .files()
-                .filter_map(|f| std::fs::metadata(f).ok())
-                .map(|m| m.len())
-                .sum(),
+        .zip(&record.inputs)
+        .map(|(leaf, input)| html::Input {
+            path: input.path.clone(),
+            bytes: input.bytes,
             tensors: leaf.tensors().len(),
         })
         .collect();
     let page = Page {
-        title: run.program.display().to_string(),
+        title: record.program.path.clone(),
         sources: sources.texts().map(|(name, text)| (name.to_string(), text)).collect(),
-        record: record(sources, plan, output, run),
+        record: record.rows(),
         inputs,
         figures,
         csv: &csv,
@@ -113,121 +111,93 @@ pub fn page(sources: &Sources, plan: &Plan, output: &RunOutput, run: &RunFacts) 
     html::render(&page)
 }
 
-fn record(sources: &Sources, plan: &Plan, output: &RunOutput, run: &RunFacts) -> Vec<(&'static str, String)> {
-    use sha2::Digest;
-    let program = sources.texts().next().map_or(String::new(), |(_, text)| {
-        let digest = sha2::Sha256::digest(text.as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+/// What made the run's outputs.
+pub fn run_record(
+    sources: &Sources,
+    plan: &Plan,
+    output: &RunOutput,
+    run: &RunFacts,
+) -> Result<RunRecord, Diagnostics> {
+    let mut texts = sources.texts().map(|(name, text)| record::Source {
+        path: name.to_string(),
+        sha256: record::sha256_hex(text.as_bytes()),
     });
+    let program = texts.next().unwrap_or(record::Source {
+        path: run.program.display().to_string(),
+        sha256: String::new(),
+    });
+    let inputs = plan
+        .graph
+        .leaves()
+        .map(|leaf| {
+            let files: Vec<&Path> = leaf.files().collect();
+            record::input(leaf.path(), &files, run.overrides.hash_inputs).map_err(|e| {
+                let message = format!("cannot read the input {} to record it: {e}", leaf.path().display());
+                vec![Diagnostic::new("tv::record", message).help(report_nothing_saved())]
+            })
+        })
+        .collect::<Result<_, _>>()?;
     let settings = &plan.settings;
-    let features = if cfg!(feature = "cuda") { "cuda" } else { "cpu only" };
-    let threads = settings.threads.unwrap_or_else(rayon::current_num_threads);
-    let dtype = settings
-        .dtype
-        .map_or("as the inputs".to_string(), |d| format!("{d:?}").to_lowercase());
-    vec![
-        ("tool", format!("tv {} ({features})", env!("CARGO_PKG_VERSION"))),
-        ("program", run.program.display().to_string()),
-        ("program sha256", program),
-        ("started (UTC)", utc(run.started)),
-        ("finished (UTC)", utc(SystemTime::now())),
-        ("seconds", format!("{:.1}", output.stats.seconds)),
-        ("device", settings.device.clone()),
-        ("threads", threads.to_string()),
-        ("seed", settings.seed.to_string()),
-        ("saved dtype", dtype),
-        ("command-line settings", flags(run.overrides)),
-        (
-            "models trained / from the cache",
-            format!("{} / {}", output.trained, output.cache_hits),
-        ),
-    ]
+    Ok(RunRecord {
+        written_by: "tv",
+        tool: record::Tool {
+            name: "tv",
+            version: env!("CARGO_PKG_VERSION"),
+            features: if cfg!(feature = "cuda") {
+                vec!["cuda"]
+            } else {
+                Vec::new()
+            },
+        },
+        program,
+        uses: texts.collect(),
+        inputs,
+        settings: record::Settings {
+            device: settings.device.clone(),
+            threads: settings.threads.unwrap_or_else(rayon::current_num_threads),
+            seed: settings.seed,
+            dtype: settings.dtype.map(|d| format!("{d:?}").to_lowercase()),
+            max_shard_bytes: settings.max_shard_bytes,
+        },
+        command_line: flags(run.overrides),
+        started_utc: record::utc(run.started),
+        finished_utc: record::utc(SystemTime::now()),
+        seconds: output.stats.seconds,
+        training: record::Training {
+            trained: output.trained,
+            from_cache: output.cache_hits,
+        },
+    })
 }
 
 /// The flags that changed the run, as they would be typed again.
-fn flags(o: &Overrides) -> String {
+fn flags(o: &Overrides) -> Vec<String> {
     let mut out = Vec::new();
-    let mut add = |flag: &str, value: Option<String>| match value {
-        Some(v) => out.push(format!("--{flag} {v}")),
-        None => out.push(format!("--{flag}")),
-    };
-    if let Some(t) = o.threads {
-        add("threads", Some(t.to_string()));
-    }
-    if let Some(d) = &o.device {
-        add("device", Some(d.clone()));
-    }
-    if let Some(d) = o.dtype {
-        add("dtype", Some(format!("{d:?}").to_lowercase()));
-    }
-    if let Some(s) = o.seed {
-        add("seed", Some(s.to_string()));
-    }
-    if let Some(b) = o.max_shard_bytes {
-        add("max-shard-size", Some(b.to_string()));
-    }
-    if let Some(c) = &o.cache {
-        add("cache", Some(c.display().to_string()));
+    let valued = [
+        ("threads", o.threads.map(|t| t.to_string())),
+        ("device", o.device.clone()),
+        ("dtype", o.dtype.map(|d| format!("{d:?}").to_lowercase())),
+        ("seed", o.seed.map(|s| s.to_string())),
+        ("max-shard-size", o.max_shard_bytes.map(|b| b.to_string())),
+        ("cache", o.cache.as_ref().map(|c| c.display().to_string())),
+    ];
+    for (flag, value) in valued {
+        if let Some(value) = value {
+            out.push(format!("--{flag} {value}"));
+        }
     }
     let switches = [
         (o.no_cache, "no-cache"),
         (o.allow_commands, "allow-commands"),
         (o.elaborate_sweeps, "elaborate-sweeps"),
         (o.overwrite, "overwrite"),
+        (o.hash_inputs, "hash-inputs"),
     ];
-    for (on, flag) in switches {
-        if on {
-            add(flag, None);
-        }
-    }
-    match out.is_empty() {
-        true => "none".to_string(),
-        false => out.join(" "),
-    }
-}
-
-/// `YYYY-MM-DD HH:MM:SS` in UTC.
-fn utc(time: SystemTime) -> String {
-    let seconds = time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    let (y, m, d) = civil_date(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01 (eras of 400
-/// years, each 146,097 days, starting on March 1st).
-fn civil_date(days: i64) -> (i64, u32, u32) {
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::civil_date;
-
-    #[test]
-    fn dates_match_known_days() {
-        assert_eq!(civil_date(0), (1970, 1, 1));
-        assert_eq!(civil_date(59), (1970, 3, 1));
-        assert_eq!(civil_date(11_016), (2000, 2, 29));
-        assert_eq!(civil_date(20_786), (2026, 11, 29));
-        assert_eq!(civil_date(-1), (1969, 12, 31));
-    }
+    out.extend(
+        switches
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, flag)| format!("--{flag}")),
+    );
+    out
 }

@@ -47,6 +47,8 @@ pub struct Overrides {
     pub report: Option<std::path::PathBuf>,
     /// `--html FILE`: a self-contained HTML report of the run.
     pub html: Option<std::path::PathBuf>,
+    /// `--hash-inputs`: the run record holds each input's content hash.
+    pub hash_inputs: bool,
     /// `--overwrite`: existing save targets and report files may be
     /// replaced whatever they hold (never the run's own inputs).
     pub overwrite: bool,
@@ -281,15 +283,24 @@ pub fn run_staged(
     let started = std::time::SystemTime::now();
     let mut output = execute_into(&plan, progress, spool, overrides.report.as_deref())?;
     output.outputs.allow_overwrite(overrides.overwrite);
-    if let Some(html) = &overrides.html {
+    if overrides.html.is_some() || overrides.report.is_some() {
         let run = figures::RunFacts {
             program: path,
             overrides,
             started,
         };
-        let page = figures::page(sources, &plan, &output, &run);
-        let sealed = report::stage_bytes(html, page.as_bytes()).map_err(|e| figures::write_error(html, e))?;
-        output.outputs.push(sealed);
+        let record = figures::run_record(sources, &plan, &output, &run)?;
+        let mut documents = Vec::new();
+        if let Some(html) = &overrides.html {
+            documents.push((html.clone(), figures::page(sources, &plan, &output, &record)));
+        }
+        if let Some(report) = &overrides.report {
+            documents.push((report::record::path_for(report), record.to_json()));
+        }
+        for (target, text) in documents {
+            let sealed = report::stage_bytes(&target, text.as_bytes()).map_err(|e| figures::write_error(&target, e))?;
+            output.outputs.push(sealed);
+        }
     }
     if let Some(report) = report {
         let sealed = report.seal(&output.report)?;

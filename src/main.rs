@@ -44,6 +44,10 @@ enum Command {
         /// the report as a sortable table and the program.
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
+        /// Record each input checkpoint's full content hash in the run record
+        /// (reads every input once more).
+        #[arg(long)]
+        hash_inputs: bool,
         #[command(flatten)]
         settings: SettingFlags,
         /// Print what the run did (passes, bytes read and written, time) to stderr.
@@ -163,6 +167,7 @@ fn main() -> ExitCode {
             file,
             output,
             html,
+            hash_inputs,
             settings,
             stats,
             overwrite,
@@ -171,6 +176,7 @@ fn main() -> ExitCode {
             let mut overrides = settings.overrides();
             overrides.report = output.clone();
             overrides.html = html.clone();
+            overrides.hash_inputs = *hash_inputs;
             overrides.overwrite = *overwrite;
             run(&mut sources, file, &overrides, *stats)
         }

@@ -49,6 +49,8 @@ enum Kind {
     Report,
     /// A figure or the HTML report.
     Document,
+    /// The run record beside the `-o` report.
+    Record,
 }
 
 /// Every problem with the run's outputs.
@@ -253,7 +255,12 @@ fn outputs(plan: &Plan, request: &Request) -> Vec<Output> {
         span: Some(figure.span),
         kind: Kind::Document,
     }));
-    let flags = [(request.report, Kind::Report), (request.html, Kind::Document)];
+    let record = request.report.map(crate::report::record::path_for);
+    let flags = [
+        (request.report, Kind::Report),
+        (request.html, Kind::Document),
+        (record.as_deref(), Kind::Record),
+    ];
     for (path, kind) in flags {
         if let Some(path) = path {
             outputs.push(Output {
@@ -276,7 +283,7 @@ fn names_nothing(output: &Output) -> Option<Diagnostic> {
         return None;
     }
     let message = match output.kind {
-        Kind::Report | Kind::Document => format!("the {} names a folder, not a file", shown(output)),
+        Kind::Report | Kind::Document | Kind::Record => format!("the {} names a folder, not a file", shown(output)),
         _ => format!(
             "{} names an existing folder, not a new output: a save replaces its target whole, so it would replace that folder and everything in it",
             shown(output)
@@ -284,7 +291,7 @@ fn names_nothing(output: &Output) -> Option<Diagnostic> {
     };
     let help = match output.kind {
         Kind::Report => "name a file for the report, e.g. -o report.csv",
-        Kind::Document => "name a file, e.g. \"fig/ppl.svg\" or --html report.html",
+        Kind::Document | Kind::Record => "name a file, e.g. \"fig/ppl.svg\" or --html report.html",
         _ => "save to a new name inside it, e.g. \"out/model\" (a folder) or \"out/model.safetensors\" (one file)",
     };
     Some(diagnostic(output, message).help(help))
@@ -331,6 +338,8 @@ fn existing(output: &Output, plan: &Plan, overwrite: bool) -> Option<Diagnostic>
             Kind::Report => report_problem(&output.written, plan),
             Kind::Document => (!manifest::is_stamped_document(&output.written))
                 .then(|| "exists and is not a figure or HTML report drawn by tv".to_string()),
+            Kind::Record => (!manifest::is_stamped_document(&output.written))
+                .then(|| "exists and is not a run record written by tv".to_string()),
         }
     };
     let problem = problem?;
@@ -404,6 +413,7 @@ fn shown(output: &Output) -> String {
     match output.kind {
         Kind::Report => format!("report file \"{}\" (-o)", output.written.display()),
         Kind::Document if output.span.is_none() => format!("HTML report \"{}\" (--html)", output.written.display()),
+        Kind::Record => format!("run record \"{}\" (beside the -o report)", output.written.display()),
         _ => format!("\"{}\"", output.written.display()),
     }
 }

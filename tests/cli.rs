@@ -101,7 +101,12 @@ fn output_flag_writes_the_same_bytes_as_stdout() {
     );
     assert_eq!(std::fs::read(dir.path().join("report.csv")).unwrap(), plain.stdout);
     before.insert("report.csv".into());
-    assert_eq!(listing(dir.path()), before, "no temporary left beside the report");
+    before.insert("report.csv.json".into());
+    assert_eq!(
+        listing(dir.path()),
+        before,
+        "the report and its run record, no temporary"
+    );
     // Overwriting an existing report works, through the long flag too.
     let again = tv_command(dir.path(), &["run", "good.tv", "--output", "report.csv"]);
     assert_eq!(code(&again), 0, "{}", describe(&again));

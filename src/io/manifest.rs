@@ -94,7 +94,9 @@ pub fn report_matches(path: &Path, header: &str) -> bool {
 
 /// Whether the figure or HTML report at `path` was written by tv.
 pub fn is_stamped_document(path: &Path) -> bool {
-    crate::plot::is_earlier_figure(path) || crate::report::html::is_earlier_page(path)
+    crate::plot::is_earlier_figure(path)
+        || crate::report::html::is_earlier_page(path)
+        || crate::report::record::is_earlier_record(path)
 }
 
 /// Whether the `.safetensors` file at `path` was written by tv.

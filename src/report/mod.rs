@@ -5,6 +5,7 @@ pub mod html;
 pub mod memory;
 mod number;
 pub mod progress;
+pub mod record;
 pub mod spool;
 pub mod table;
 pub mod text;
