@@ -54,20 +54,16 @@ fn render_error(figure: &FigureJob, e: RenderError) -> Diagnostic {
     match e {
         RenderError::Data(e) => Diagnostic::new("tv::plot", format!("cannot draw {shown}: {}", e.message))
             .at(figure.span, "this figure")
-            .help(format!("{}; {}", e.help, report_nothing_saved())),
+            .help(format!("{}; {}", e.help, crate::NOTHING_SAVED)),
         RenderError::Draw(e) => {
             Diagnostic::new("tv::plot", format!("cannot draw {shown}: {e}")).at(figure.span, "this figure")
         }
     }
 }
 
-fn report_nothing_saved() -> &'static str {
-    "nothing was saved: the run's outputs are written all together or not at all"
-}
-
 pub fn write_error(path: &Path, e: std::io::Error) -> Diagnostics {
     let message = format!("cannot write {}: {e}", path.display());
-    vec![Diagnostic::new("tv::output", message).help(report_nothing_saved())]
+    vec![Diagnostic::new("tv::output", message).help(crate::NOTHING_SAVED)]
 }
 
 /// What the HTML report says about how the run was made.
@@ -133,7 +129,7 @@ pub fn run_record(
             let files: Vec<&Path> = leaf.files().collect();
             record::input(leaf.path(), &files, run.overrides.hash_inputs).map_err(|e| {
                 let message = format!("cannot read the input {} to record it: {e}", leaf.path().display());
-                vec![Diagnostic::new("tv::record", message).help(report_nothing_saved())]
+                vec![Diagnostic::new("tv::record", message).help(crate::NOTHING_SAVED)]
             })
         })
         .collect::<Result<_, _>>()?;

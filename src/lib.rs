@@ -337,7 +337,7 @@ fn report_error(path: &Path, e: std::io::Error) -> Diagnostics {
     vec![Diagnostic::new("tv::report", message).help(NOTHING_SAVED)]
 }
 
-const NOTHING_SAVED: &str = "nothing was saved: the run's outputs are written all together or not at all";
+pub(crate) const NOTHING_SAVED: &str = "nothing was saved: the run's outputs are written all together or not at all";
 
 /// Executes a checked plan, renders its report and puts its saves in place.
 pub fn execute(plan: &Plan, progress: bool) -> Result<RunOutput, Diagnostics> {

@@ -20,11 +20,7 @@ pub fn plot_report(
     overwrite: bool,
 ) -> Result<(), Diagnostics> {
     let spec = parse_figure(sources, text)?;
-    let format = Format::of(output).ok_or_else(|| {
-        let message = format!("cannot tell the format of the figure {}", output.display());
-        vec![Diagnostic::new("tv::plot", message)
-            .help("a figure is written as SVG or PNG: end its path with .svg or .png")]
-    })?;
+    let format = Format::of(output).ok_or_else(|| vec![spec::unknown_format(&output.display().to_string())])?;
     check_target(csv, output, overwrite)?;
     let frame = read_report(csv)?;
     let missing = missing_columns(&frame, &spec);
@@ -53,12 +49,11 @@ fn literal_arg(arg: &Arg) -> spec::Arg {
             ExprKind::Num(v) => ArgValue::Num(-v),
             _ => ArgValue::Other("an expression"),
         },
-        ExprKind::Str(parts) => match parts.as_slice() {
-            [] => ArgValue::Str(String::new()),
-            [StrPart::Lit(s)] => ArgValue::Str(s.clone()),
-            _ => ArgValue::Other("a string with `{name}` in it (tv plot has no names to fill in)"),
+        ExprKind::Str(parts) => match StrPart::literal(parts) {
+            Some(s) => ArgValue::Str(s.to_string()),
+            None => ArgValue::Other("a string with `{name}` in it (tv plot has no names to fill in)"),
         },
-        ExprKind::List(items) => names(items).map_or(ArgValue::Other("a list"), ArgValue::Names),
+        ExprKind::List(items) => spec::column_list(items).map_or(ArgValue::Other("a list"), ArgValue::Names),
         _ => ArgValue::Other("an expression (tv plot takes names, strings and numbers)"),
     };
     spec::Arg {
@@ -66,15 +61,6 @@ fn literal_arg(arg: &Arg) -> spec::Arg {
         value,
         span: arg.value.span,
     }
-}
-
-/// A list of bare names.
-fn names(items: &[crate::syntax::ast::Expr]) -> Option<Vec<(String, Span)>> {
-    let name = |item: &crate::syntax::ast::Expr| match &item.node {
-        ExprKind::Var(v) => Some((v.clone(), item.span)),
-        _ => None,
-    };
-    items.iter().map(name).collect()
 }
 
 fn read_report(csv: &Path) -> Result<Frame, Diagnostics> {

@@ -475,6 +475,12 @@ fn curves_can_be_grouped_by_several_columns() {
         assert!(shown.contains(&label.to_string()), "legend entry {label}: {shown:?}");
     }
     assert_eq!(markers(&svg).len(), 3, "a colour per (k, task)");
+    let quoted = draw("lines(acc, x = lambda, by = [\"k\", \"task\"])", csv, Format::Svg);
+    assert_eq!(
+        quoted,
+        svg.as_bytes(),
+        "columns may be named by strings, as in a plot statement"
+    );
 }
 
 #[test]

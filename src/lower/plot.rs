@@ -92,10 +92,7 @@ impl Lowerer<'_> {
     fn figure_format(&mut self, target: &str, span: Span) -> Option<Format> {
         let format = Format::of(std::path::Path::new(target));
         if format.is_none() {
-            let diag = Diagnostic::new("tv::plot", format!("cannot tell the format of the figure \"{target}\""))
-                .at(span, "this path")
-                .help("a figure is written as SVG or PNG: end its path with .svg or .png");
-            self.error(diag);
+            self.error(spec::unknown_format(&format!("\"{target}\"")).at(span, "this path"));
         }
         format
     }
@@ -108,13 +105,11 @@ impl Lowerer<'_> {
         let column = names_column(position, arg.name.as_ref().map(|n| n.node.as_str()));
         let value = match &arg.value.node {
             ExprKind::Var(v) if column || self.lookup(env, v).is_none() => ArgValue::Name(v.clone()),
-            ExprKind::List(items) if column => column_list(items),
-            ExprKind::Str(parts) if column && parts.iter().all(|p| matches!(p, StrPart::Lit(_))) => {
-                let text: String = parts
-                    .iter()
-                    .map(|p| if let StrPart::Lit(s) = p { s.as_str() } else { "" })
-                    .collect();
-                ArgValue::Name(text)
+            ExprKind::List(items) if column => {
+                spec::column_list(items).map_or(ArgValue::Other("a list that is not of names"), ArgValue::Names)
+            }
+            ExprKind::Str(parts) if column && StrPart::literal(parts).is_some() => {
+                ArgValue::Name(StrPart::literal(parts).unwrap_or_default().to_string())
             }
             _ if column => ArgValue::Other(expression_kind(&arg.value.node)),
             _ => self.option_value(env, arg),
@@ -250,22 +245,6 @@ fn measured_twice(eval: &spec::Column, axes: &[&str], second: Span) -> Diagnosti
     Diagnostic::new("tv::plot", message)
         .at(second, "measured again here")
         .help(help)
-}
-
-/// A list of bare names (or plain strings): several columns.
-fn column_list(items: &[crate::syntax::ast::Expr]) -> ArgValue {
-    let names: Option<Vec<(String, Span)>> = items
-        .iter()
-        .map(|item| match &item.node {
-            ExprKind::Var(v) => Some((v.clone(), item.span)),
-            ExprKind::Str(parts) => match parts.as_slice() {
-                [StrPart::Lit(s)] => Some((s.clone(), item.span)),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect();
-    names.map_or(ArgValue::Other("a list that is not of names"), ArgValue::Names)
 }
 
 /// What a column argument that is not a name is, without computing it.

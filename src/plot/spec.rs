@@ -3,6 +3,7 @@
 //! `tv plot`, and checked there, before anything runs.
 
 use crate::diag::{Diagnostic, Span};
+use crate::syntax::ast::{Expr, ExprKind, StrPart};
 use std::path::Path;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -525,6 +526,24 @@ fn type_name(value: &ArgValue) -> &'static str {
         ArgValue::Other(t) => t,
         ArgValue::Error => "an error",
     }
+}
+
+/// Columns written as a list, `[a, b]` or `["a", "b"]`: the same in a
+/// `plot` statement and in `tv plot`.
+pub fn column_list(items: &[Expr]) -> Option<Vec<(String, Span)>> {
+    let column = |item: &Expr| match &item.node {
+        ExprKind::Var(v) => Some((v.clone(), item.span)),
+        ExprKind::Str(parts) => StrPart::literal(parts).map(|s| (s.to_string(), item.span)),
+        _ => None,
+    };
+    items.iter().map(column).collect()
+}
+
+/// A figure path whose extension names no format; `shown` is the path as
+/// the user wrote it.
+pub fn unknown_format(shown: &str) -> Diagnostic {
+    Diagnostic::new("tv::plot", format!("cannot tell the format of the figure {shown}"))
+        .help("a figure is written as SVG or PNG: end its path with .svg or .png")
 }
 
 /// The file format of a figure, by its extension.

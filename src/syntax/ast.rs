@@ -117,6 +117,18 @@ pub enum StrPart {
     Interp(Ident),
 }
 
+impl StrPart {
+    /// The text of a string that interpolates nothing (the parser joins
+    /// adjacent literal pieces, so there is at most one).
+    pub fn literal(parts: &[StrPart]) -> Option<&str> {
+        match parts {
+            [] => Some(""),
+            [StrPart::Lit(s)] => Some(s),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Arg {
     pub name: Option<Ident>,
