@@ -108,9 +108,10 @@ impl Lowerer<'_> {
             ExprKind::List(items) if column => {
                 spec::column_list(items).map_or(ArgValue::Other("a list that is not of names"), ArgValue::Names)
             }
-            ExprKind::Str(parts) if column && StrPart::literal(parts).is_some() => {
-                ArgValue::Name(StrPart::literal(parts).unwrap_or_default().to_string())
-            }
+            ExprKind::Str(parts) if column => match StrPart::literal(parts) {
+                Some(text) => ArgValue::Name(text.to_string()),
+                None => ArgValue::Other(expression_kind(&arg.value.node)),
+            },
             _ if column => ArgValue::Other(expression_kind(&arg.value.node)),
             _ => self.option_value(env, arg),
         };
