@@ -7,7 +7,7 @@ use crate::io::commit::Outputs;
 use crate::lower::{FigureJob, Plan};
 use crate::plot::{self, Format, Frame, RenderError};
 use crate::report::html::{self, Page};
-use crate::report::record::{self, RunRecord};
+use crate::report::record::{self, Origin, RunRecord};
 use crate::report::{self, Spool};
 use crate::{Overrides, RunOutput};
 use std::path::{Path, PathBuf};
@@ -68,7 +68,7 @@ pub fn write_error(path: &Path, e: std::io::Error) -> Diagnostics {
 
 /// What the HTML report says about how the run was made.
 pub struct RunFacts<'a> {
-    pub program: &'a Path,
+    pub origin: &'a Origin,
     pub overrides: &'a Overrides,
     pub started: SystemTime,
 }
@@ -88,8 +88,8 @@ pub fn page(sources: &Sources, plan: &Plan, output: &RunOutput, record: &RunReco
         .collect();
     let inputs = plan
         .graph
-        .leaves()
-        .zip(&record.inputs)
+        .loaded_leaves()
+        .zip(&record.origin.inputs)
         .map(|(leaf, input)| html::Input {
             path: input.path.clone(),
             bytes: input.bytes,
@@ -97,7 +97,7 @@ pub fn page(sources: &Sources, plan: &Plan, output: &RunOutput, record: &RunReco
         })
         .collect();
     let page = Page {
-        title: record.program.path.clone(),
+        title: record.origin.program.path.clone(),
         sources: sources.texts().map(|(name, text)| (name.to_string(), text)).collect(),
         record: record.rows(),
         inputs,
@@ -108,53 +108,11 @@ pub fn page(sources: &Sources, plan: &Plan, output: &RunOutput, record: &RunReco
 }
 
 /// What made the run's outputs.
-pub fn run_record(
-    sources: &Sources,
-    plan: &Plan,
-    output: &RunOutput,
-    run: &RunFacts,
-) -> Result<RunRecord, Diagnostics> {
-    let mut texts = sources.texts().map(|(name, text)| record::Source {
-        path: name.to_string(),
-        sha256: record::sha256_hex(text.as_bytes()),
-    });
-    let program = texts.next().unwrap_or(record::Source {
-        path: run.program.display().to_string(),
-        sha256: String::new(),
-    });
-    let inputs = plan
-        .graph
-        .leaves()
-        .map(|leaf| {
-            let files: Vec<&Path> = leaf.files().collect();
-            record::input(leaf.path(), &files, run.overrides.hash_inputs).map_err(|e| {
-                let message = format!("cannot read the input {} to record it: {e}", leaf.path().display());
-                vec![Diagnostic::new("tv::record", message).help(crate::NOTHING_SAVED)]
-            })
-        })
-        .collect::<Result<_, _>>()?;
-    let settings = &plan.settings;
-    Ok(RunRecord {
-        written_by: "tv",
-        tool: record::Tool {
-            name: "tv",
-            version: env!("CARGO_PKG_VERSION"),
-            features: if cfg!(feature = "cuda") {
-                vec!["cuda"]
-            } else {
-                Vec::new()
-            },
-        },
-        program,
-        uses: texts.collect(),
-        inputs,
-        settings: record::Settings {
-            device: settings.device.clone(),
-            threads: settings.threads.unwrap_or_else(rayon::current_num_threads),
-            seed: settings.seed,
-            dtype: settings.dtype.map(|d| format!("{d:?}").to_lowercase()),
-            max_shard_bytes: settings.max_shard_bytes,
-        },
+pub fn run_record(plan: &Plan, output: &RunOutput, run: &RunFacts) -> RunRecord {
+    RunRecord {
+        written_by: "tv".into(),
+        origin: run.origin.clone(),
+        threads: plan.settings.threads.unwrap_or_else(rayon::current_num_threads),
         command_line: flags(run.overrides),
         started_utc: record::utc(run.started),
         finished_utc: record::utc(SystemTime::now()),
@@ -163,11 +121,50 @@ pub fn run_record(
             trained: output.trained,
             from_cache: output.cache_hits,
         },
+    }
+}
+
+/// What made the run, known before it starts: the program and the files it
+/// uses, the checkpoints it loads (each header hashed, and with
+/// `hash_inputs` all its bytes), the settings and the shard.
+pub fn origin(sources: &Sources, plan: &Plan, program: &Path, hash_inputs: bool) -> Result<Origin, Diagnostics> {
+    let mut texts = sources.texts().map(|(name, text)| record::Source {
+        path: name.to_string(),
+        sha256: record::sha256_hex(text.as_bytes()),
+    });
+    let program = texts.next().unwrap_or(record::Source {
+        path: program.display().to_string(),
+        sha256: String::new(),
+    });
+    let inputs = plan
+        .graph
+        .loaded_leaves()
+        .map(|leaf| {
+            let files: Vec<&Path> = leaf.files().collect();
+            record::input(leaf.path(), &files, hash_inputs).map_err(|e| {
+                let message = format!("cannot read the input {} to record it: {e}", leaf.path().display());
+                vec![Diagnostic::new("tv::record", message).help(crate::NOTHING_SAVED)]
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let settings = &plan.settings;
+    Ok(Origin {
+        tool: record::Tool::this(),
+        program,
+        uses: texts.collect(),
+        inputs,
+        settings: record::Settings {
+            device: settings.device.clone(),
+            seed: settings.seed,
+            dtype: settings.dtype.map(|d| format!("{d:?}").to_lowercase()),
+            max_shard_bytes: settings.max_shard_bytes,
+        },
+        shard: plan.shard.clone(),
     })
 }
 
 /// The flags that changed the run, as they would be typed again.
-fn flags(o: &Overrides) -> Vec<String> {
+pub(crate) fn flags(o: &Overrides) -> Vec<String> {
     let mut out = Vec::new();
     let valued = [
         ("threads", o.threads.map(|t| t.to_string())),

@@ -12,10 +12,14 @@ pub mod exec;
 mod figures;
 pub mod graph;
 pub mod io;
+pub mod journal;
 pub mod lower;
+pub mod merge;
 pub mod plot;
 pub mod plot_command;
 pub mod report;
+pub mod shard;
+pub mod slurm;
 pub mod stdlib;
 pub mod syntax;
 pub mod synth;
@@ -54,6 +58,10 @@ pub struct Overrides {
     pub overwrite: bool,
     /// Elaborate every sweep point by point (slower; for comparisons).
     pub elaborate_sweeps: bool,
+    /// `--shard I/N`: make this shard's part of the model evaluations.
+    pub shard: Option<shard::Shard>,
+    /// `--resume`: continue the interrupted run whose journal is beside the report.
+    pub resume: bool,
 }
 
 /// Reads, checks and lowers the program at `path` without reading any
@@ -93,6 +101,9 @@ fn read_and_check(
     // The whole program is checked before anything trains, so a typo at the
     // end of a file costs no training time.
     let mut checked = plan(sources, root, overrides)?;
+    if let Some(part) = overrides.shard {
+        shard::restrict(&mut checked, part);
+    }
     if !train {
         return Ok((checked, None));
     }
@@ -230,6 +241,8 @@ pub struct RunOutput {
     pub outputs: io::commit::Outputs,
     /// The figures drawn, as written.
     pub figures: Vec<figures::Drawn>,
+    /// The run's journal of model evaluations, removed once it commits.
+    pub journal: Option<std::sync::Arc<journal::Journal>>,
 }
 
 impl RunOutput {
@@ -244,7 +257,11 @@ impl RunOutput {
     pub fn commit(&mut self, publish: impl FnOnce(&report::Spool) -> std::io::Result<()>) -> Result<(), Diagnostics> {
         let outputs = std::mem::take(&mut self.outputs);
         let report = &self.report;
-        outputs.commit(|| publish(report)).map_err(|e| {
+        let committed = outputs.commit(|| publish(report));
+        if let (Ok(()), Some(journal)) = (&committed, &self.journal) {
+            journal.remove();
+        }
+        committed.map_err(|e| {
             let diag = match e.target {
                 Some(target) => Diagnostic::new("tv::save", format!("cannot save {}: {}", target.display(), e.source)),
                 None => Diagnostic::new("tv::report", format!("cannot write the report: {}", e.source)),
@@ -274,22 +291,26 @@ pub fn run_staged(
     overrides: &Overrides,
     progress: bool,
 ) -> Result<RunOutput, Diagnostics> {
-    let (plan, report) = read_and_check(sources, path, overrides, true)?;
+    let (mut plan, report) = read_and_check(sources, path, overrides, true)?;
+    let origin = figures::origin(sources, &plan, path, overrides.hash_inputs)?;
+    plan.folder_record = Some(origin.folder_json());
+    let journal = open_journal(&plan, &origin, overrides)?;
     // The `-o` report is written straight into its staged file, row by row.
     let spool = match &report {
         Some(report) => report.spool()?,
         None => report::Spool::default(),
     };
     let started = std::time::SystemTime::now();
-    let mut output = execute_into(&plan, progress, spool, overrides.report.as_deref())?;
+    let target = overrides.report.as_deref();
+    let mut output = execute_into(&plan, progress, spool, target, journal.clone()).map_err(|d| kept(d, &journal))?;
     output.outputs.allow_overwrite(overrides.overwrite);
     if overrides.html.is_some() || overrides.report.is_some() {
         let run = figures::RunFacts {
-            program: path,
+            origin: &origin,
             overrides,
             started,
         };
-        let record = figures::run_record(sources, &plan, &output, &run)?;
+        let record = figures::run_record(&plan, &output, &run);
         let mut documents = Vec::new();
         if let Some(html) = &overrides.html {
             documents.push((html.clone(), figures::page(sources, &plan, &output, &record)));
@@ -307,6 +328,57 @@ pub fn run_staged(
         output.outputs.push(sealed);
     }
     Ok(output)
+}
+
+/// The journal of a run with `-o REPORT` that evaluates models (see
+/// `journal`); `--resume` continues an interrupted one.
+fn open_journal(
+    plan: &Plan,
+    origin: &report::record::Origin,
+    overrides: &Overrides,
+) -> Result<Option<std::sync::Arc<journal::Journal>>, Diagnostics> {
+    let Some(report) = &overrides.report else {
+        return Ok(None);
+    };
+    let evaluates = exec::needed_measures(plan)
+        .iter()
+        .any(|m| !matches!(plan.graph.measure(*m), graph::Measure::Dot(..)));
+    let start = journal::Start {
+        resume: overrides.resume,
+        overwrite: overrides.overwrite,
+    };
+    match evaluates {
+        true => Ok(Some(std::sync::Arc::new(journal::Journal::open(
+            report,
+            origin,
+            &plan.graph,
+            start,
+        )?))),
+        false => Ok(None),
+    }
+}
+
+/// A failed run's diagnostics, saying where the evaluations it made are
+/// kept; a journal that kept nothing is removed.
+fn kept(mut diags: Diagnostics, journal: &Option<std::sync::Arc<journal::Journal>>) -> Diagnostics {
+    let Some(journal) = journal else { return diags };
+    match journal.kept() {
+        0 => journal.remove(),
+        n => {
+            let note = format!(
+                "{n} finished evaluation{} kept in {}: rerun with --resume to continue from them",
+                if n == 1 { " is" } else { "s are" },
+                journal.path().display()
+            );
+            if let Some(first) = diags.first_mut() {
+                first.help = Some(match first.help.take() {
+                    Some(help) => format!("{help}\n{note}"),
+                    None => note,
+                });
+            }
+        }
+    }
+    diags
 }
 
 /// The `-o` file, staged beside its target.
@@ -348,7 +420,7 @@ pub fn execute(plan: &Plan, progress: bool) -> Result<RunOutput, Diagnostics> {
 
 /// Executes a checked plan and renders its report; the saves stay staged.
 pub fn execute_staged(plan: &Plan, progress: bool) -> Result<RunOutput, Diagnostics> {
-    execute_into(plan, progress, report::Spool::default(), None)
+    execute_into(plan, progress, report::Spool::default(), None, None)
 }
 
 /// Executes a checked plan and writes its report into `spool` (the staged
@@ -358,6 +430,7 @@ fn execute_into(
     progress: bool,
     mut spool: report::Spool,
     path: Option<&Path>,
+    journal: Option<std::sync::Arc<journal::Journal>>,
 ) -> Result<RunOutput, Diagnostics> {
     let backend = exec::Backend::for_device(&plan.settings.device).map_err(|e| {
         let message = format!("device \"{}\" is not available: {e}", plan.settings.device);
@@ -367,6 +440,7 @@ fn execute_into(
         threads: plan.settings.threads,
         progress,
         backend,
+        journal: journal.clone(),
     };
     let temporary = match (&plan.cache, plan.trains) {
         (None, true) => Some(temporary_cache()?),
@@ -390,6 +464,7 @@ fn execute_into(
         cache_hits: cache.map_or(0, Cache::hits),
         outputs,
         figures: drawn,
+        journal,
     })
 }
 

@@ -57,12 +57,39 @@ enum Command {
         /// tv's earlier outputs (inputs of the run are never replaced).
         #[arg(long)]
         overwrite: bool,
+        /// Make shard I of N (counted from 0): a deterministic 1/N of the model
+        /// evaluations; `tv merge` puts the parts together.
+        #[arg(long, value_name = "I/N", requires = "output", conflicts_with = "html")]
+        shard: Option<tv::shard::Shard>,
+        /// Continue an interrupted run from the journal it left beside the report.
+        #[arg(long, requires = "output")]
+        resume: bool,
     },
+    /// Merge the parts of a sharded run (`tv run --shard I/N -o PART`) into the report
+    /// the unsharded run writes.
+    Merge {
+        /// Every shard's part, each once.
+        #[arg(required = true)]
+        parts: Vec<PathBuf>,
+        /// The merged report.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Replace an existing file that is not an earlier report.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Write Slurm batch scripts that run a program's shards as a job array and merge
+    /// them in a job that waits for the array; with --submit, submit both.
+    Slurm(SlurmArgs),
     /// Show what a run would do: sweep points, passes over the data, bytes read and written,
     /// which evals take the Gram path, estimated peak memory. Reads no tensor data.
     Plan {
         /// The `.tv` file.
         file: PathBuf,
+        /// Also show how `tv run --shard I/N` would divide the model evaluations
+        /// among N shards.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        shards: Option<u32>,
         #[command(flatten)]
         settings: SettingFlags,
     },
@@ -90,6 +117,89 @@ enum Command {
         /// A `.safetensors` file or a Hugging Face folder.
         checkpoint: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct SlurmArgs {
+    /// The `.tv` file.
+    file: PathBuf,
+    /// How many shards (array tasks).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    shards: u32,
+    /// The merged report the merge job writes.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Where the scripts, the shards' parts and the logs go (default: REPORT.slurm/).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Slurm partition of the jobs.
+    #[arg(long)]
+    partition: Option<String>,
+    /// Slurm account to charge.
+    #[arg(long)]
+    account: Option<String>,
+    /// GPUs each shard gets.
+    #[arg(long, value_name = "G")]
+    gpus_per_task: Option<u32>,
+    /// CPUs each shard gets.
+    #[arg(long, value_name = "C")]
+    cpus_per_task: Option<u32>,
+    /// Memory of each shard, as Slurm writes it (e.g. 64G).
+    #[arg(long, value_name = "M")]
+    mem: Option<String>,
+    /// Time limit of each shard, as Slurm writes it (e.g. 4:00:00).
+    #[arg(long, value_name = "T")]
+    time: Option<String>,
+    /// Name of the jobs (default: the program's file name).
+    #[arg(long)]
+    job_name: Option<String>,
+    /// Any other #SBATCH option of the shards, whole: --sbatch=--constraint=a100 (repeatable).
+    #[arg(long, value_name = "OPTION", allow_hyphen_values = true)]
+    sbatch: Vec<String>,
+    /// Submit the array and the merge job with sbatch and print their job ids.
+    #[arg(long)]
+    submit: bool,
+    /// Passed to every shard and to the merge.
+    #[arg(long)]
+    overwrite: bool,
+    /// Passed to every shard: record each input's content hash.
+    #[arg(long)]
+    hash_inputs: bool,
+    #[command(flatten)]
+    settings: SettingFlags,
+}
+
+impl SlurmArgs {
+    fn request(&self) -> tv::slurm::Request {
+        let mut options = Vec::new();
+        let named = [
+            ("partition", self.partition.clone()),
+            ("account", self.account.clone()),
+            ("gpus-per-task", self.gpus_per_task.map(|g| g.to_string())),
+            ("cpus-per-task", self.cpus_per_task.map(|c| c.to_string())),
+            ("mem", self.mem.clone()),
+            ("time", self.time.clone()),
+        ];
+        for (name, value) in named {
+            if let Some(value) = value {
+                options.push((name.to_string(), value));
+            }
+        }
+        let mut overrides = self.settings.overrides();
+        overrides.overwrite = self.overwrite;
+        overrides.hash_inputs = self.hash_inputs;
+        tv::slurm::Request {
+            program: self.file.clone(),
+            shards: self.shards as usize,
+            report: self.output.clone(),
+            folder: self.dir.clone(),
+            options,
+            extra: self.sbatch.clone(),
+            job_name: self.job_name.clone(),
+            overrides,
+            submit: self.submit,
+        }
+    }
 }
 
 /// Flags that override the program's `set` statements.
@@ -171,6 +281,8 @@ fn main() -> ExitCode {
             settings,
             stats,
             overwrite,
+            shard,
+            resume,
         } => {
             interrupts::install();
             let mut overrides = settings.overrides();
@@ -178,9 +290,28 @@ fn main() -> ExitCode {
             overrides.html = html.clone();
             overrides.hash_inputs = *hash_inputs;
             overrides.overwrite = *overwrite;
+            overrides.shard = *shard;
+            overrides.resume = *resume;
             run(&mut sources, file, &overrides, *stats)
         }
-        Command::Plan { file, settings } => plan(&mut sources, file, settings),
+        Command::Merge {
+            parts,
+            output,
+            overwrite,
+        } => {
+            interrupts::install();
+            tv::merge::merge(parts, output, *overwrite).map(|merged| {
+                let parts = if merged.parts == 1 { "part" } else { "parts" };
+                tell(&format!(
+                    "merged {} {parts}: {} rows in {}",
+                    merged.parts,
+                    merged.rows,
+                    output.display()
+                ))
+            })
+        }
+        Command::Slurm(args) => tv::slurm::slurm(&mut sources, &args.request()).and_then(|text| say(&text)),
+        Command::Plan { file, shards, settings } => plan(&mut sources, file, *shards, settings),
         Command::Plot {
             report,
             figure,
@@ -268,11 +399,20 @@ fn tell(text: &str) {
     let _ = writeln!(std::io::stderr(), "{text}");
 }
 
-fn plan(sources: &mut Sources, file: &Path, settings: &SettingFlags) -> Result<(), Vec<Diagnostic>> {
+fn plan(
+    sources: &mut Sources,
+    file: &Path,
+    shards: Option<u32>,
+    settings: &SettingFlags,
+) -> Result<(), Vec<Diagnostic>> {
     let plan = tv::check_with_cache(sources, file, &settings.overrides())?;
     let threads = plan.settings.threads.unwrap_or_else(rayon::current_num_threads);
     let summary = tv::exec::summarize(&plan, threads);
-    say(&tv::report::text::plan_text(&file.display().to_string(), &summary))
+    let mut text = tv::report::text::plan_text(&file.display().to_string(), &summary);
+    if let Some(count) = shards {
+        text.push_str(&tv::report::text::shards_text(&summary, count as usize));
+    }
+    say(&text)
 }
 
 fn inspect(path: &Path) -> Result<(), Vec<Diagnostic>> {

@@ -121,7 +121,7 @@ fn the_record_says_what_made_the_report() {
         assert_eq!(input["header_sha256"], header_hash(files), "{input}");
         assert_eq!(input["content_sha256"], content_hash(files), "{input}");
     }
-    assert_eq!(r["settings"]["threads"], 1);
+    assert_eq!(r["threads"], 1);
     assert_eq!(r["settings"]["seed"], 5);
     assert_eq!(r["settings"]["device"], "cpu");
     let flags: Vec<&str> = r["command_line"]
@@ -152,7 +152,7 @@ fn content_hashes_only_when_asked_and_a_rerun_replaces_the_record() {
     );
     assert!(first["command_line"].as_array().unwrap().is_empty());
     run(d, &["run", "exp.tv", "-o", "r.csv", "--threads", "2"]);
-    assert_eq!(record(d)["settings"]["threads"], 2, "the rerun's record");
+    assert_eq!(record(d)["threads"], 2, "the rerun's record");
 }
 
 #[test]
@@ -180,4 +180,46 @@ fn a_foreign_file_at_the_record_is_kept_and_a_failed_run_writes_none() {
         !f.join("r.csv").exists() && !f.join("r.csv.json").exists(),
         "a failed run writes no record"
     );
+}
+
+/// A saved folder carries the record of what made it (`tv_run.json`):
+/// the program, the files it uses and the inputs, hashed here, and the
+/// settings; nothing that changes between runs, so the folder is the same
+/// bytes for any thread count. A single-file save has no room for it.
+#[test]
+fn a_saved_folder_carries_the_record_of_what_made_it() {
+    let dir = setup("save 2 * x + y to \"merged\"\nsave x to \"single.safetensors\"\n");
+    let d = dir.path();
+    run(d, &["run", "exp.tv", "--threads", "1"]);
+    let text = std::fs::read_to_string(d.join("merged/tv_run.json")).expect("the folder's record");
+    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(r["written_by"], "tv");
+    assert_eq!(r["program"]["sha256"], hex(&std::fs::read(d.join("exp.tv")).unwrap()));
+    assert_eq!(r["uses"][0]["sha256"], hex(&std::fs::read(d.join("lib.tv")).unwrap()));
+    let one = vec![d.join("one.safetensors")];
+    assert_eq!(r["inputs"][0]["header_sha256"], header_hash(&one));
+    assert_eq!(r["inputs"][0]["bytes"], size(&one));
+    assert_eq!(r["settings"]["seed"], 0);
+    for changing in [
+        "threads",
+        "started_utc",
+        "finished_utc",
+        "seconds",
+        "command_line",
+        "shard",
+    ] {
+        assert!(r.get(changing).is_none(), "{changing} in {text}");
+    }
+    let manifest = std::fs::read_to_string(d.join("merged/.tv-save.json")).unwrap_or_default();
+    assert!(
+        manifest.contains("tv_run.json"),
+        "the manifest lists the record: {manifest}"
+    );
+    let before: Vec<_> = common::listing(&d.join("merged")).into_iter().collect();
+    let bytes = |name: &str| std::fs::read(d.join("merged").join(name)).unwrap();
+    let first: Vec<Vec<u8>> = before.iter().map(|n| bytes(n)).collect();
+    run(d, &["run", "exp.tv", "--threads", "3"]);
+    let second: Vec<Vec<u8>> = before.iter().map(|n| bytes(n)).collect();
+    assert!(first == second, "the folder changed with the thread count");
+    assert!(!d.join("tv_run.json").exists());
 }

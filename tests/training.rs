@@ -256,10 +256,12 @@ fn a_cached_chain_trains_nothing_before_it() {
         cache: Some(dir.path().join(name)),
         ..Default::default()
     };
+    // The cache's entries (its hidden folder of entry locks aside).
     let entries = |name: &str| -> Vec<String> {
         let listing = std::fs::read_dir(dir.path().join(name)).unwrap();
         listing
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
             .collect()
     };
     // The chain up to `a` alone, then the whole chain: `b`'s entry is the new one.

@@ -56,6 +56,12 @@ impl Cache {
         make: impl FnOnce(&Path) -> Result<(), IoError>,
     ) -> Result<PathBuf, IoError> {
         let folder = self.folder(kind, key);
+        // Shards of one run share the cache and may want the same entry at
+        // once: one makes it while the others wait, then find it made.
+        let _lock = EntryLock::take(&self.dir, kind, key).map_err(|source| IoError::Write {
+            path: self.dir.clone(),
+            source,
+        })?;
         match verify(&folder, key) {
             Ok(()) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
@@ -115,6 +121,36 @@ impl Drop for Cache {
     fn drop(&mut self) {
         if let Some(temporary) = &self._temporary {
             crate::io::staging::lock().forget(temporary.path());
+        }
+    }
+}
+
+/// An exclusive lock on one entry, held while it is checked and made;
+/// released when dropped (or when the process dies).
+struct EntryLock {
+    _file: std::fs::File,
+}
+
+impl EntryLock {
+    fn take(dir: &Path, kind: &str, key: &Key) -> std::io::Result<EntryLock> {
+        use std::os::fd::AsRawFd;
+        let locks = dir.join(".locks");
+        std::fs::create_dir_all(&locks)?;
+        let path = locks.join(format!("{kind}-{}", key.hex()));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        loop {
+            // Safety: flock only reads the descriptor, which `file` keeps open.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(EntryLock { _file: file });
+            }
+            let error = std::io::Error::last_os_error();
+            if error.kind() != std::io::ErrorKind::Interrupted {
+                return Err(error);
+            }
         }
     }
 }

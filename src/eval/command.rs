@@ -41,7 +41,9 @@ impl CommandSpec {
 
     /// Runs the command on weights saved in `folder` and reads its result.
     pub fn run(&self, folder: &Path) -> Result<f64, String> {
-        let mut child = Command::new("sh")
+        let mut command = Command::new("sh");
+        stop_with_parent(&mut command);
+        let mut child = command
             .arg("-c")
             .arg(self.line(folder))
             .current_dir(&self.dir)
@@ -142,6 +144,23 @@ fn shell_word(text: &str) -> String {
     }
     format!("'{}'", text.replace('\'', r"'\''"))
 }
+
+/// A killed run's command stops with it (its weights folder is gone, and
+/// a resumed run makes that evaluation again).
+#[cfg(target_os = "linux")]
+fn stop_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // Safety: prctl is async-signal-safe, as code between fork and exec must be.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn stop_with_parent(_: &mut Command) {}
 
 #[cfg(test)]
 mod tests {

@@ -29,6 +29,7 @@ mod train;
 
 pub use backend::Backend;
 pub use schedule::needed_measures;
+pub(crate) use schedule::{coefficient_measures, trainings_below};
 pub use summary::{summarize, Summary};
 
 use crate::diag::{Diagnostic, Diagnostics};
@@ -50,6 +51,9 @@ pub struct ExecOptions {
     pub progress: bool,
     /// Where the tensor arithmetic runs.
     pub backend: Backend,
+    /// Where model evaluations are journaled as they are made, and found
+    /// again when an interrupted run resumes.
+    pub journal: Option<Arc<crate::journal::Journal>>,
 }
 
 /// What execution measured, with counters for `--stats`.
@@ -95,6 +99,8 @@ pub struct Stats {
     pub remeasured: usize,
     /// Models scored on datasets (accuracy, loss, perplexity) and commands run.
     pub model_measures: usize,
+    /// Their results taken from an interrupted run's journal instead.
+    pub resumed_measures: usize,
     /// The whole run: training and execution.
     pub seconds: f64,
     /// Of which training (`init`, `finetune`, cache lookups).
@@ -351,9 +357,25 @@ impl<'a> Executor<'a> {
         if measures.is_empty() {
             return Ok(());
         }
+        let graph = &self.plan.graph;
+        let journal = self.options.journal.as_deref();
+        let mut todo = Vec::new();
+        for &m in measures {
+            match journal.and_then(|j| j.done(m)) {
+                Some(value) => {
+                    self.measured[m.0 as usize] = Some(value);
+                    self.stats.resumed_measures += 1;
+                }
+                None => todo.push(m),
+            }
+        }
         let device = self.device();
-        let coef = |s: ScalarId| coefficient(&self.plan.graph, &self.measured, s);
-        let scored = models::measure(&self.plan.graph, measures, &coef, &device, self.options.progress)?;
+        let coef = |s: ScalarId| coefficient(graph, &self.measured, s);
+        let mut journaled = |results: &[(MeasureId, f64)]| match journal {
+            Some(journal) => journal.append(graph, results),
+            None => Ok(()),
+        };
+        let scored = models::measure(graph, &todo, &coef, &device, self.options.progress, &mut journaled)?;
         self.stats.model_measures += scored.len();
         for (m, value) in scored {
             self.measured[m.0 as usize] = Some(value);

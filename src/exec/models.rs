@@ -14,13 +14,18 @@ use crate::io::{SaveOptions, TensorInfo, Writer};
 use candle_core::{DType, Device, Tensor};
 use std::collections::{BTreeMap, HashMap};
 
-/// Scores every model and command measurement in `measures`.
+/// Called with one model's results as soon as they are made.
+pub(super) type OnModel<'a> = dyn FnMut(&[(MeasureId, f64)]) -> Result<(), Diagnostic> + 'a;
+
+/// Scores every model and command measurement in `measures`; `on_model`
+/// gets each model's results as soon as they are made.
 pub(super) fn measure(
     graph: &Graph,
     measures: &[MeasureId],
     coef: &dyn Fn(ScalarId) -> f64,
     device: &Device,
     progress: bool,
+    on_model: &mut OnModel,
 ) -> Result<Vec<(MeasureId, f64)>, Diagnostic> {
     let mut by_node: BTreeMap<NodeId, Vec<MeasureId>> = BTreeMap::new();
     for m in measures {
@@ -32,6 +37,7 @@ pub(super) fn measure(
     }
     let mut out = Vec::new();
     for (node, group) in by_node {
+        let first = out.len();
         let tensors = materialize(graph, node, coef).map_err(|e| failed(e.to_string()))?;
         let mut scorer = Scorer {
             graph,
@@ -65,6 +71,7 @@ pub(super) fn measure(
                 out.push((m, value));
             }
         }
+        on_model(&out[first..])?;
     }
     Ok(out)
 }

@@ -74,7 +74,7 @@ fn status(plan: &Plan, fingerprints: &mut Fingerprints, job: &TrainJob) -> Cache
     }
 }
 
-fn cost(graph: &Graph, job: &TrainJob) -> (u64, f64) {
+pub(crate) fn cost(graph: &Graph, job: &TrainJob) -> (u64, f64) {
     let TrainKind::Finetune { data, args, .. } = &job.kind else {
         return (0, 0.0);
     };

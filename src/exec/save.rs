@@ -41,6 +41,7 @@ pub(super) fn open_savers(plan: &Plan) -> Result<Vec<Saver>, Diagnostic> {
             let options = SaveOptions {
                 copy_from: plan.graph.config_folder(job.node).map(|f| f.to_path_buf()),
                 max_shard_bytes: plan.settings.max_shard_bytes,
+                record: plan.folder_record.clone(),
                 ..SaveOptions::default()
             };
             let writer =

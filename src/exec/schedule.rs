@@ -106,6 +106,7 @@ pub fn needed_measures(plan: &Plan) -> Vec<MeasureId> {
     for scalar in plan.table.scalars() {
         graph.scalars.measures_in(scalar, &mut stack);
     }
+    stack.retain(|m| !plan.skipped.contains(m));
     let mut nodes: Vec<NodeId> = plan.saves.iter().map(|s| s.node).collect();
     let mut found = std::collections::BTreeSet::new();
     loop {
@@ -122,7 +123,7 @@ pub fn needed_measures(plan: &Plan) -> Vec<MeasureId> {
 
 /// Measurements referenced by the coefficients anywhere below `node`,
 /// through training jobs to the weights they train from.
-fn coefficient_measures(graph: &Graph, node: NodeId, out: &mut Vec<MeasureId>) {
+pub(crate) fn coefficient_measures(graph: &Graph, node: NodeId, out: &mut Vec<MeasureId>) {
     if let Op::Lin(terms) = &graph.node(node).op {
         terms.iter().for_each(|t| graph.scalars.measures_in(t.coef, out));
     }
@@ -152,7 +153,7 @@ fn roots(plan: &Plan, measures: &[MeasureId]) -> Vec<NodeId> {
 
 /// The training jobs whose results `roots` are computed from: all of them
 /// (`through` their inputs), or only the nearest ones.
-pub(super) fn trainings_below(graph: &Graph, roots: &[NodeId], through: bool) -> BTreeSet<usize> {
+pub(crate) fn trainings_below(graph: &Graph, roots: &[NodeId], through: bool) -> BTreeSet<usize> {
     let mut stack = roots.to_vec();
     let mut seen = std::collections::HashSet::new();
     let mut jobs = BTreeSet::new();

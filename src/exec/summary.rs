@@ -35,6 +35,9 @@ pub struct Summary {
     pub graph_nodes: usize,
     /// The training jobs the run needs, in order.
     pub trainings: Vec<super::plan_training::PlannedTraining>,
+    /// The estimated cost (floating-point operations) of each unit of
+    /// model evaluations a sharded run deals out (see `crate::shard`).
+    pub units: Vec<f64>,
 }
 
 /// Plans the run of `plan` on `threads` workers.
@@ -91,6 +94,7 @@ pub fn summarize(plan: &Plan, threads: usize) -> Summary {
             &schedule.trainings(),
             &schedule.wanted_after(&plan.graph, usize::MAX),
         ),
+        units: crate::shard::units(plan).iter().map(|u| u.flops).collect(),
     }
 }
 

@@ -154,6 +154,12 @@ impl Graph {
         self.leaves.iter().filter_map(|l| l.checkpoint.get())
     }
 
+    /// The checkpoints the program loads (not those training makes).
+    pub fn loaded_leaves(&self) -> impl Iterator<Item = &Arc<Checkpoint>> {
+        let loaded = self.leaves.iter().filter(|l| l.training.is_none());
+        loaded.filter_map(|l| l.checkpoint.get())
+    }
+
     /// The checkpoints the program loads (trained ones not counted).
     pub fn loaded_count(&self) -> usize {
         self.leaves.iter().filter(|l| l.training.is_none()).count()

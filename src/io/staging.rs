@@ -122,8 +122,19 @@ pub fn remove_stale(target: &Path) -> usize {
     removed
 }
 
+/// Whether process `pid` still runs: a zombie (killed, not yet reaped by
+/// its parent) writes nothing more, so it counts as gone.
 fn process_exists(pid: u32) -> bool {
-    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
+    if pid == std::process::id() {
+        return true;
+    }
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which ends with the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_none_or(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => Path::new(&format!("/proc/{pid}")).exists(),
+    }
 }
 
 /// The folder a target lives in (`.` for a bare relative name).

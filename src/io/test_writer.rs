@@ -88,7 +88,7 @@ fn sharded_folder_has_index_shards_and_companions() {
     let options = SaveOptions {
         max_shard_bytes: 250,
         copy_from: Some(hf_source(dir.path())),
-        config_json: None,
+        ..SaveOptions::default()
     };
     let out = dir.path().join("out");
     let writer = Writer::create(&out, &infos(&tensors), &options).unwrap();

@@ -29,6 +29,9 @@ const COMPANION_FILES: [&str; 10] = [
     "added_tokens.json",
 ];
 
+/// The run record inside a saved folder.
+pub const RECORD_FILE_NAME: &str = "tv_run.json";
+
 /// How to save.
 #[derive(Clone, Debug)]
 pub struct SaveOptions {
@@ -38,6 +41,8 @@ pub struct SaveOptions {
     pub copy_from: Option<PathBuf>,
     /// The `config.json` of a folder save, written in place of a copied one.
     pub config_json: Option<Vec<u8>>,
+    /// The run record a folder save carries, as `tv_run.json`.
+    pub record: Option<String>,
 }
 
 impl Default for SaveOptions {
@@ -47,6 +52,7 @@ impl Default for SaveOptions {
             max_shard_bytes: 5_000_000_000,
             copy_from: None,
             config_json: None,
+            record: None,
         }
     }
 }
@@ -102,6 +108,10 @@ impl Writer {
             if let Some(config) = &options.config_json {
                 let path = dir.join("config.json");
                 fs::write(&path, config).map_err(|e| write_error(&path, e))?;
+            }
+            if let Some(record) = &options.record {
+                let path = dir.join(RECORD_FILE_NAME);
+                fs::write(&path, record).map_err(|e| write_error(&path, e))?;
             }
         }
         Ok(Writer {

@@ -53,6 +53,13 @@ pub struct Plan {
     /// Configs, datasets and texts the program reads: no output may replace
     /// them.
     pub read_files: Vec<PathBuf>,
+    /// Model measurements another shard of a sharded run makes: this run
+    /// leaves them out, and their cells empty (see `crate::shard`).
+    pub skipped: std::collections::BTreeSet<crate::graph::MeasureId>,
+    /// The shard this run is, with its share of the work.
+    pub shard: Option<crate::report::record::ShardRecord>,
+    /// The record a folder save carries as `tv_run.json`.
+    pub folder_record: Option<String>,
 }
 
 /// Run-wide settings that lowering needs.
@@ -140,6 +147,9 @@ pub fn lower(sources: &mut Sources, root: FileId, training: Training) -> (Plan, 
         cache: None,
         trains: lowerer.trains,
         read_files,
+        skipped: Default::default(),
+        shard: None,
+        folder_record: None,
     };
     (plan, crate::diag::dedup(lowerer.diags))
 }

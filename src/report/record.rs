@@ -3,7 +3,7 @@
 //! training), written beside `-o REPORT` as `REPORT.json` and shown in the
 //! HTML report, so an output says where it came from.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -12,15 +12,31 @@ use std::time::SystemTime;
 /// The first key of every record: how a rerun knows the file is tv's.
 const STAMP: &str = "\"written_by\": \"tv\"";
 
-#[derive(Serialize, Debug)]
-pub struct RunRecord {
-    pub written_by: &'static str,
+/// What made an output, and nothing that changes from run to run: the
+/// part of the record a saved folder carries, a resumed run re-checks and
+/// `tv merge` compares between parts.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Origin {
     pub tool: Tool,
     pub program: Source,
     /// The files the program `use`s (the stdlib, bundled in tv, is not listed).
     pub uses: Vec<Source>,
+    /// The checkpoints the program loads (trained ones are counted under
+    /// `training`).
     pub inputs: Vec<Input>,
     pub settings: Settings,
+    /// The shard of a sharded run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRecord>,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub struct RunRecord {
+    pub written_by: String,
+    #[serde(flatten)]
+    pub origin: Origin,
+    /// Worker threads (the results are the same for any count).
+    pub threads: usize,
     /// The command-line flags that changed the run, as typed.
     pub command_line: Vec<String>,
     pub started_utc: String,
@@ -29,21 +45,36 @@ pub struct RunRecord {
     pub training: Training,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Tool {
-    pub name: &'static str,
-    pub version: &'static str,
+    pub name: String,
+    pub version: String,
     /// Cargo features the binary was built with.
-    pub features: Vec<&'static str>,
+    pub features: Vec<String>,
 }
 
-#[derive(Serialize, Debug)]
+impl Tool {
+    pub fn this() -> Tool {
+        let features = if cfg!(feature = "cuda") {
+            vec!["cuda".into()]
+        } else {
+            Vec::new()
+        };
+        Tool {
+            name: "tv".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            features,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Source {
     pub path: String,
     pub sha256: String,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Input {
     pub path: String,
     /// All its files (the shards of a folder).
@@ -52,24 +83,56 @@ pub struct Input {
     /// in file order: names, dtypes, shapes and offsets.
     pub header_sha256: String,
     /// SHA-256 of all its files' bytes, with `--hash-inputs`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_sha256: Option<String>,
 }
 
-#[derive(Serialize, Debug)]
+/// The settings that can change what a run computes or saves.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Settings {
     pub device: String,
-    pub threads: usize,
     pub seed: u64,
     /// The dtype of saved tensors; `null`: each keeps its inputs'.
     pub dtype: Option<String>,
     pub max_shard_bytes: u64,
 }
 
-#[derive(Serialize, Debug)]
+/// Which shard of how many, and its share of the work.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ShardRecord {
+    pub index: usize,
+    pub count: usize,
+    /// Units of model evaluations this shard made, of all the program's.
+    pub units: usize,
+    pub units_in_all: usize,
+    /// Their estimated cost (forward passes and training).
+    pub estimated_tflop: f64,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
 pub struct Training {
     pub trained: usize,
     pub from_cache: usize,
+}
+
+impl Origin {
+    /// The record a saved folder carries (`tv_run.json`): the origin alone,
+    /// without the shard (a folder is the same whichever shard saves it).
+    pub fn folder_json(&self) -> String {
+        let origin = Origin {
+            shard: None,
+            ..self.clone()
+        };
+        let mut value = serde_json::json!({ "written_by": "tv" });
+        if let (Some(map), Ok(serde_json::Value::Object(fields))) =
+            (value.as_object_mut(), serde_json::to_value(&origin))
+        {
+            map.extend(fields);
+        }
+        let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+        text.push('\n');
+        text
+    }
 }
 
 impl RunRecord {
@@ -82,27 +145,28 @@ impl RunRecord {
 
     /// The record as rows of the HTML report.
     pub fn rows(&self) -> Vec<(&'static str, String)> {
-        let features = match self.tool.features.is_empty() {
+        let origin = &self.origin;
+        let features = match origin.tool.features.is_empty() {
             true => "cpu only".to_string(),
-            false => self.tool.features.join(", "),
+            false => origin.tool.features.join(", "),
         };
         let flags = match self.command_line.is_empty() {
             true => "none".to_string(),
             false => self.command_line.join(" "),
         };
         vec![
-            ("tool", format!("tv {} ({features})", self.tool.version)),
-            ("program", self.program.path.clone()),
-            ("program sha256", self.program.sha256.clone()),
+            ("tool", format!("tv {} ({features})", origin.tool.version)),
+            ("program", origin.program.path.clone()),
+            ("program sha256", origin.program.sha256.clone()),
             ("started (UTC)", self.started_utc.clone()),
             ("finished (UTC)", self.finished_utc.clone()),
             ("seconds", format!("{:.1}", self.seconds)),
-            ("device", self.settings.device.clone()),
-            ("threads", self.settings.threads.to_string()),
-            ("seed", self.settings.seed.to_string()),
+            ("device", origin.settings.device.clone()),
+            ("threads", self.threads.to_string()),
+            ("seed", origin.settings.seed.to_string()),
             (
                 "saved dtype",
-                self.settings.dtype.clone().unwrap_or_else(|| "as the inputs".into()),
+                origin.settings.dtype.clone().unwrap_or_else(|| "as the inputs".into()),
             ),
             ("command-line settings", flags),
             (

@@ -132,6 +132,13 @@ impl Table {
         out
     }
 
+    /// The numbers of each row outside sweeps lowered once (the row of
+    /// top-level evals first, if any).
+    pub fn row_scalars(&self) -> Vec<Vec<ScalarId>> {
+        let rows = self.top.iter().chain(&self.rows);
+        rows.map(|r| r.cells.values().flatten().copied().collect()).collect()
+    }
+
     /// Each eval column with the numbers it shows (a block's as formulas).
     pub fn eval_columns(&self) -> Vec<(String, Vec<ScalarId>)> {
         let rows: Vec<&Row> = self.top.iter().chain(&self.rows).collect();

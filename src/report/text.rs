@@ -46,6 +46,14 @@ pub fn plan_text(file: &str, s: &Summary) -> String {
         human_bytes(s.peak_memory)
     );
     let _ = writeln!(out, "  graph nodes        {}", s.graph_nodes);
+    if !s.units.is_empty() {
+        let _ = writeln!(
+            out,
+            "  model evaluations  {} unit(s) a sharded run divides, about {:.3} TFLOP",
+            s.units.len(),
+            s.units.iter().sum::<f64>() / 1e12
+        );
+    }
     write_trainings(&mut out, s);
     if !s.evals.is_empty() {
         let _ = writeln!(out, "  evals");
@@ -53,6 +61,36 @@ pub fn plan_text(file: &str, s: &Summary) -> String {
         for (name, path) in &s.evals {
             let _ = writeln!(out, "    {name:width$}  {}", describe_path(path));
         }
+    }
+    out
+}
+
+/// How `--shard I/N` would divide the units of `s`: one line per shard.
+pub fn shards_text(s: &Summary, count: usize) -> String {
+    let units: Vec<crate::shard::Unit> = s
+        .units
+        .iter()
+        .map(|f| crate::shard::Unit {
+            measures: Vec::new(),
+            flops: *f,
+        })
+        .collect();
+    let owners = crate::shard::assign(&units, count);
+    let mut out = format!("  shards             {count}\n");
+    for shard in 0..count {
+        let mine: Vec<f64> = owners
+            .iter()
+            .zip(&s.units)
+            .filter(|(o, _)| **o == shard)
+            .map(|(_, f)| *f)
+            .collect();
+        let saves = if shard == 0 { ", and the saves" } else { "" };
+        let _ = writeln!(
+            out,
+            "    {shard}/{count}  {} unit(s), about {:.3} TFLOP{saves}",
+            mine.len(),
+            mine.iter().sum::<f64>() / 1e12
+        );
     }
     out
 }
@@ -110,8 +148,15 @@ pub fn stats_text(s: &Stats, training: (usize, usize), peak_memory: Option<u64>)
         "measurements       {} from Gram matrices, {} direct, {} re-measured directly",
         s.gram_measures, s.direct_measures, s.remeasured
     );
-    if s.model_measures > 0 {
-        let _ = writeln!(out, "model evaluations  {}", s.model_measures);
+    if s.model_measures > 0 || s.resumed_measures > 0 {
+        let _ = match s.resumed_measures {
+            0 => writeln!(out, "model evaluations  {}", s.model_measures),
+            resumed => writeln!(
+                out,
+                "model evaluations  {} made, {resumed} from the interrupted run's journal",
+                s.model_measures
+            ),
+        };
     }
     if training != (0, 0) {
         let _ = writeln!(

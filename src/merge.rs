@@ -1,0 +1,319 @@
+//! `tv merge PART... -o REPORT`: the report of a sharded run, rebuilt from
+//! its parts as the unsharded run writes it.
+//!
+//! Every part holds all the report's rows; a shard leaves empty the cells
+//! of the evaluations other shards made (see `crate::shard`). Each cell of
+//! the merged report is the text the parts filled it with: they must
+//! agree where several did (the weight-space measurements every shard
+//! makes). The parts' run records say which shard each is, and must show
+//! the same program, inputs and settings.
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::io::commit::Outputs;
+use crate::report::record::{self, Origin, RunRecord};
+use crate::report::{self, Spool};
+use std::path::{Path, PathBuf};
+
+/// What `merge` did, for its summary line.
+pub struct Merged {
+    pub parts: usize,
+    pub rows: u64,
+}
+
+/// Merges the parts of a sharded run into `output` (and its record), or
+/// writes nothing.
+pub fn merge(parts: &[PathBuf], output: &Path, overwrite: bool) -> Result<Merged, Diagnostics> {
+    let records = read_records(parts)?;
+    check_shards(parts, &records)?;
+    check_targets(parts, output)?;
+    let staged = report::StagedFile::new(output).map_err(|e| write_error(output, e))?;
+    let mut spool = staged.spool().map_err(|e| write_error(output, e))?;
+    let rows = merge_rows(parts, &mut spool)?;
+    let mut outputs = Outputs::default();
+    outputs.allow_overwrite(overwrite);
+    outputs.push(staged.seal(&spool).map_err(|e| write_error(output, e))?);
+    let record_path = record::path_for(output);
+    let text = merged_record(&records).to_json();
+    let sealed = report::stage_bytes(&record_path, text.as_bytes()).map_err(|e| write_error(&record_path, e))?;
+    outputs.push(sealed);
+    outputs.commit(|| Ok(())).map_err(|e| {
+        let target = e.target.unwrap_or_else(|| output.to_path_buf());
+        let message = format!("cannot write {}: {}", target.display(), e.source);
+        let help = "nothing was written; --overwrite replaces a file that is not an earlier report";
+        vec![Diagnostic::new("tv::merge", message).help(help)]
+    })?;
+    Ok(Merged {
+        parts: parts.len(),
+        rows,
+    })
+}
+
+fn read_records(parts: &[PathBuf]) -> Result<Vec<RunRecord>, Diagnostics> {
+    if parts.is_empty() {
+        return Err(vec![Diagnostic::new("tv::merge", "no parts to merge")
+            .help("give the parts the shards wrote: tv merge part-*.csv -o report.csv")]);
+    }
+    let mut diags = Vec::new();
+    let mut records = Vec::new();
+    for part in parts {
+        match read_record(part) {
+            Ok(record) => records.push(record),
+            Err(diag) => diags.push(diag),
+        }
+    }
+    match diags.is_empty() {
+        true => Ok(records),
+        false => Err(diags),
+    }
+}
+
+fn read_record(part: &Path) -> Result<RunRecord, Diagnostic> {
+    let path = record::path_for(part);
+    let help = "a part is the report a `tv run --shard I/N -o PART` wrote, with its record PART.json beside it";
+    if !part.is_file() {
+        return Err(Diagnostic::new(
+            "tv::merge",
+            format!("cannot read the part {}: no such file", part.display()),
+        )
+        .help(help));
+    }
+    let bytes = crate::io::manifest::read_bounded(&path, 64 << 20).map_err(|e| {
+        Diagnostic::new(
+            "tv::merge",
+            format!("cannot read {}, the record of {}: {e}", path.display(), part.display()),
+        )
+        .help(help)
+    })?;
+    let record: RunRecord = serde_json::from_slice(&bytes).map_err(|e| {
+        Diagnostic::new(
+            "tv::merge",
+            format!("{} is not a run record tv wrote: {e}", path.display()),
+        )
+        .help(help)
+    })?;
+    if record.origin.shard.is_none() {
+        let message = format!("{} is the report of a whole run, not a shard's part", part.display());
+        return Err(Diagnostic::new("tv::merge", message).help(help));
+    }
+    Ok(record)
+}
+
+/// Every shard once, all of one run.
+fn check_shards(parts: &[PathBuf], records: &[RunRecord]) -> Result<(), Diagnostics> {
+    let shard = |r: &RunRecord| r.origin.shard.clone().expect("checked when read");
+    let count = shard(&records[0]).count;
+    let mut owner: Vec<Option<&Path>> = vec![None; count];
+    let mut diags = Vec::new();
+    for (part, record) in parts.iter().zip(records) {
+        let s = shard(record);
+        if s.count != count {
+            let message = format!(
+                "{} is shard {}/{}, but {} is one of {count}",
+                part.display(),
+                s.index,
+                s.count,
+                parts[0].display()
+            );
+            diags.push(Diagnostic::new("tv::merge", message).help("merge the parts of one sharded run"));
+            continue;
+        }
+        if let Some(difference) = difference(&records[0].origin, &record.origin) {
+            let message = format!(
+                "{} is not of the same run as {}: {difference}",
+                part.display(),
+                parts[0].display()
+            );
+            diags.push(Diagnostic::new("tv::merge", message).help("merge the parts of one sharded run"));
+        }
+        match owner[s.index] {
+            Some(first) => {
+                let message = format!(
+                    "shard {}/{count} is given twice: {} and {}",
+                    s.index,
+                    first.display(),
+                    part.display()
+                );
+                diags.push(Diagnostic::new("tv::merge", message).help("give each shard's part once"));
+            }
+            None => owner[s.index] = Some(part),
+        }
+    }
+    let missing: Vec<String> = (0..count)
+        .filter(|i| owner[*i].is_none())
+        .map(|i| format!("{i}/{count}"))
+        .collect();
+    if diags.is_empty() && !missing.is_empty() {
+        let message = format!(
+            "the parts of shard{} {} are missing",
+            plural(missing.len()),
+            missing.join(", ")
+        );
+        let help = "run the missing shards (tv run ... --shard I/N -o PART), then merge all the parts";
+        diags.push(Diagnostic::new("tv::merge", message).help(help));
+    }
+    match diags.is_empty() {
+        true => Ok(()),
+        false => Err(diags),
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// How two parts' origins differ, their shards aside.
+fn difference(a: &Origin, b: &Origin) -> Option<String> {
+    let strip = |o: &Origin| Origin {
+        shard: None,
+        ..o.clone()
+    };
+    crate::journal::difference(&strip(a), &strip(b))
+}
+
+/// The merged report may not replace a part or a part's record.
+fn check_targets(parts: &[PathBuf], output: &Path) -> Result<(), Diagnostics> {
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    let record = record::path_for(output);
+    for part in parts {
+        if same(part, output) || same(&record::path_for(part), output) || same(part, &record) {
+            let message = format!(
+                "the merged report {} would replace the part {}",
+                output.display(),
+                part.display()
+            );
+            return Err(vec![
+                Diagnostic::new("tv::merge", message).help("write the merged report to another file")
+            ]);
+        }
+    }
+    Ok(())
+}
+
+/// Writes the merged rows; returns how many.
+fn merge_rows(parts: &[PathBuf], out: &mut Spool) -> Result<u64, Diagnostics> {
+    let mut readers = Vec::new();
+    for part in parts {
+        let file = std::fs::File::open(part).map_err(|e| read_error(part, &e.to_string()))?;
+        let reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(1 << 16)
+            .from_reader(file);
+        readers.push(reader.into_records());
+    }
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .buffer_capacity(1 << 16)
+        .from_writer(out);
+    let mut line = 0u64;
+    loop {
+        let mut records = Vec::with_capacity(parts.len());
+        for (reader, part) in readers.iter_mut().zip(parts) {
+            let record = reader
+                .next()
+                .transpose()
+                .map_err(|e| read_error(part, &e.to_string()))?;
+            records.push(record);
+        }
+        if records.iter().all(Option::is_none) {
+            break;
+        }
+        let cells = merge_line(parts, &records, line)?;
+        writer
+            .write_record(&cells)
+            .map_err(|e| write_error(Path::new("the report"), std::io::Error::other(e)))?;
+        line += 1;
+    }
+    writer.flush().map_err(|e| write_error(Path::new("the report"), e))?;
+    Ok(line.saturating_sub(1))
+}
+
+/// One line of the merged report: each cell as the parts that filled it
+/// wrote it.
+fn merge_line(parts: &[PathBuf], records: &[Option<csv::StringRecord>], line: u64) -> Result<Vec<String>, Diagnostics> {
+    let first = records.iter().position(Option::is_none);
+    if let Some(short) = first {
+        let message = format!("{} ends at line {line}, before the other parts", parts[short].display());
+        return Err(vec![
+            Diagnostic::new("tv::merge", message).help("a part cut short cannot be merged: run its shard again")
+        ]);
+    }
+    let records: Vec<&csv::StringRecord> = records.iter().flatten().collect();
+    let width = records[0].len();
+    if let Some(k) = records.iter().position(|r| r.len() != width) {
+        let message = format!(
+            "line {} of {} has another number of cells than the other parts'",
+            line + 1,
+            parts[k].display()
+        );
+        return Err(vec![Diagnostic::new("tv::merge", message)]);
+    }
+    let mut cells = Vec::with_capacity(width);
+    for column in 0..width {
+        let mut filled = records
+            .iter()
+            .enumerate()
+            .map(|(k, r)| (k, &r[column]))
+            .filter(|(_, c)| !c.is_empty());
+        let Some((k, cell)) = filled.next() else {
+            cells.push(String::new());
+            continue;
+        };
+        if let Some((other, different)) = filled.find(|(_, c)| *c != cell) {
+            let message = format!(
+                "the parts disagree at line {}, column {}: {} has \"{cell}\", {} has \"{different}\"",
+                line + 1,
+                column + 1,
+                parts[k].display(),
+                parts[other].display()
+            );
+            let help = "the parts must come from one program, inputs and settings; a shard rerun with other inputs cannot be merged";
+            return Err(vec![Diagnostic::new("tv::merge", message).help(help)]);
+        }
+        cells.push(cell.to_string());
+    }
+    Ok(cells)
+}
+
+/// The record of the merged report: the run's origin without a shard, and
+/// the parts' times and training summed.
+fn merged_record(records: &[RunRecord]) -> RunRecord {
+    let first = &records[0];
+    let earliest = records.iter().map(|r| r.started_utc.clone()).min().unwrap_or_default();
+    let latest = records.iter().map(|r| r.finished_utc.clone()).max().unwrap_or_default();
+    RunRecord {
+        written_by: "tv".into(),
+        origin: Origin {
+            shard: None,
+            ..first.origin.clone()
+        },
+        threads: first.threads,
+        command_line: vec![format!("--shard 0..{} (merged)", records.len())],
+        started_utc: earliest,
+        finished_utc: latest,
+        seconds: records.iter().map(|r| r.seconds).sum(),
+        training: record::Training {
+            trained: records.iter().map(|r| r.training.trained).sum(),
+            from_cache: records.iter().map(|r| r.training.from_cache).sum(),
+        },
+    }
+}
+
+fn read_error(part: &Path, reason: &str) -> Diagnostics {
+    vec![Diagnostic::new(
+        "tv::merge",
+        format!("cannot read the part {}: {reason}", part.display()),
+    )]
+}
+
+fn write_error(path: &Path, e: std::io::Error) -> Diagnostics {
+    let message = format!("cannot write {}: {e}", path.display());
+    vec![Diagnostic::new("tv::merge", message).help("nothing was written")]
+}

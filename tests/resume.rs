@@ -1,0 +1,170 @@
+//! Resuming an interrupted run: model evaluations are journaled as they
+//! are made; a run killed half-way (SIGKILL) and resumed with `--resume`
+//! writes the bytes of an uninterrupted run without repeating what the
+//! journal holds; a journal is never silently discarded, and one of
+//! another program is refused.
+
+mod common;
+
+use common::tv_command;
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+/// Eight points, each a command that logs its point and takes a while,
+/// and a weight-space eval beside it.
+const PROGRAM: &str = "\
+let x = init(\"mlp.json\", seed = 1)
+let y = init(\"mlp.json\", seed = 2)
+sweep a in [0, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75] {
+    eval slow = command(\"sleep 0.3; test -f {model}/config.json && echo {a} >> ran.log && echo {a}\", (1 - a) * x + a * y)
+    eval cos = cosine((1 - a) * x + a * y, y)
+}
+";
+
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"{"architecture": "mlp", "layers": [4, 3, 2], "activation": "relu"}"#;
+    std::fs::write(dir.path().join("mlp.json"), config).unwrap();
+    std::fs::write(dir.path().join("exp.tv"), PROGRAM).unwrap();
+    dir
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn run(dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["run", "exp.tv", "--allow-commands", "-o", "r.csv"];
+    args.extend(extra);
+    tv_command(dir, &args)
+}
+
+/// Results in the journal (complete lines after the two header lines).
+fn journaled(dir: &Path) -> usize {
+    let text = std::fs::read_to_string(dir.join("r.csv.tv-journal")).unwrap_or_default();
+    text.split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .count()
+        .saturating_sub(2)
+}
+
+/// Starts the run and kills it (SIGKILL) once `after` results are journaled.
+fn kill_after(dir: &Path, after: usize) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tv"))
+        .args(["run", "exp.tv", "--allow-commands", "-o", "r.csv"])
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while journaled(dir) < after {
+        assert!(start.elapsed() < Duration::from_secs(120), "the run journaled nothing");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it was killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The command being run when the kill came stops with its run.
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+fn uninterrupted() -> Vec<u8> {
+    let dir = setup();
+    let out = run(dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    std::fs::read(dir.path().join("r.csv")).unwrap()
+}
+
+#[test]
+fn a_run_killed_half_way_resumes_to_the_same_bytes() {
+    let expected = uninterrupted();
+    let dir = setup();
+    let d = dir.path();
+    kill_after(d, 3);
+    let kept = journaled(d);
+    assert!((3..8).contains(&kept), "{kept} results journaled");
+    assert!(
+        !d.join("r.csv").exists() && !d.join("r.csv.json").exists(),
+        "a killed run committed"
+    );
+
+    // Without --resume the journal is not thrown away.
+    let out = run(d, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--resume"), "{}", stderr(&out));
+    assert_eq!(journaled(d), kept);
+
+    let out = run(d, &["--resume", "--stats"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read(d.join("r.csv")).unwrap(), expected);
+    let stats = stderr(&out);
+    let made = 8 - kept;
+    assert!(
+        stats.contains(&format!(
+            "model evaluations  {made} made, {kept} from the interrupted run's journal"
+        )),
+        "{stats}"
+    );
+    // Points in the journal ran once; only one cut short by the kill twice.
+    let log = std::fs::read_to_string(d.join("ran.log")).unwrap();
+    let runs = log.lines().count();
+    assert!((8..=9).contains(&runs), "commands run: {log}");
+    assert!(!d.join("r.csv.tv-journal").exists(), "the journal outlived the commit");
+    let staged: Vec<_> = common::listing(d).into_iter().filter(|n| n.ends_with(".tmp")).collect();
+    assert!(staged.is_empty(), "staging left: {staged:?}");
+}
+
+#[test]
+fn a_journal_of_another_program_is_refused_and_overwrite_starts_afresh() {
+    let expected = uninterrupted();
+    let dir = setup();
+    let d = dir.path();
+    kill_after(d, 2);
+    let kept = journaled(d);
+    std::fs::write(d.join("exp.tv"), PROGRAM.replace("0.25,", "0.3,")).unwrap();
+    let out = run(d, &["--resume"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is of another run: the program exp.tv has changed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(journaled(d), kept, "a refused journal is kept");
+    std::fs::write(d.join("exp.tv"), PROGRAM).unwrap();
+    std::fs::remove_file(d.join("ran.log")).unwrap();
+    let out = run(d, &["--overwrite"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read(d.join("r.csv")).unwrap(), expected);
+    let log = std::fs::read_to_string(d.join("ran.log")).unwrap();
+    assert_eq!(log.lines().count(), 8, "starting afresh runs every point: {log}");
+}
+
+#[test]
+fn a_failed_run_keeps_its_results_for_resume_and_a_resume_without_journal_runs_whole() {
+    let dir = setup();
+    let d = dir.path();
+    let failing = PROGRAM.replace("sleep 0.3; ", "test {a} != 1.5 && ");
+    std::fs::write(d.join("exp.tv"), &failing).unwrap();
+    let out = run(d, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    assert!(
+        text.contains("6 finished evaluations are kept in r.csv.tv-journal"),
+        "{text}"
+    );
+    assert!(text.contains("--resume"), "{text}");
+    assert_eq!(journaled(d), 6);
+    assert!(!d.join("r.csv").exists());
+
+    // A run with nothing to resume starts from the beginning.
+    let dir = setup();
+    let out = run(dir.path(), &["--resume"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read(dir.path().join("r.csv")).unwrap(), uninterrupted());
+}

@@ -1,0 +1,285 @@
+//! Sharded runs and `tv merge`: for every shard count from 1 to 7 the
+//! merged report is the unsharded run's bytes, each model evaluation is
+//! made by exactly one shard, saves happen in shard 0 alone, and merges of
+//! parts that do not belong together are refused with nothing written.
+
+mod common;
+
+use common::tv_command;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// The columns whose cells are model evaluations in `tests/slurm/mixed.tv`.
+const MODEL_COLUMNS: [&str; 4] = ["acc", "tuned_loss", "score", "top"];
+
+/// A copy of `tests/slurm/mixed.tv` with the configs and digit tasks it
+/// reads, and `extra` appended.
+fn setup(extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let program = std::fs::read_to_string(root.join("tests/slurm/mixed.tv")).unwrap();
+    std::fs::write(dir.path().join("mixed.tv"), program + extra).unwrap();
+    copy_dir(&root.join("experiments/configs"), &dir.path().join("configs"));
+    copy_dir(&root.join("experiments/data/tasks"), &dir.path().join("data/tasks"));
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+fn ok(dir: &Path, args: &[&str]) -> Output {
+    let out = tv_command(dir, args);
+    assert_eq!(out.status.code(), Some(0), "tv {args:?}: {}", stderr(&out));
+    out
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn run_shard(dir: &Path, index: usize, count: usize, extra: &[&str]) -> PathBuf {
+    let part = format!("part-{index}-of-{count}.csv");
+    let shard = format!("{index}/{count}");
+    let mut args = vec!["run", "mixed.tv", "--allow-commands", "--shard", &shard, "-o", &part];
+    args.extend(extra);
+    ok(dir, &args);
+    PathBuf::from(part)
+}
+
+fn rows(text: &str) -> Vec<Vec<String>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.as_bytes());
+    reader
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect()
+}
+
+#[test]
+fn every_shard_count_merges_to_the_unsharded_bytes() {
+    let dir = setup("");
+    let d = dir.path();
+    ok(d, &["run", "mixed.tv", "--allow-commands", "-o", "whole.csv"]);
+    let whole = std::fs::read(d.join("whole.csv")).unwrap();
+    let whole_rows = rows(&String::from_utf8_lossy(&whole));
+    let header = whole_rows[0].clone();
+    let model_columns: Vec<usize> = MODEL_COLUMNS
+        .iter()
+        .map(|c| header.iter().position(|h| h == c).expect("a model column"))
+        .collect();
+    for count in 1..=7 {
+        let parts: Vec<PathBuf> = (0..count).map(|i| run_shard(d, i, count, &[])).collect();
+        let merged = format!("merged-{count}.csv");
+        let mut args = vec!["merge".to_string()];
+        args.extend(parts.iter().rev().map(|p| p.display().to_string()));
+        args.extend(["-o".into(), merged.clone()]);
+        ok(d, &args.iter().map(String::as_str).collect::<Vec<_>>());
+        let bytes = std::fs::read(d.join(&merged)).unwrap();
+        assert!(
+            bytes == whole,
+            "{count} shards: merged\n{}\nunsharded\n{}",
+            String::from_utf8_lossy(&bytes),
+            String::from_utf8_lossy(&whole)
+        );
+        // Each model evaluation's cell is filled by exactly one part, and
+        // every other cell by all of them.
+        let part_rows: Vec<Vec<Vec<String>>> = parts
+            .iter()
+            .map(|p| rows(&std::fs::read_to_string(d.join(p)).unwrap()))
+            .collect();
+        for (r, row) in whole_rows.iter().enumerate().skip(1) {
+            for (c, cell) in row.iter().enumerate() {
+                if cell.is_empty() {
+                    continue;
+                }
+                let filled = part_rows.iter().filter(|p| !p[r][c].is_empty()).count();
+                let expected = if model_columns.contains(&c) { 1 } else { count };
+                assert_eq!(filled, expected, "{count} shards, row {r}, column {}", header[c]);
+            }
+        }
+        let units: Vec<u64> = parts
+            .iter()
+            .map(|p| shard_record(d, p)["units"].as_u64().unwrap())
+            .collect();
+        let all = shard_record(d, &parts[0])["units_in_all"].as_u64().unwrap();
+        assert_eq!(units.iter().sum::<u64>(), all, "{count} shards: units {units:?}");
+        if count > 1 {
+            assert!(
+                units.iter().filter(|u| **u > 0).count() > 1,
+                "the work is divided: {units:?}"
+            );
+        }
+        let record = std::fs::read_to_string(d.join(format!("{merged}.json"))).unwrap();
+        assert!(
+            !record.contains("\"shard\""),
+            "the merged record is of the whole run: {record}"
+        );
+    }
+}
+
+fn shard_record(dir: &Path, part: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join(format!("{}.json", part.display()))).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+    record["shard"].clone()
+}
+
+#[test]
+fn only_shard_zero_saves_and_its_folder_is_the_unsharded_runs() {
+    let dir = setup("save 0.5 * x + 0.5 * y to \"avg\"\n");
+    let d = dir.path();
+    ok(d, &["run", "mixed.tv", "--allow-commands", "-o", "whole.csv"]);
+    let files = common::listing(&d.join("avg"));
+    assert!(
+        files.contains("tv_run.json") && files.contains("model.safetensors"),
+        "{files:?}"
+    );
+    let read = |name: &String| std::fs::read(d.join("avg").join(name)).unwrap();
+    let unsharded: Vec<Vec<u8>> = files.iter().map(read).collect();
+    std::fs::remove_dir_all(d.join("avg")).unwrap();
+    run_shard(d, 1, 2, &[]);
+    assert!(!d.join("avg").exists(), "shard 1 saved");
+    run_shard(d, 0, 2, &[]);
+    assert_eq!(common::listing(&d.join("avg")), files);
+    let sharded: Vec<Vec<u8>> = files.iter().map(read).collect();
+    assert!(
+        unsharded == sharded,
+        "shard 0's folder differs from the unsharded run's"
+    );
+}
+
+/// Parts of two shards (of three) and the record text of each.
+fn three_parts(d: &Path) -> Vec<PathBuf> {
+    (0..3).map(|i| run_shard(d, i, 3, &[])).collect()
+}
+
+fn refused(d: &Path, args: &[&str], expected: &str) {
+    let before = common::listing(d);
+    let out = tv_command(d, args);
+    assert_eq!(out.status.code(), Some(1), "tv {args:?} should fail: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains(expected),
+        "tv {args:?}: expected \"{expected}\" in\n{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert_eq!(common::listing(d), before, "tv {args:?} left files behind");
+}
+
+#[test]
+fn merges_of_parts_that_do_not_belong_together_are_refused() {
+    let dir = setup("");
+    let d = dir.path();
+    let p = three_parts(d);
+    let [p0, p1, p2] = [0, 1, 2].map(|i| p[i].display().to_string());
+    refused(
+        d,
+        &["merge", &p0, &p2, "-o", "m.csv"],
+        "the parts of shard 1/3 are missing",
+    );
+    refused(
+        d,
+        &["merge", &p0, &p1, &p1, &p2, "-o", "m.csv"],
+        "shard 1/3 is given twice",
+    );
+    refused(d, &["merge", &p0, &p1, &p2, "-o", &p1], "would replace the part");
+    refused(d, &["merge", &p0, &p1, "nothing.csv", "-o", "m.csv"], "no such file");
+
+    // A part of a two-shard run among parts of a three-shard run.
+    let other = run_shard(d, 1, 2, &[]).display().to_string();
+    refused(
+        d,
+        &["merge", &p0, &other, &p2, "-o", "m.csv"],
+        "but part-0-of-3.csv is one of 3",
+    );
+
+    // A part from other settings, and one from an edited program.
+    let seeded = run_shard(d, 1, 3, &["--seed", "7", "--overwrite"]);
+    let seeded_name = d.join("seeded-1.csv");
+    std::fs::rename(d.join(&seeded), &seeded_name).unwrap();
+    std::fs::rename(
+        d.join(format!("{}.json", seeded.display())),
+        d.join("seeded-1.csv.json"),
+    )
+    .unwrap();
+    run_shard(d, 1, 3, &[]);
+    refused(
+        d,
+        &["merge", &p0, "seeded-1.csv", &p2, "-o", "m.csv"],
+        "the settings differ",
+    );
+    let program = std::fs::read_to_string(d.join("mixed.tv")).unwrap();
+    std::fs::write(d.join("mixed.tv"), format!("{program}# edited\n")).unwrap();
+    let edited = run_shard(d, 2, 3, &[]);
+    std::fs::rename(d.join(&edited), d.join("edited-2.csv")).unwrap();
+    std::fs::rename(
+        d.join(format!("{}.json", edited.display())),
+        d.join("edited-2.csv.json"),
+    )
+    .unwrap();
+    refused(
+        d,
+        &["merge", &p0, &p1, "edited-2.csv", "-o", "m.csv"],
+        "the program mixed.tv has changed",
+    );
+    std::fs::write(d.join("mixed.tv"), &program).unwrap();
+    run_shard(d, 2, 3, &[]);
+
+    // The whole run's report is not a part.
+    ok(d, &["run", "mixed.tv", "--allow-commands", "-o", "whole.csv"]);
+    refused(
+        d,
+        &["merge", &p0, &p1, "whole.csv", "-o", "m.csv"],
+        "not a shard's part",
+    );
+
+    // A part whose cells were changed, and one cut short.
+    let text = std::fs::read_to_string(d.join(&p[1])).unwrap();
+    let tampered = text.replacen("0.5,", "0.6,", 1);
+    assert_ne!(tampered, text);
+    std::fs::write(d.join(&p[1]), &tampered).unwrap();
+    refused(
+        d,
+        &["merge", &p0, &p1, &p2, "-o", "m.csv"],
+        "the parts disagree at line",
+    );
+    let cut: String = text.lines().take(4).map(|l| format!("{l}\n")).collect();
+    std::fs::write(d.join(&p[1]), cut).unwrap();
+    refused(d, &["merge", &p0, &p1, &p2, "-o", "m.csv"], "ends at line 4");
+    std::fs::write(d.join(&p[1]), &text).unwrap();
+
+    // A foreign file at the output is kept unless --overwrite.
+    std::fs::write(d.join("m.csv"), "precious\n").unwrap();
+    refused(d, &["merge", &p0, &p1, &p2, "-o", "m.csv"], "m.csv");
+    ok(d, &["merge", &p0, &p1, &p2, "-o", "m.csv", "--overwrite"]);
+    assert_eq!(
+        std::fs::read(d.join("m.csv")).unwrap(),
+        std::fs::read(d.join("whole.csv")).unwrap()
+    );
+}
+
+#[test]
+fn shard_flags_are_checked() {
+    let dir = setup("");
+    let d = dir.path();
+    for (args, expected) in [
+        (vec!["run", "mixed.tv", "--shard", "3/3", "-o", "p.csv"], "0 <= I < N"),
+        (vec!["run", "mixed.tv", "--shard", "1/0", "-o", "p.csv"], "0 <= I < N"),
+        (vec!["run", "mixed.tv", "--shard", "0/2"], "--output"),
+        (
+            vec!["run", "mixed.tv", "--shard", "0/2", "-o", "p.csv", "--html", "p.html"],
+            "cannot be used with",
+        ),
+        (vec!["run", "mixed.tv", "--resume"], "--output"),
+        (vec!["merge", "-o", "m.csv"], "required"),
+    ] {
+        let out = tv_command(d, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(expected), "{args:?}: {}", stderr(&out));
+    }
+}
