@@ -302,12 +302,19 @@ fn main() -> ExitCode {
             interrupts::install();
             tv::merge::merge(parts, output, *overwrite).map(|merged| {
                 let parts = if merged.parts == 1 { "part" } else { "parts" };
-                tell(&format!(
+                let mut text = format!(
                     "merged {} {parts}: {} rows in {}",
                     merged.parts,
                     merged.rows,
                     output.display()
-                ))
+                );
+                for figure in &merged.figures {
+                    text.push_str(&format!("\ndrew {}", figure.display()));
+                }
+                if let Some(note) = &merged.note {
+                    text.push_str(&format!("\nfigures not drawn: {note}"));
+                }
+                tell(&text)
             })
         }
         Command::Slurm(args) => tv::slurm::slurm(&mut sources, &args.request()).and_then(|text| say(&text)),

@@ -14,10 +14,14 @@ use crate::report::record::{self, Origin, RunRecord};
 use crate::report::{self, Spool};
 use std::path::{Path, PathBuf};
 
-/// What `merge` did, for its summary line.
+/// What `merge` did, for its summary.
 pub struct Merged {
     pub parts: usize,
     pub rows: u64,
+    /// The program's figures, drawn from the merged report.
+    pub figures: Vec<PathBuf>,
+    /// Why the figures were not drawn, if they were not.
+    pub note: Option<String>,
 }
 
 /// Merges the parts of a sharded run into `output` (and its record), or
@@ -31,6 +35,7 @@ pub fn merge(parts: &[PathBuf], output: &Path, overwrite: bool) -> Result<Merged
     let rows = merge_rows(parts, &mut spool)?;
     let mut outputs = Outputs::default();
     outputs.allow_overwrite(overwrite);
+    let (figures, note) = draw_figures(&records[0].origin, &spool, &mut outputs)?;
     outputs.push(staged.seal(&spool).map_err(|e| write_error(output, e))?);
     let record_path = record::path_for(output);
     let text = merged_record(&records).to_json();
@@ -45,7 +50,58 @@ pub fn merge(parts: &[PathBuf], output: &Path, overwrite: bool) -> Result<Merged
     Ok(Merged {
         parts: parts.len(),
         rows,
+        figures,
+        note,
     })
+}
+
+/// Draws the figures the program declares, which no shard could draw (each
+/// had a part of the report), when the program the parts were made by is
+/// still where they say, unchanged. Returns them, or why they were not.
+fn draw_figures(
+    origin: &Origin,
+    report: &Spool,
+    outputs: &mut Outputs,
+) -> Result<(Vec<PathBuf>, Option<String>), Diagnostics> {
+    let program = PathBuf::from(&origin.program.path);
+    let later = "draw them from the merged report with tv plot";
+    let text = match std::fs::read(&program) {
+        Ok(text) => text,
+        Err(e) => {
+            return Ok((
+                Vec::new(),
+                Some(format!(
+                    "the program {} cannot be read ({e}); {later}",
+                    program.display()
+                )),
+            ))
+        }
+    };
+    if record::sha256_hex(&text) != origin.program.sha256 {
+        let note = format!(
+            "the program {} has changed since the shards ran; {later}",
+            program.display()
+        );
+        return Ok((Vec::new(), Some(note)));
+    }
+    let mut sources = crate::diag::Sources::default();
+    // Only checked, to find its figures: nothing runs.
+    let overrides = crate::Overrides {
+        allow_commands: true,
+        ..crate::Overrides::default()
+    };
+    let plan = match crate::check(&mut sources, &program, &overrides) {
+        Ok(plan) => plan,
+        Err(_) => {
+            let note = format!(
+                "the program {} no longer checks (its inputs changed?); {later}",
+                program.display()
+            );
+            return Ok((Vec::new(), Some(note)));
+        }
+    };
+    let drawn = crate::figures::draw_all(&plan, report, outputs)?;
+    Ok((drawn.into_iter().map(|d| d.path).collect(), None))
 }
 
 fn read_records(parts: &[PathBuf]) -> Result<Vec<RunRecord>, Diagnostics> {

@@ -283,3 +283,127 @@ fn shard_flags_are_checked() {
         assert!(stderr(&out).contains(expected), "{args:?}: {}", stderr(&out));
     }
 }
+
+/// No shard draws the program's figures (each has part of the report);
+/// the merge draws them, the same bytes as the unsharded run's, unless the
+/// program changed since, which it says.
+#[test]
+fn the_merge_draws_the_figures_the_unsharded_run_draws() {
+    let dir = setup("plot lines(acc, x = a, by = task) to \"acc.svg\"\n");
+    let d = dir.path();
+    ok(d, &["run", "mixed.tv", "--allow-commands", "-o", "whole.csv"]);
+    let figure = std::fs::read(d.join("acc.svg")).unwrap();
+    std::fs::remove_file(d.join("acc.svg")).unwrap();
+    let parts: Vec<String> = (0..2).map(|i| run_shard(d, i, 2, &[]).display().to_string()).collect();
+    assert!(!d.join("acc.svg").exists(), "a shard drew the figure");
+    let out = ok(d, &["merge", &parts[0], &parts[1], "-o", "merged.csv"]);
+    assert!(stderr(&out).contains("drew"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(d.join("acc.svg")).unwrap(), figure);
+
+    std::fs::remove_file(d.join("acc.svg")).unwrap();
+    let program = std::fs::read_to_string(d.join("mixed.tv")).unwrap();
+    std::fs::write(d.join("mixed.tv"), format!("{program}# edited\n")).unwrap();
+    let out = ok(d, &["merge", &parts[0], &parts[1], "-o", "merged.csv"]);
+    assert!(
+        stderr(&out).contains("figures not drawn: the program mixed.tv has changed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!d.join("acc.svg").exists());
+}
+
+/// `tv slurm` writes a job array of the shards and a merge job; run here
+/// by hand as Slurm would (each array task with its SLURM_ARRAY_TASK_ID),
+/// they give the unsharded report. Without sbatch, --submit fails cleanly.
+#[test]
+fn tv_slurm_scripts_run_the_shards_and_the_merge() {
+    let dir = setup("");
+    let d = dir.path();
+    ok(
+        d,
+        &["run", "mixed.tv", "--allow-commands", "--seed", "3", "-o", "whole.csv"],
+    );
+    let args = [
+        "slurm",
+        "mixed.tv",
+        "--shards",
+        "4",
+        "-o",
+        "out/report.csv",
+        "--partition",
+        "gpu",
+        "--gpus-per-task",
+        "1",
+        "--time",
+        "1:00:00",
+        "--mem",
+        "16G",
+        "--sbatch=--constraint=a100",
+        "--allow-commands",
+        "--seed",
+        "3",
+    ];
+    let out = ok(d, &args);
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(printed.contains("--dependency=afterok:"), "{printed}");
+    let folder = d.join("out/report.csv.slurm");
+    let shards = std::fs::read_to_string(folder.join("shards.sbatch")).unwrap();
+    let merge = std::fs::read_to_string(folder.join("merge.sbatch")).unwrap();
+    let program = d.canonicalize().unwrap().join("mixed.tv");
+    for expected in [
+        "#SBATCH --array=0-3",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --gpus-per-task=1",
+        "#SBATCH --time=1:00:00",
+        "#SBATCH --mem=16G",
+        "#SBATCH --constraint=a100",
+        "--shard \"${SLURM_ARRAY_TASK_ID}/4\"",
+        "--resume",
+        "--allow-commands",
+        "--seed 3",
+        &program.display().to_string(),
+    ] {
+        assert!(shards.contains(expected), "{expected} not in\n{shards}");
+    }
+    assert!(
+        merge.contains("#SBATCH --partition=gpu") && !merge.contains("--array"),
+        "{merge}"
+    );
+    for i in 0..4 {
+        let status = std::process::Command::new("bash")
+            .arg(folder.join("shards.sbatch"))
+            .env("SLURM_ARRAY_TASK_ID", i.to_string())
+            .current_dir("/")
+            .status()
+            .unwrap();
+        assert!(status.success(), "array task {i}");
+    }
+    let status = std::process::Command::new("bash")
+        .arg(folder.join("merge.sbatch"))
+        .current_dir("/")
+        .status()
+        .unwrap();
+    assert!(status.success(), "the merge job");
+    assert_eq!(
+        std::fs::read(d.join("out/report.csv")).unwrap(),
+        std::fs::read(d.join("whole.csv")).unwrap()
+    );
+
+    let submit = std::process::Command::new(env!("CARGO_BIN_EXE_tv"))
+        .args([
+            "slurm",
+            "mixed.tv",
+            "--shards",
+            "2",
+            "-o",
+            "again.csv",
+            "--allow-commands",
+            "--submit",
+        ])
+        .current_dir(d)
+        .env("PATH", d.join("no-such-bin"))
+        .output()
+        .unwrap();
+    assert_eq!(submit.status.code(), Some(1));
+    assert!(stderr(&submit).contains("cannot run sbatch"), "{}", stderr(&submit));
+}

@@ -84,7 +84,11 @@ pub fn shards_text(s: &Summary, count: usize) -> String {
             .filter(|(o, _)| **o == shard)
             .map(|(_, f)| *f)
             .collect();
-        let saves = if shard == 0 { ", and the saves" } else { "" };
+        let saves = if shard == 0 && s.saves > 0 {
+            ", and the saves"
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
             "    {shard}/{count}  {} unit(s), about {:.3} TFLOP{saves}",
