@@ -11,6 +11,9 @@ cargo build --locked --quiet --manifest-path "$root/Cargo.toml"
 tv=${CARGO_TARGET_DIR:-$root/target}/debug/tv
 case $tv in /*) ;; *) tv=$root/$tv ;; esac
 work=$(mktemp -d)
+# Ports of their own, so the test runs beside another cluster on this machine.
+port=$((20000 + RANDOM % 5000 * 2))
+export SLURMCTLD_PORT=${SLURMCTLD_PORT:-$port} SLURMD_PORT=${SLURMD_PORT:-$((port + 1))}
 cluster=$work/cluster
 trap '"$root/scripts/slurm-cluster.sh" stop "$cluster" || true; rm -rf "$work"' EXIT
 eval "$("$root/scripts/slurm-cluster.sh" start "$cluster")"
@@ -28,8 +31,7 @@ fail() {
 mkdir -p "$work/exp"
 cp "$root/tests/slurm/mixed.tv" "$work/exp/"
 cp -r "$root/experiments/configs" "$work/exp/"
-mkdir -p "$work/exp/data"
-cp -r "$root/experiments/data/tasks" "$work/exp/data/"
+(cd "$root" && cargo run --locked --quiet --example make_digit_tasks "$work/exp/data/tasks" >/dev/null)
 cd "$work/exp"
 "$tv" run mixed.tv --allow-commands -o whole.csv 2> whole.log || { cat whole.log >&2; fail "the unsharded run"; }
 

@@ -20,7 +20,8 @@ fn setup(extra: &str) -> tempfile::TempDir {
     let program = std::fs::read_to_string(root.join("tests/slurm/mixed.tv")).unwrap();
     std::fs::write(dir.path().join("mixed.tv"), program + extra).unwrap();
     copy_dir(&root.join("experiments/configs"), &dir.path().join("configs"));
-    copy_dir(&root.join("experiments/data/tasks"), &dir.path().join("data/tasks"));
+    let digits = root.join("experiments/data/digits.csv");
+    tv::digits::write_tasks(&digits, &dir.path().join("data/tasks")).unwrap();
     dir
 }
 

@@ -154,7 +154,7 @@ impl RunRecord {
             true => "none".to_string(),
             false => self.command_line.join(" "),
         };
-        vec![
+        let mut rows = vec![
             ("tool", format!("tv {} ({features})", origin.tool.version)),
             ("program", origin.program.path.clone()),
             ("program sha256", origin.program.sha256.clone()),
@@ -173,7 +173,15 @@ impl RunRecord {
                 "models trained / from the cache",
                 format!("{} / {}", self.training.trained, self.training.from_cache),
             ),
-        ]
+        ];
+        if let Some(shard) = &origin.shard {
+            let share = format!(
+                "{}/{}: {} of {} units of model evaluations, about {:.3} TFLOP",
+                shard.index, shard.count, shard.units, shard.units_in_all, shard.estimated_tflop
+            );
+            rows.push(("shard", share));
+        }
+        rows
     }
 }
 
