@@ -121,6 +121,7 @@ pub fn run_record(plan: &Plan, output: &RunOutput, run: &RunFacts) -> RunRecord 
             trained: output.trained,
             from_cache: output.cache_hits,
         },
+        report: None,
     }
 }
 
@@ -147,12 +148,25 @@ pub fn origin(sources: &Sources, plan: &Plan, program: &Path, hash_inputs: bool)
             })
         })
         .collect::<Result<_, _>>()?;
+    let mut read: Vec<&Path> = plan.read_files.iter().map(PathBuf::as_path).collect();
+    read.sort();
+    read.dedup();
+    let data = read
+        .into_iter()
+        .map(|path| {
+            record::data_file(path).map_err(|e| {
+                let message = format!("cannot read {} to record it: {e}", path.display());
+                vec![Diagnostic::new("tv::record", message).help(crate::NOTHING_SAVED)]
+            })
+        })
+        .collect::<Result<_, _>>()?;
     let settings = &plan.settings;
     Ok(Origin {
         tool: record::Tool::this(),
         program,
         uses: texts.collect(),
         inputs,
+        data,
         settings: record::Settings {
             device: settings.device.clone(),
             seed: settings.seed,

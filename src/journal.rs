@@ -26,6 +26,15 @@ use std::sync::Mutex;
 
 const MAGIC: &str = "tv journal 1";
 
+/// Measurement ids depend on how sweeps were lowered: `--elaborate-sweeps`
+/// numbers them otherwise, so the journal says which it was.
+fn magic(elaborated: bool) -> String {
+    match elaborated {
+        true => format!("{MAGIC} elaborated"),
+        false => MAGIC.to_string(),
+    }
+}
+
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
@@ -50,6 +59,8 @@ pub struct Start {
     pub resume: bool,
     /// `--overwrite`: discard it.
     pub overwrite: bool,
+    /// `--elaborate-sweeps`, which numbers the measurements otherwise.
+    pub elaborated: bool,
 }
 
 impl Journal {
@@ -63,12 +74,20 @@ impl Journal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(error(&path, &e.to_string())),
         };
+        if let Some(bytes) = &found {
+            if !bytes.starts_with(MAGIC.as_bytes()) && !start.overwrite {
+                let message = format!("{} is there and is not a journal tv wrote", path.display());
+                let help = "tv keeps the journal of a run with -o REPORT at REPORT.tv-journal: move that file away, or give --overwrite to replace it";
+                return Err(vec![Diagnostic::new("tv::journal", message).help(help)]);
+            }
+        }
         let done = match found {
-            Some(bytes) if start.resume => read(&path, &bytes, origin, graph)?,
-            Some(bytes) if !start.overwrite => return Err(left_behind(&path, &bytes)),
+            Some(bytes) if start.resume => read(&path, &bytes, origin, graph, start.elaborated)?,
+            // One that kept no result (a run stopped before its first) is no loss.
+            Some(bytes) if !start.overwrite && results(&bytes) > 0 => return Err(left_behind(&path, &bytes)),
             _ => HashMap::new(),
         };
-        let mut text = format!("{MAGIC}\n{origin_line}\n");
+        let mut text = format!("{}\n{origin_line}\n", magic(start.elaborated));
         let mut entries: Vec<_> = done.iter().collect();
         entries.sort_by_key(|(m, _)| **m);
         for (m, value) in entries {
@@ -149,14 +168,27 @@ fn write_new(path: &Path, text: &str) -> std::io::Result<std::fs::File> {
 
 /// The results of an interrupted run's journal, once it is known to be
 /// this run's.
-fn read(path: &Path, bytes: &[u8], origin: &Origin, graph: &Graph) -> Result<HashMap<MeasureId, f64>, Diagnostics> {
+fn read(
+    path: &Path,
+    bytes: &[u8],
+    origin: &Origin,
+    graph: &Graph,
+    elaborated: bool,
+) -> Result<HashMap<MeasureId, f64>, Diagnostics> {
     let text = String::from_utf8_lossy(bytes);
     let mut lines = text
         .split_inclusive('\n')
         .filter(|l| l.ends_with('\n'))
         .map(str::trim_end);
-    if lines.next() != Some(MAGIC) {
-        return Err(error(path, "it is not a journal tv wrote"));
+    match lines.next() {
+        Some(first) if first == magic(elaborated) => {}
+        Some(first) if first == magic(!elaborated) => {
+            let with = if elaborated { "without" } else { "with" };
+            let message = format!("the journal {} was made {with} --elaborate-sweeps", path.display());
+            let help = "resume with the same --elaborate-sweeps setting as the interrupted run";
+            return Err(vec![Diagnostic::new("tv::journal", message).help(help)]);
+        }
+        _ => return Err(error(path, "it is not a journal tv wrote")),
     }
     let theirs: Option<Origin> = lines.next().and_then(|l| serde_json::from_str(l).ok());
     let Some(theirs) = theirs else {
@@ -169,8 +201,11 @@ fn read(path: &Path, bytes: &[u8], origin: &Origin, graph: &Graph) -> Result<Has
     }
     let mut done = HashMap::new();
     for (number, entry) in lines.enumerate() {
-        let parsed = parse(graph, entry).ok_or_else(|| error(path, &format!("line {} is damaged", number + 3)))?;
-        done.insert(parsed.0, parsed.1);
+        let damaged = || error(path, &format!("line {} is damaged", number + 3));
+        let (m, value) = parse(graph, entry).ok_or_else(damaged)?;
+        if done.insert(m, value).is_some() {
+            return Err(damaged());
+        }
     }
     Ok(done)
 }
@@ -179,7 +214,11 @@ fn parse(graph: &Graph, entry: &str) -> Option<(MeasureId, f64)> {
     let mut fields = entry.split(' ');
     let id: u32 = fields.next()?.parse().ok()?;
     let recorded = fields.next()?;
-    let bits = u64::from_str_radix(fields.next()?, 16).ok()?;
+    let bits = fields.next()?;
+    if bits.len() != 16 {
+        return None;
+    }
+    let bits = u64::from_str_radix(bits, 16).ok()?;
     let m = MeasureId(id);
     let fits = (id as usize) < graph.measure_count() && kind(graph, m) == recorded && fields.next().is_none();
     fits.then(|| (m, f64::from_bits(bits)))
@@ -193,6 +232,12 @@ pub fn difference(a: &Origin, b: &Origin) -> Option<String> {
     if a.uses != b.uses {
         return Some("the files the program uses have changed".into());
     }
+    if let Some(file) = b.data.iter().find(|f| !a.data.contains(f)) {
+        return Some(format!("the file {} it reads differs", file.path));
+    }
+    if a.data.len() != b.data.len() {
+        return Some("the program reads other configs, datasets or texts".into());
+    }
     if a.inputs.len() != b.inputs.len() {
         return Some("the program loads other checkpoints".into());
     }
@@ -205,8 +250,13 @@ pub fn difference(a: &Origin, b: &Origin) -> Option<String> {
     if a.settings != b.settings {
         return Some("the settings differ (device, seed, dtype or shard size)".into());
     }
-    if a.tool.version != b.tool.version || a.tool.features != b.tool.features {
-        return Some(format!("it was made by tv {}", a.tool.version));
+    if a.tool != b.tool {
+        let build = |t: &crate::report::record::Tool| format!("tv {} ({})", t.version, t.features.join(", "));
+        return Some(format!(
+            "one was made by {}, the other by {}",
+            build(&a.tool),
+            build(&b.tool)
+        ));
     }
     let shard = |o: &Origin| o.shard.as_ref().map(|s| (s.index, s.count));
     if shard(a) != shard(b) {
@@ -215,11 +265,16 @@ pub fn difference(a: &Origin, b: &Origin) -> Option<String> {
     None
 }
 
+/// Complete result lines in a journal's text (its two header lines aside).
+fn results(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|b| **b == b'\n').count().saturating_sub(2)
+}
+
 fn left_behind(path: &Path, bytes: &[u8]) -> Diagnostics {
-    let results = bytes.split(|b| *b == b'\n').count().saturating_sub(3);
     let message = format!(
-        "an interrupted run left its journal at {} ({results} results)",
-        path.display()
+        "an interrupted run left its journal at {} ({} results)",
+        path.display(),
+        results(bytes)
     );
     let help = "continue that run with --resume, or give --overwrite to start afresh";
     vec![Diagnostic::new("tv::journal", message).help(help)]

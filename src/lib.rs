@@ -310,7 +310,10 @@ pub fn run_staged(
             overrides,
             started,
         };
-        let record = figures::run_record(&plan, &output, &run);
+        let mut record = figures::run_record(&plan, &output, &run);
+        if let Some(path) = &overrides.report {
+            record.report = Some(report::record::digest(&output.report).map_err(|e| report_error(path, e))?);
+        }
         let mut documents = Vec::new();
         if let Some(html) = &overrides.html {
             documents.push((html.clone(), figures::page(sources, &plan, &output, &record)));
@@ -346,6 +349,7 @@ fn open_journal(
     let start = journal::Start {
         resume: overrides.resume,
         overwrite: overrides.overwrite,
+        elaborated: overrides.elaborate_sweeps,
     };
     match evaluates {
         true => Ok(Some(std::sync::Arc::new(journal::Journal::open(

@@ -38,7 +38,8 @@ pub fn merge(parts: &[PathBuf], output: &Path, overwrite: bool) -> Result<Merged
     let (figures, note) = draw_figures(&records[0].origin, &spool, &mut outputs)?;
     outputs.push(staged.seal(&spool).map_err(|e| write_error(output, e))?);
     let record_path = record::path_for(output);
-    let text = merged_record(&records).to_json();
+    let digest = record::digest(&spool).map_err(|e| write_error(output, e))?;
+    let text = merged_record(&records, digest).to_json();
     let sealed = report::stage_bytes(&record_path, text.as_bytes()).map_err(|e| write_error(&record_path, e))?;
     outputs.push(sealed);
     outputs.commit(|| Ok(())).map_err(|e| {
@@ -147,9 +148,31 @@ fn read_record(part: &Path) -> Result<RunRecord, Diagnostic> {
         )
         .help(help)
     })?;
-    if record.origin.shard.is_none() {
+    let Some(shard) = &record.origin.shard else {
         let message = format!("{} is the report of a whole run, not a shard's part", part.display());
         return Err(Diagnostic::new("tv::merge", message).help(help));
+    };
+    if shard.count == 0 || shard.index >= shard.count {
+        let message = format!(
+            "{} says it is shard {}/{}, which no run is",
+            path.display(),
+            shard.index,
+            shard.count
+        );
+        return Err(Diagnostic::new("tv::merge", message).help(help));
+    }
+    if let Some(expected) = &record.report {
+        let found = record::file_digest(part)
+            .map_err(|e| Diagnostic::new("tv::merge", format!("cannot read the part {}: {e}", part.display())))?;
+        if &found != expected {
+            let message = format!(
+                "{} is not the report its run wrote ({} rows, SHA-256 {}): it was changed or cut short since",
+                part.display(),
+                expected.rows,
+                &expected.sha256[..12.min(expected.sha256.len())]
+            );
+            return Err(Diagnostic::new("tv::merge", message).help("run that shard again"));
+        }
     }
     Ok(record)
 }
@@ -173,7 +196,16 @@ fn check_shards(parts: &[PathBuf], records: &[RunRecord]) -> Result<(), Diagnost
             diags.push(Diagnostic::new("tv::merge", message).help("merge the parts of one sharded run"));
             continue;
         }
-        if let Some(difference) = difference(&records[0].origin, &record.origin) {
+        if record.origin.program.sha256 != records[0].origin.program.sha256 {
+            let message = format!(
+                "{} and {} were made by different programs ({} and {})",
+                parts[0].display(),
+                part.display(),
+                records[0].origin.program.path,
+                record.origin.program.path
+            );
+            diags.push(Diagnostic::new("tv::merge", message).help("merge the parts of one sharded run"));
+        } else if let Some(difference) = difference(&records[0].origin, &record.origin) {
             let message = format!(
                 "{} is not of the same run as {}: {difference}",
                 part.display(),
@@ -340,7 +372,7 @@ fn merge_line(parts: &[PathBuf], records: &[Option<csv::StringRecord>], line: u6
 
 /// The record of the merged report: the run's origin without a shard, and
 /// the parts' times and training summed.
-fn merged_record(records: &[RunRecord]) -> RunRecord {
+fn merged_record(records: &[RunRecord], digest: record::ReportDigest) -> RunRecord {
     let first = &records[0];
     let earliest = records.iter().map(|r| r.started_utc.clone()).min().unwrap_or_default();
     let latest = records.iter().map(|r| r.finished_utc.clone()).max().unwrap_or_default();
@@ -359,6 +391,7 @@ fn merged_record(records: &[RunRecord]) -> RunRecord {
             trained: records.iter().map(|r| r.training.trained).sum(),
             from_cache: records.iter().map(|r| r.training.from_cache).sum(),
         },
+        report: Some(digest),
     }
 }
 

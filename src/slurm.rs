@@ -43,6 +43,15 @@ pub fn slurm(sources: &mut Sources, request: &Request) -> Result<String, Diagnos
             Diagnostic::new("tv::slurm", message).help("each option goes on one #SBATCH line")
         ]);
     }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    if let Some(bad) = [cwd.as_path(), request.report.as_path()]
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains('\\'))
+    {
+        let message = format!("{} holds a backslash, which #SBATCH lines cannot carry", bad.display());
+        let help = "run from, and write to, folders without a backslash in their path";
+        return Err(vec![Diagnostic::new("tv::slurm", message).help(help)]);
+    }
     let mut overrides = request.overrides.clone();
     overrides.report = Some(request.report.clone());
     // Checked as the shards will be, before anything is written or submitted.
@@ -161,12 +170,13 @@ fn shards_script(request: &Request, paths: &Paths, tv: &Path) -> String {
 fn merge_script(request: &Request, paths: &Paths, tv: &Path) -> String {
     let name = job_name(request, paths);
     let mut lines = header(&format!("{name}-merge"), paths);
-    lines.push(format!("#SBATCH --output={}", paths.logs.join("merge.log").display()));
-    if let Some((_, partition)) = request.options.iter().find(|(o, _)| o == "partition") {
-        lines.push(format!("#SBATCH --partition={partition}"));
-    }
-    if let Some((_, account)) = request.options.iter().find(|(o, _)| o == "account") {
-        lines.push(format!("#SBATCH --account={account}"));
+    lines.push(format!("#SBATCH --output={}", log_path(&paths.logs, "merge.log")));
+    for (option, value) in request
+        .options
+        .iter()
+        .filter(|(o, _)| o == "partition" || o == "account")
+    {
+        lines.push(format!("#SBATCH --{option}={}", directive_value(value)));
     }
     lines.push("#SBATCH --ntasks=1".into());
     lines.push(String::new());
@@ -189,8 +199,28 @@ fn header(name: &str, paths: &Paths) -> Vec<String> {
         "#!/bin/bash".into(),
         "# Written by tv slurm: every path below must be on storage all nodes see.".into(),
         format!("#SBATCH --job-name={name}"),
-        format!("#SBATCH --chdir={}", paths.cwd.display()),
+        format!("#SBATCH --chdir={}", directive_value(&paths.cwd.display().to_string())),
     ]
+}
+
+/// A value on an `#SBATCH` line: sbatch reads double quotes, with `\"`
+/// for a quote inside.
+fn directive_value(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-:=+@%,".contains(c));
+    match plain {
+        true => text.to_string(),
+        false => format!("\"{}\"", text.replace('"', "\\\"")),
+    }
+}
+
+/// A log file's path for `--output`, where Slurm expands `%` patterns: the
+/// folder's own `%` are doubled, `name` keeps its patterns.
+fn log_path(folder: &Path, name: &str) -> String {
+    let folder = folder.display().to_string().replace('%', "%%");
+    directive_value(&format!("{folder}/{name}"))
 }
 
 fn job_name(request: &Request, paths: &Paths) -> String {

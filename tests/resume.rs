@@ -168,3 +168,74 @@ fn a_failed_run_keeps_its_results_for_resume_and_a_resume_without_journal_runs_w
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(std::fs::read(dir.path().join("r.csv")).unwrap(), uninterrupted());
 }
+
+/// A run killed before its first result kept nothing: the next run, with
+/// or without --resume, starts afresh without asking.
+#[test]
+fn a_journal_without_results_is_no_obstacle() {
+    let dir = setup();
+    let d = dir.path();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tv"))
+        .args(["run", "exp.tv", "--allow-commands", "-o", "r.csv"])
+        .current_dir(d)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !d.join("r.csv.tv-journal").exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "no journal");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(journaled(d), 0, "killed before its first result");
+    let out = run(d, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read(d.join("r.csv")).unwrap(), uninterrupted());
+}
+
+/// A file at the journal's place that tv did not write is never replaced
+/// without --overwrite; a journal with a damaged line, or made with the
+/// other --elaborate-sweeps setting, is refused, not half-trusted.
+#[test]
+fn foreign_damaged_and_mismatched_journals_are_refused() {
+    let dir = setup();
+    let d = dir.path();
+    let journal = d.join("r.csv.tv-journal");
+    std::fs::write(&journal, "my notes\nline two\nline three\n").unwrap();
+    for extra in [&[][..], &["--resume"][..]] {
+        let out = run(d, extra);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}");
+        assert!(stderr(&out).contains("not a journal tv wrote"), "{}", stderr(&out));
+        assert_eq!(
+            std::fs::read_to_string(&journal).unwrap(),
+            "my notes\nline two\nline three\n"
+        );
+    }
+
+    std::fs::remove_file(&journal).unwrap();
+    kill_after(d, 2);
+    let whole = std::fs::read_to_string(&journal).unwrap();
+    let mut lines: Vec<&str> = whole.lines().collect();
+    let short = lines[2].rsplit_once(' ').unwrap().0.to_string() + " 3f";
+    lines[2] = &short;
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+    let out = run(d, &["--resume"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("line 3 is damaged"), "{}", stderr(&out));
+
+    std::fs::write(&journal, &whole).unwrap();
+    let out = run(d, &["--resume", "--elaborate-sweeps"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("was made without --elaborate-sweeps"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&journal).unwrap(),
+        whole,
+        "a refused journal is kept"
+    );
+}

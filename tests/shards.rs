@@ -226,7 +226,7 @@ fn merges_of_parts_that_do_not_belong_together_are_refused() {
     refused(
         d,
         &["merge", &p0, &p1, "edited-2.csv", "-o", "m.csv"],
-        "the program mixed.tv has changed",
+        "were made by different programs",
     );
     std::fs::write(d.join("mixed.tv"), &program).unwrap();
     run_shard(d, 2, 3, &[]);
@@ -247,12 +247,53 @@ fn merges_of_parts_that_do_not_belong_together_are_refused() {
     refused(
         d,
         &["merge", &p0, &p1, &p2, "-o", "m.csv"],
-        "the parts disagree at line",
+        "is not the report its run wrote",
     );
     let cut: String = text.lines().take(4).map(|l| format!("{l}\n")).collect();
-    std::fs::write(d.join(&p[1]), cut).unwrap();
+    std::fs::write(d.join(&p[1]), &cut).unwrap();
+    refused(
+        d,
+        &["merge", &p0, &p1, &p2, "-o", "m.csv"],
+        "is not the report its run wrote",
+    );
+    // Without the record's digest (an older record), the cells still must agree.
+    let record_path = d.join(format!("{p1}.json"));
+    let record_text = std::fs::read_to_string(&record_path).unwrap();
+    let mut record: serde_json::Value = serde_json::from_str(&record_text).unwrap();
+    record.as_object_mut().unwrap().remove("report");
+    std::fs::write(&record_path, record.to_string()).unwrap();
+    std::fs::write(d.join(&p[1]), &tampered).unwrap();
+    refused(
+        d,
+        &["merge", &p0, &p1, &p2, "-o", "m.csv"],
+        "the parts disagree at line",
+    );
+    std::fs::write(d.join(&p[1]), &cut).unwrap();
     refused(d, &["merge", &p0, &p1, &p2, "-o", "m.csv"], "ends at line 4");
     std::fs::write(d.join(&p[1]), &text).unwrap();
+    std::fs::write(&record_path, &record_text).unwrap();
+
+    // A record naming a shard no run is.
+    let bad = record_text.replacen("\"index\": 1", "\"index\": 5", 1);
+    assert_ne!(bad, record_text);
+    std::fs::write(&record_path, bad).unwrap();
+    refused(d, &["merge", &p0, &p1, &p2, "-o", "m.csv"], "which no run is");
+    std::fs::write(&record_path, &record_text).unwrap();
+
+    // A dataset the program reads changed between two shards.
+    let data = d.join("data/tasks/original_test.csv");
+    let original = std::fs::read(&data).unwrap();
+    std::fs::copy(d.join("data/tasks/flip_h_test.csv"), &data).unwrap();
+    let changed = run_shard(d, 2, 3, &[]);
+    std::fs::rename(d.join(&changed), d.join("data-2.csv")).unwrap();
+    std::fs::rename(d.join(format!("{}.json", changed.display())), d.join("data-2.csv.json")).unwrap();
+    std::fs::write(&data, original).unwrap();
+    run_shard(d, 2, 3, &[]);
+    refused(
+        d,
+        &["merge", &p0, &p1, "data-2.csv", "-o", "m.csv"],
+        "is not of the same run as part-0-of-3.csv: the file data/tasks/original_test.csv",
+    );
 
     // A foreign file at the output is kept unless --overwrite.
     std::fs::write(d.join("m.csv"), "precious\n").unwrap();

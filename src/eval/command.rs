@@ -44,7 +44,7 @@ impl CommandSpec {
         let mut command = Command::new("sh");
         stop_with_parent(&mut command);
         let mut child = command
-            .arg("-c")
+            .args(["-c", STOPPABLE, "tv-command"])
             .arg(self.line(folder))
             .current_dir(&self.dir)
             .stdin(Stdio::null())
@@ -145,11 +145,17 @@ fn shell_word(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
-/// A killed run's command stops with it (its weights folder is gone, and
-/// a resumed run makes that evaluation again).
+/// The shell that runs a command line (its `$1`): in a process group of
+/// its own, which it ends whole when it is told to stop.
+const STOPPABLE: &str = "trap 'trap - TERM; kill 0' TERM; sh -c \"$1\" & wait $!";
+
+/// A killed run's command stops with it, with every process it started
+/// (its weights folder is gone, and a resumed run makes that evaluation
+/// again): the shell gets SIGTERM when tv dies, however it dies.
 #[cfg(target_os = "linux")]
 fn stop_with_parent(command: &mut Command) {
     use std::os::unix::process::CommandExt;
+    command.process_group(0);
     // Safety: prctl is async-signal-safe, as code between fork and exec must be.
     unsafe {
         command.pre_exec(|| {

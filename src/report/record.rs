@@ -24,6 +24,9 @@ pub struct Origin {
     /// The checkpoints the program loads (trained ones are counted under
     /// `training`).
     pub inputs: Vec<Input>,
+    /// The configs, datasets and texts the program reads, hashed whole.
+    #[serde(default)]
+    pub data: Vec<DataFile>,
     pub settings: Settings,
     /// The shard of a sharded run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -43,6 +46,24 @@ pub struct RunRecord {
     pub finished_utc: String,
     pub seconds: f64,
     pub training: Training,
+    /// The report this record is beside, so a part edited or cut short
+    /// after the run is refused by `tv merge`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportDigest>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ReportDigest {
+    /// Data rows (the header line aside).
+    pub rows: u64,
+    pub sha256: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DataFile {
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -218,6 +239,60 @@ pub fn input(path: &Path, files: &[&Path], content: bool) -> std::io::Result<Inp
         bytes,
         header_sha256: hex(&headers.finalize()),
         content_sha256: content.then(|| hex(&whole.finalize())),
+    })
+}
+
+/// A file the program reads, hashed whole.
+pub fn data_file(path: &Path) -> std::io::Result<DataFile> {
+    let mut hasher = Sha256::new();
+    hash_file(path, &mut hasher)?;
+    Ok(DataFile {
+        path: path.display().to_string(),
+        bytes: std::fs::metadata(path)?.len(),
+        sha256: hex(&hasher.finalize()),
+    })
+}
+
+/// The digest of a report: its rows and the SHA-256 of its bytes.
+pub fn digest(report: &crate::report::Spool) -> std::io::Result<ReportDigest> {
+    struct Hashing(Sha256, u64);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            self.1 += bytes.iter().filter(|b| **b == b'\n').count() as u64;
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut hashing = Hashing(Sha256::new(), 0);
+    report.copy_to(&mut hashing)?;
+    Ok(ReportDigest {
+        // Lines, not rows: a quoted cell may hold a newline. Enough to
+        // compare a part with what its run wrote.
+        rows: hashing.1.saturating_sub(1),
+        sha256: hex(&hashing.0.finalize()),
+    })
+}
+
+/// The digest of a report file, as `digest` gives it.
+pub fn file_digest(path: &Path) -> std::io::Result<ReportDigest> {
+    let mut hasher = Sha256::new();
+    let mut lines = 0u64;
+    let mut file = std::fs::File::open(path)?;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        lines += buffer[..n].iter().filter(|b| **b == b'\n').count() as u64;
+    }
+    Ok(ReportDigest {
+        rows: lines.saturating_sub(1),
+        sha256: hex(&hasher.finalize()),
     })
 }
 

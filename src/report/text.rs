@@ -51,7 +51,7 @@ pub fn plan_text(file: &str, s: &Summary) -> String {
             out,
             "  model evaluations  {} unit(s) a sharded run divides, about {:.3} TFLOP",
             s.units.len(),
-            s.units.iter().sum::<f64>() / 1e12
+            (s.units.iter().sum::<f64>() + 0.0) / 1e12
         );
     }
     write_trainings(&mut out, s);
@@ -93,7 +93,7 @@ pub fn shards_text(s: &Summary, count: usize) -> String {
             out,
             "    {shard}/{count}  {} unit(s), about {:.3} TFLOP{saves}",
             mine.len(),
-            mine.iter().sum::<f64>() / 1e12
+            (mine.iter().sum::<f64>() + 0.0) / 1e12
         );
     }
     out
