@@ -21,18 +21,20 @@ eval "$("$root/scripts/slurm-cluster.sh" start "$cluster")"
 fail() {
     echo "slurm test: FAILED: $*" >&2
     scontrol show job >&2 || true
-    for f in "$work"/exp/merged.csv.slurm/logs/*.log "$cluster"/log/*.log; do
+    for f in "$exp"/merged.csv.slurm/logs/*.log "$cluster"/log/*.log; do
         [ -f "$f" ] && { echo "==== $f" >&2; tail -n 30 "$f" >&2; }
     done
     exit 1
 }
 
-# The experiment, on storage the "nodes" share (here: one folder).
-mkdir -p "$work/exp"
-cp "$root/tests/slurm/mixed.tv" "$work/exp/"
-cp -r "$root/experiments/configs" "$work/exp/"
-(cd "$root" && cargo run --locked --quiet --example make_digit_tasks "$work/exp/data/tasks" >/dev/null)
-cd "$work/exp"
+# The experiment, on storage the "nodes" share (here: one folder, whose
+# name has a space, a quote and a `%`, which Slurm would otherwise expand).
+exp="$work/my exp's %j"
+mkdir -p "$exp"
+cp "$root/tests/slurm/mixed.tv" "$exp/"
+cp -r "$root/experiments/configs" "$exp/"
+(cd "$root" && cargo run --locked --quiet --example make_digit_tasks "$exp/data/tasks" >/dev/null)
+cd "$exp"
 "$tv" run mixed.tv --allow-commands -o whole.csv 2> whole.log || { cat whole.log >&2; fail "the unsharded run"; }
 
 out=$("$tv" slurm mixed.tv --shards 3 -o merged.csv --allow-commands --cpus-per-task 1 --time 10:00 --submit) \

@@ -136,12 +136,9 @@ fn shards_script(request: &Request, paths: &Paths, tv: &Path) -> String {
     let name = job_name(request, paths);
     let mut lines = header(&format!("{name}-shards"), paths);
     lines.push(format!("#SBATCH --array=0-{}", request.shards - 1));
-    lines.push(format!(
-        "#SBATCH --output={}",
-        paths.logs.join("shard-%a.log").display()
-    ));
+    lines.push(format!("#SBATCH --output={}", log_path(&paths.logs, "shard-%a.log")));
     for (option, value) in &request.options {
-        lines.push(format!("#SBATCH --{option}={value}"));
+        lines.push(format!("#SBATCH --{option}={}", directive_value(value)));
     }
     lines.extend(request.extra.iter().map(|e| format!("#SBATCH {e}")));
     let mut command = vec![
@@ -154,12 +151,16 @@ fn shards_script(request: &Request, paths: &Paths, tv: &Path) -> String {
         format!("{}/part-\"${{SLURM_ARRAY_TASK_ID}}\".csv", quote(&paths.parts)),
         "--resume".into(),
     ];
-    command.extend(
-        crate::figures::flags(&request.overrides)
-            .iter()
-            .flat_map(|f| f.split(' '))
-            .map(quote_str),
-    );
+    let mut overrides = request.overrides.clone();
+    // The jobs start in this folder too, but the scripts say where everything is.
+    overrides.cache = overrides.cache.map(|c| paths.cwd.join(c));
+    for flag in crate::figures::flags(&overrides) {
+        // `--name value`: the value may hold spaces, so it is one word.
+        match flag.split_once(' ') {
+            Some((name, value)) => command.extend([name.to_string(), quote_str(value)]),
+            None => command.push(flag),
+        }
+    }
     lines.push(String::new());
     lines.push("set -euo pipefail".into());
     lines.push("# A requeued task continues from the journal its interrupted run left.".into());
