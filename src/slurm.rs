@@ -207,14 +207,16 @@ fn header(name: &str, paths: &Paths) -> Vec<String> {
 /// A value on an `#SBATCH` line: sbatch reads double quotes, with `\"`
 /// for a quote inside.
 fn directive_value(text: &str) -> String {
-    let plain = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-:=+@%,".contains(c));
-    match plain {
+    match is_plain(text) {
         true => text.to_string(),
         false => format!("\"{}\"", text.replace('"', "\\\"")),
     }
+}
+
+/// Text that needs no quoting, in a shell or on an `#SBATCH` line.
+fn is_plain(text: &str) -> bool {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-:=+@%,".contains(c);
+    !text.is_empty() && text.chars().all(safe)
 }
 
 /// A log file's path for `--output`, where Slurm expands `%` patterns: the
@@ -244,11 +246,7 @@ fn quote(path: &Path) -> String {
 }
 
 fn quote_str(text: &str) -> String {
-    let plain = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-:=+@%,".contains(c));
-    match plain {
+    match is_plain(text) {
         true => text.to_string(),
         false => format!("'{}'", text.replace('\'', "'\\''")),
     }
