@@ -75,7 +75,7 @@ impl Journal {
             Err(e) => return Err(error(&path, &e.to_string())),
         };
         if let Some(bytes) = &found {
-            if !bytes.starts_with(MAGIC.as_bytes()) && !start.overwrite {
+            if !written_by_tv(bytes) && !start.overwrite {
                 let message = format!("{} is there and is not a journal tv wrote", path.display());
                 let help = "tv keeps the journal of a run with -o REPORT at REPORT.tv-journal: move that file away, or give --overwrite to replace it";
                 return Err(vec![Diagnostic::new("tv::journal", message).help(help)]);
@@ -212,12 +212,20 @@ fn read(
 
 fn parse(graph: &Graph, entry: &str) -> Option<(MeasureId, f64)> {
     let mut fields = entry.split(' ');
-    let id: u32 = fields.next()?.parse().ok()?;
+    let id = fields.next()?;
     let recorded = fields.next()?;
     let bits = fields.next()?;
-    if bits.len() != 16 {
+    // Exactly as written: `parse` alone would take a sign or leading zeros.
+    let digits = |t: &str, hex: bool| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| if hex { b.is_ascii_hexdigit() } else { b.is_ascii_digit() })
+    };
+    let canonical = digits(id, false) && (id == "0" || !id.starts_with('0'));
+    if !canonical || bits.len() != 16 || !digits(bits, true) {
         return None;
     }
+    let id: u32 = id.parse().ok()?;
     let bits = u64::from_str_radix(bits, 16).ok()?;
     let m = MeasureId(id);
     let fits = (id as usize) < graph.measure_count() && kind(graph, m) == recorded && fields.next().is_none();
@@ -263,6 +271,16 @@ pub fn difference(a: &Origin, b: &Origin) -> Option<String> {
         return Some("it is of another shard".into());
     }
     None
+}
+
+/// Whether a journal's text is one tv wrote: the format's line, then a
+/// run's origin.
+fn written_by_tv(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or_default();
+    let origin = lines.next().and_then(|l| serde_json::from_str::<Origin>(l).ok());
+    (first == magic(false) || first == magic(true)) && origin.is_some()
 }
 
 /// Complete result lines in a journal's text (its two header lines aside).

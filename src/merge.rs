@@ -152,7 +152,7 @@ fn read_record(part: &Path) -> Result<RunRecord, Diagnostic> {
         let message = format!("{} is the report of a whole run, not a shard's part", part.display());
         return Err(Diagnostic::new("tv::merge", message).help(help));
     };
-    if shard.count == 0 || shard.index >= shard.count {
+    if shard.count == 0 || shard.index >= shard.count || shard.count > crate::shard::MAX_SHARDS {
         let message = format!(
             "{} says it is shard {}/{}, which no run is",
             path.display(),
@@ -161,7 +161,14 @@ fn read_record(part: &Path) -> Result<RunRecord, Diagnostic> {
         );
         return Err(Diagnostic::new("tv::merge", message).help(help));
     }
-    if let Some(expected) = &record.report {
+    let Some(expected) = &record.report else {
+        let message = format!(
+            "{} holds no digest of its report, so the part cannot be checked",
+            path.display()
+        );
+        return Err(Diagnostic::new("tv::merge", message).help(help));
+    };
+    {
         let found = record::file_digest(part)
             .map_err(|e| Diagnostic::new("tv::merge", format!("cannot read the part {}: {e}", part.display())))?;
         if &found != expected {
@@ -226,6 +233,14 @@ fn check_shards(parts: &[PathBuf], records: &[RunRecord]) -> Result<(), Diagnost
             None => owner[s.index] = Some(part),
         }
     }
+    let units: usize = records.iter().map(|r| shard(r).units).sum();
+    let in_all = shard(&records[0]).units_in_all;
+    if diags.is_empty() && records.iter().any(|r| shard(r).units_in_all != in_all) {
+        diags.push(Diagnostic::new(
+            "tv::merge",
+            "the parts' records disagree on how the work was divided",
+        ));
+    }
     let missing: Vec<String> = (0..count)
         .filter(|i| owner[*i].is_none())
         .map(|i| format!("{i}/{count}"))
@@ -238,6 +253,10 @@ fn check_shards(parts: &[PathBuf], records: &[RunRecord]) -> Result<(), Diagnost
         );
         let help = "run the missing shards (tv run ... --shard I/N -o PART), then merge all the parts";
         diags.push(Diagnostic::new("tv::merge", message).help(help));
+    }
+    if diags.is_empty() && units != in_all {
+        let message = format!("the parts made {units} units of model evaluations, but the run has {in_all}");
+        diags.push(Diagnostic::new("tv::merge", message).help("merge the parts of one sharded run, each once"));
     }
     match diags.is_empty() {
         true => Ok(()),

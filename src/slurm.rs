@@ -37,19 +37,21 @@ pub fn slurm(sources: &mut Sources, request: &Request) -> Result<String, Diagnos
         return Err(vec![Diagnostic::new("tv::slurm", message)]);
     }
     let given = request.options.iter().map(|(_, v)| v).chain(&request.extra);
-    if let Some(bad) = given.clone().find(|v| v.chars().any(char::is_control)) {
-        let message = format!("a Slurm option holds a control character: {bad:?}");
-        return Err(vec![
-            Diagnostic::new("tv::slurm", message).help("each option goes on one #SBATCH line")
-        ]);
+    if let Some(bad) = given.clone().find(|v| v.chars().any(|c| c.is_control() || c == '\\')) {
+        let message = format!("a Slurm option holds a control character or a backslash: {bad:?}");
+        let help = "each option goes on one #SBATCH line, whose quotes cannot carry these";
+        return Err(vec![Diagnostic::new("tv::slurm", message).help(help)]);
     }
     let cwd = std::env::current_dir().unwrap_or_default();
-    if let Some(bad) = [cwd.as_path(), request.report.as_path()]
-        .into_iter()
-        .find(|p| p.to_string_lossy().contains('\\'))
-    {
-        let message = format!("{} holds a backslash, which #SBATCH lines cannot carry", bad.display());
-        let help = "run from, and write to, folders without a backslash in their path";
+    let paths = [
+        Some(cwd.as_path()),
+        Some(request.report.as_path()),
+        request.folder.as_deref(),
+    ];
+    let unfit = |p: &&Path| p.to_string_lossy().chars().any(|c| c.is_control() || c == '\\');
+    if let Some(bad) = paths.into_iter().flatten().find(unfit) {
+        let message = format!("{bad:?} holds a control character or a backslash, which #SBATCH lines cannot carry");
+        let help = "run from, and write to, folders without these in their path";
         return Err(vec![Diagnostic::new("tv::slurm", message).help(help)]);
     }
     let mut overrides = request.overrides.clone();

@@ -217,13 +217,22 @@ fn foreign_damaged_and_mismatched_journals_are_refused() {
     std::fs::remove_file(&journal).unwrap();
     kill_after(d, 2);
     let whole = std::fs::read_to_string(&journal).unwrap();
-    let mut lines: Vec<&str> = whole.lines().collect();
-    let short = lines[2].rsplit_once(' ').unwrap().0.to_string() + " 3f";
-    lines[2] = &short;
-    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
-    let out = run(d, &["--resume"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("line 3 is damaged"), "{}", stderr(&out));
+    let line = whole.lines().nth(2).unwrap().to_string();
+    let (id, rest) = line.split_once(' ').unwrap();
+    let (kind, bits) = rest.split_once(' ').unwrap();
+    let damaged = [
+        format!("{id} {kind} 3f"),
+        format!("{id} {kind} +{}", &bits[1..]),
+        format!("0{id} {kind} {bits}"),
+        format!("+{id} {kind} {bits}"),
+        format!("{id} {kind} {bits} extra"),
+    ];
+    for bad in damaged {
+        std::fs::write(&journal, whole.replacen(&line, &bad, 1)).unwrap();
+        let out = run(d, &["--resume"]);
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        assert!(stderr(&out).contains("line 3 is damaged"), "{bad}: {}", stderr(&out));
+    }
 
     std::fs::write(&journal, &whole).unwrap();
     let out = run(d, &["--resume", "--elaborate-sweeps"]);

@@ -124,6 +124,17 @@ fn every_shard_count_merges_to_the_unsharded_bytes() {
     }
 }
 
+/// A report's digest as a run record holds it, computed here.
+fn digest(text: &str) -> serde_json::Value {
+    use sha2::{Digest, Sha256};
+    let sha: String = Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let rows = text.matches('\n').count() - 1;
+    serde_json::json!({ "rows": rows, "sha256": sha })
+}
+
 fn shard_record(dir: &Path, part: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(dir.join(format!("{}.json", part.display()))).unwrap();
     let record: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -256,21 +267,42 @@ fn merges_of_parts_that_do_not_belong_together_are_refused() {
         &["merge", &p0, &p1, &p2, "-o", "m.csv"],
         "is not the report its run wrote",
     );
-    // Without the record's digest (an older record), the cells still must agree.
+    // A record without a digest cannot vouch for its part.
     let record_path = d.join(format!("{p1}.json"));
     let record_text = std::fs::read_to_string(&record_path).unwrap();
     let mut record: serde_json::Value = serde_json::from_str(&record_text).unwrap();
     record.as_object_mut().unwrap().remove("report");
     std::fs::write(&record_path, record.to_string()).unwrap();
-    std::fs::write(d.join(&p[1]), &tampered).unwrap();
     refused(
         d,
         &["merge", &p0, &p1, &p2, "-o", "m.csv"],
-        "the parts disagree at line",
+        "holds no digest of its report",
     );
-    std::fs::write(d.join(&p[1]), &cut).unwrap();
-    refused(d, &["merge", &p0, &p1, &p2, "-o", "m.csv"], "ends at line 4");
+    // Even a record whose digest was redone for an edited part: the
+    // cells must agree with the other parts', and the rows be all there.
+    for (content, expected) in [(&tampered, "the parts disagree at line"), (&cut, "ends at line 4")] {
+        record["report"] = digest(content);
+        std::fs::write(&record_path, record.to_string()).unwrap();
+        std::fs::write(d.join(&p[1]), content).unwrap();
+        refused(d, &["merge", &p0, &p1, &p2, "-o", "m.csv"], expected);
+    }
     std::fs::write(d.join(&p[1]), &text).unwrap();
+    std::fs::write(&record_path, &record_text).unwrap();
+
+    // Records whose shares of the work do not add up.
+    let mut fewer: serde_json::Value = serde_json::from_str(&record_text).unwrap();
+    let units = fewer["shard"]["units"].as_u64().unwrap();
+    fewer["shard"]["units"] = (units + 1).into();
+    std::fs::write(&record_path, fewer.to_string()).unwrap();
+    refused(
+        d,
+        &["merge", &p0, &p1, &p2, "-o", "m.csv"],
+        "units of model evaluations, but the run has",
+    );
+    fewer["shard"]["units"] = units.into();
+    fewer["shard"]["count"] = u64::MAX.into();
+    std::fs::write(&record_path, fewer.to_string()).unwrap();
+    refused(d, &["merge", &p0, &p1, &p2, "-o", "m.csv"], "which no run is");
     std::fs::write(&record_path, &record_text).unwrap();
 
     // A record naming a shard no run is.

@@ -146,8 +146,9 @@ fn shell_word(text: &str) -> String {
 }
 
 /// The shell that runs a command line (its `$1`): in a process group of
-/// its own, which it ends whole when it is told to stop.
-const STOPPABLE: &str = "trap 'trap - TERM; kill 0' TERM; sh -c \"$1\" & wait $!";
+/// its own, which it ends whole when it is told to stop: SIGTERM, then
+/// SIGKILL two seconds later for what ignored it (itself included).
+const STOPPABLE: &str = "trap 'trap \"\" TERM; kill 0; sleep 2; kill -9 0' TERM; sh -c \"$1\" & wait $!";
 
 /// A killed run's command stops with it, with every process it started
 /// (its weights folder is gone, and a resumed run makes that evaluation
