@@ -69,6 +69,25 @@ fn every_shard_count_merges_to_the_unsharded_bytes() {
     ok(d, &["run", "mixed.tv", "--allow-commands", "-o", "whole.csv"]);
     let whole = std::fs::read(d.join("whole.csv")).unwrap();
     let whole_rows = rows(&String::from_utf8_lossy(&whole));
+    // The record holds the report's digest and each file the program reads.
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("whole.csv.json")).unwrap()).unwrap();
+    assert_eq!(record["report"], digest(&String::from_utf8_lossy(&whole)));
+    for name in [
+        "configs/mlp_32.json",
+        "data/tasks/original_test.csv",
+        "data/tasks/rot90_test.csv",
+    ] {
+        let entry = record["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"].as_str().unwrap().ends_with(name));
+        let entry = entry.unwrap_or_else(|| panic!("{name} not in {}", record["data"]));
+        let bytes = std::fs::read(d.join(name)).unwrap();
+        assert_eq!(entry["bytes"], bytes.len());
+        assert_eq!(entry["sha256"], digest_of(&bytes));
+    }
     let header = whole_rows[0].clone();
     let model_columns: Vec<usize> = MODEL_COLUMNS
         .iter()
@@ -126,13 +145,13 @@ fn every_shard_count_merges_to_the_unsharded_bytes() {
 
 /// A report's digest as a run record holds it, computed here.
 fn digest(text: &str) -> serde_json::Value {
-    use sha2::{Digest, Sha256};
-    let sha: String = Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     let rows = text.matches('\n').count() - 1;
-    serde_json::json!({ "rows": rows, "sha256": sha })
+    serde_json::json!({ "rows": rows, "sha256": digest_of(text.as_bytes()) })
+}
+
+fn digest_of(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn shard_record(dir: &Path, part: &Path) -> serde_json::Value {
