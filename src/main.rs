@@ -16,6 +16,11 @@ Examples:
   tv run exp.tv -o report.csv --html report.html  also a self-contained HTML report
   tv plot report.csv 'lines(ppl, x = alpha, by = year)' -o ppl.svg
                                                 a figure of an earlier report
+  tv run exp.tv --shard 0/4 -o part-0.csv       one of four shards of the model evaluations
+  tv merge part-*.csv -o report.csv             the report of all four, as one run writes it
+  tv slurm exp.tv --shards 16 -o report.csv --submit
+                                                the shards as a Slurm job array, then their merge
+  tv run exp.tv -o report.csv --resume          continue a run that was interrupted
   tv check experiments/analogy.tv               find every error, read no tensor data
   tv plan experiments/analogy.tv                what a run will do: passes, bytes, Gram path
   tv inspect experiments/checkpoints/base       list a checkpoint's tensors
