@@ -103,7 +103,7 @@ fn both(program: &str) -> (Vec<Option<f64>>, Vec<Option<f64>>, tv::exec::Stats) 
 }
 
 fn both_on(program: &str, backend: tv::exec::Backend) -> (Vec<Option<f64>>, Vec<Option<f64>>, tv::exec::Stats) {
-    let path = checkpoints().join(format!("program-{:x}.tv", hash(program)));
+    let path = program_path(program);
     std::fs::write(&path, program).expect("write program");
     let mut sources = Sources::default();
     let plan = match tv::check(&mut sources, &path, &tv::Overrides::default()) {
@@ -235,11 +235,19 @@ fn program(names: &'static [&'static str]) -> impl Strategy<Value = String> {
     })
 }
 
+/// A file for `program`, one per call: two tests may check the same
+/// program at once, and one must not read it while the other rewrites it.
+fn program_path(program: &str) -> std::path::PathBuf {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    checkpoints().join(format!("program-{:x}-{call}.tv", hash(program)))
+}
+
 /// The report of `program` from the fast executor, its sweeps lowered
 /// once where they can be, and from the reference executor, every sweep
 /// point elaborated.
 fn reports(program: &str, backend: tv::exec::Backend) -> (String, String) {
-    let path = checkpoints().join(format!("program-{:x}.tv", hash(program)));
+    let path = program_path(program);
     std::fs::write(&path, program).expect("write program");
     let mut sources = Sources::default();
     let plan = |sources: &mut Sources, elaborate_sweeps| {
