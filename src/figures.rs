@@ -121,7 +121,8 @@ pub fn run_record(plan: &Plan, output: &RunOutput, run: &RunFacts) -> RunRecord 
             trained: output.trained,
             from_cache: output.cache_hits,
         },
-        report: None,
+        // The report's digest, when the record is beside it.
+        report: run.overrides.report.as_ref().map(|_| output.report.digest()),
     }
 }
 
@@ -142,10 +143,7 @@ pub fn origin(sources: &Sources, plan: &Plan, program: &Path, hash_inputs: bool)
         .loaded_leaves()
         .map(|leaf| {
             let files: Vec<&Path> = leaf.files().collect();
-            record::input(leaf.path(), &files, hash_inputs).map_err(|e| {
-                let message = format!("cannot read the input {} to record it: {e}", leaf.path().display());
-                vec![Diagnostic::new("tv::record", message).help(crate::NOTHING_SAVED)]
-            })
+            record::input(leaf.path(), &files, hash_inputs).map_err(|e| unrecorded("the input ", leaf.path(), e))
         })
         .collect::<Result<_, _>>()?;
     let mut read: Vec<&Path> = plan.read_files.iter().map(PathBuf::as_path).collect();
@@ -153,12 +151,7 @@ pub fn origin(sources: &Sources, plan: &Plan, program: &Path, hash_inputs: bool)
     read.dedup();
     let data = read
         .into_iter()
-        .map(|path| {
-            record::data_file(path).map_err(|e| {
-                let message = format!("cannot read {} to record it: {e}", path.display());
-                vec![Diagnostic::new("tv::record", message).help(crate::NOTHING_SAVED)]
-            })
-        })
+        .map(|path| record::data_file(path).map_err(|e| unrecorded("", path, e)))
         .collect::<Result<_, _>>()?;
     let settings = &plan.settings;
     Ok(Origin {
@@ -175,6 +168,12 @@ pub fn origin(sources: &Sources, plan: &Plan, program: &Path, hash_inputs: bool)
         },
         shard: plan.shard.clone(),
     })
+}
+
+/// A file the record must hash that cannot be read.
+fn unrecorded(what: &str, path: &Path, e: std::io::Error) -> Diagnostics {
+    let message = format!("cannot read {what}{} to record it: {e}", path.display());
+    vec![Diagnostic::new("tv::record", message).help(crate::NOTHING_SAVED)]
 }
 
 /// The flags that changed the run, as they would be typed again.

@@ -22,6 +22,7 @@ use crate::report::record::Origin;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 const MAGIC: &str = "tv journal 1";
@@ -42,7 +43,7 @@ pub struct Journal {
     /// Results found in the journal of an interrupted run.
     done: HashMap<MeasureId, f64>,
     /// Results written by this run.
-    appended: Mutex<usize>,
+    appended: AtomicUsize,
 }
 
 /// Where the journal of `-o REPORT` goes.
@@ -99,7 +100,7 @@ impl Journal {
             path,
             file: Mutex::new(file),
             done,
-            appended: Mutex::new(0),
+            appended: AtomicUsize::new(0),
         })
     }
 
@@ -108,24 +109,19 @@ impl Journal {
         self.done.get(&m).copied()
     }
 
-    /// How many results came from the interrupted run.
-    pub fn resumed(&self) -> usize {
-        self.done.len()
-    }
-
     /// Appends results and syncs them to disk before returning.
     pub fn append(&self, graph: &Graph, results: &[(MeasureId, f64)]) -> Result<(), Diagnostic> {
         let text: String = results.iter().map(|(m, v)| line(graph, *m, *v)).collect();
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
         let written = file.write_all(text.as_bytes()).and_then(|_| file.sync_data());
         written.map_err(|e| Diagnostic::new("tv::journal", format!("cannot write {}: {e}", self.path.display())))?;
-        *self.appended.lock().unwrap_or_else(|e| e.into_inner()) += results.len();
+        self.appended.fetch_add(results.len(), Ordering::Relaxed);
         Ok(())
     }
 
     /// Results kept for a `--resume`, in all.
     pub fn kept(&self) -> usize {
-        self.done.len() + *self.appended.lock().unwrap_or_else(|e| e.into_inner())
+        self.done.len() + self.appended.load(Ordering::Relaxed)
     }
 
     pub fn path(&self) -> &Path {

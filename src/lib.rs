@@ -292,9 +292,19 @@ pub fn run_staged(
     progress: bool,
 ) -> Result<RunOutput, Diagnostics> {
     let (mut plan, report) = read_and_check(sources, path, overrides, true)?;
-    let origin = figures::origin(sources, &plan, path, overrides.hash_inputs)?;
-    plan.folder_record = Some(origin.folder_json());
-    let journal = open_journal(&plan, &origin, overrides)?;
+    // The origin hashes every file the program reads: only for runs with
+    // an output that records it (the report's record and journal, the
+    // HTML page, a saved folder).
+    let recorded = overrides.report.is_some() || overrides.html.is_some() || !plan.saves.is_empty();
+    let origin = match recorded {
+        true => Some(figures::origin(sources, &plan, path, overrides.hash_inputs)?),
+        false => None,
+    };
+    plan.folder_record = origin.as_ref().map(report::record::Origin::folder_json);
+    let journal = match &origin {
+        Some(origin) => open_journal(&plan, origin, overrides)?,
+        None => None,
+    };
     // The `-o` report is written straight into its staged file, row by row.
     let spool = match &report {
         Some(report) => report.spool()?,
@@ -304,16 +314,14 @@ pub fn run_staged(
     let target = overrides.report.as_deref();
     let mut output = execute_into(&plan, progress, spool, target, journal.clone()).map_err(|d| kept(d, &journal))?;
     output.outputs.allow_overwrite(overrides.overwrite);
-    if overrides.html.is_some() || overrides.report.is_some() {
+    let with_record = overrides.html.is_some() || overrides.report.is_some();
+    if let (true, Some(origin)) = (with_record, &origin) {
         let run = figures::RunFacts {
-            origin: &origin,
+            origin,
             overrides,
             started,
         };
-        let mut record = figures::run_record(&plan, &output, &run);
-        if let Some(path) = &overrides.report {
-            record.report = Some(report::record::digest(&output.report).map_err(|e| report_error(path, e))?);
-        }
+        let record = figures::run_record(&plan, &output, &run);
         let mut documents = Vec::new();
         if let Some(html) = &overrides.html {
             documents.push((html.clone(), figures::page(sources, &plan, &output, &record)));

@@ -91,17 +91,18 @@ pub fn units(plan: &Plan) -> Vec<Unit> {
         .collect()
 }
 
-/// Each unit's shard: largest first, to the least loaded (the lowest
-/// index among equals), so the assignment depends on the plan alone.
-pub fn assign(units: &[Unit], count: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..units.len()).collect();
-    order.sort_by(|a, b| units[*b].flops.total_cmp(&units[*a].flops).then(a.cmp(b)));
+/// Each unit's shard, given the units' costs: largest first, to the least
+/// loaded (the lowest index among equals), so the assignment depends on
+/// the plan alone.
+pub fn assign(flops: &[f64], count: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..flops.len()).collect();
+    order.sort_by(|a, b| flops[*b].total_cmp(&flops[*a]).then(a.cmp(b)));
     let mut load = vec![0.0f64; count];
-    let mut shard_of = vec![0; units.len()];
+    let mut shard_of = vec![0; flops.len()];
     for unit in order {
         let lightest = (0..count).min_by(|a, b| load[*a].total_cmp(&load[*b]).then(a.cmp(b)));
         let shard = lightest.unwrap_or(0);
-        load[shard] += units[unit].flops.max(1.0);
+        load[shard] += flops[unit].max(1.0);
         shard_of[unit] = shard;
     }
     shard_of
@@ -111,7 +112,8 @@ pub fn assign(units: &[Unit], count: usize) -> Vec<usize> {
 /// only shard 0 saves, and no shard draws figures (its report is partial).
 pub fn restrict(plan: &mut Plan, shard: Shard) {
     let units = units(plan);
-    let shard_of = assign(&units, shard.count);
+    let flops: Vec<f64> = units.iter().map(|u| u.flops).collect();
+    let shard_of = assign(&flops, shard.count);
     let mut record = ShardRecord {
         index: shard.index,
         count: shard.count,
@@ -233,13 +235,6 @@ impl Sets {
 mod tests {
     use super::*;
 
-    fn unit(flops: f64) -> Unit {
-        Unit {
-            measures: Vec::new(),
-            flops,
-        }
-    }
-
     #[test]
     fn shards_parse_and_refuse_what_is_not_one() {
         assert_eq!("2/5".parse::<Shard>(), Ok(Shard { index: 2, count: 5 }));
@@ -250,14 +245,14 @@ mod tests {
 
     #[test]
     fn the_largest_units_spread_over_the_shards() {
-        let units = [unit(1.0), unit(10.0), unit(9.0), unit(2.0), unit(8.0)];
+        let units = [1.0, 10.0, 9.0, 2.0, 8.0];
         let shards = assign(&units, 2);
         let load = |s: usize| -> f64 {
             units
                 .iter()
                 .zip(&shards)
                 .filter(|(_, o)| **o == s)
-                .map(|(u, _)| u.flops)
+                .map(|(u, _)| *u)
                 .sum()
         };
         // 10 + 2 + 1 against 9 + 8: greedy gives 13 and 17, within the largest unit.
@@ -269,7 +264,7 @@ mod tests {
 
     #[test]
     fn more_shards_than_units_leaves_some_empty() {
-        let shards = assign(&[unit(1.0), unit(1.0)], 5);
+        let shards = assign(&[1.0, 1.0], 5);
         assert_eq!(shards, vec![0, 1]);
     }
 }

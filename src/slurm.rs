@@ -36,29 +36,12 @@ pub fn slurm(sources: &mut Sources, request: &Request) -> Result<String, Diagnos
         let message = format!("--shards must be between 1 and {}", crate::shard::MAX_SHARDS);
         return Err(vec![Diagnostic::new("tv::slurm", message)]);
     }
-    let given = request.options.iter().map(|(_, v)| v).chain(&request.extra);
-    if let Some(bad) = given.clone().find(|v| v.chars().any(|c| c.is_control() || c == '\\')) {
-        let message = format!("a Slurm option holds a control character or a backslash: {bad:?}");
-        let help = "each option goes on one #SBATCH line, whose quotes cannot carry these";
-        return Err(vec![Diagnostic::new("tv::slurm", message).help(help)]);
-    }
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let paths = [
-        Some(cwd.as_path()),
-        Some(request.report.as_path()),
-        request.folder.as_deref(),
-    ];
-    let unfit = |p: &&Path| p.to_string_lossy().chars().any(|c| c.is_control() || c == '\\');
-    if let Some(bad) = paths.into_iter().flatten().find(unfit) {
-        let message = format!("{bad:?} holds a control character or a backslash, which #SBATCH lines cannot carry");
-        let help = "run from, and write to, folders without these in their path";
-        return Err(vec![Diagnostic::new("tv::slurm", message).help(help)]);
-    }
+    let paths = Paths::new(request)?;
+    check_directives(request, &paths)?;
     let mut overrides = request.overrides.clone();
     overrides.report = Some(request.report.clone());
     // Checked as the shards will be, before anything is written or submitted.
     crate::check(sources, &request.program, &overrides)?;
-    let paths = Paths::new(request)?;
     let tv = std::env::current_exe().map_err(|e| slurm_error(format!("cannot find the tv binary: {e}")))?;
     let shards = shards_script(request, &paths, &tv);
     let merge = merge_script(request, &paths, &tv);
@@ -89,6 +72,28 @@ pub fn slurm(sources: &mut Sources, request: &Request) -> Result<String, Diagnos
         ));
     }
     Ok(text)
+}
+
+/// Refuses what an `#SBATCH` line cannot carry, even quoted: a control
+/// character or a backslash, in an option's value or in a path the
+/// directives name.
+fn check_directives(request: &Request, paths: &Paths) -> Result<(), Diagnostics> {
+    let unfit = |text: &str| text.chars().any(|c| c.is_control() || c == '\\');
+    let given = request.options.iter().map(|(_, v)| v).chain(&request.extra);
+    if let Some(bad) = given.into_iter().find(|v| unfit(v)) {
+        let message = format!("a Slurm option holds a control character or a backslash: {bad:?}");
+        let help = "each option goes on one #SBATCH line, whose quotes cannot carry these";
+        return Err(vec![Diagnostic::new("tv::slurm", message).help(help)]);
+    }
+    if let Some(bad) = [&paths.cwd, &paths.report, &paths.folder]
+        .into_iter()
+        .find(|p| unfit(&p.to_string_lossy()))
+    {
+        let message = format!("{bad:?} holds a control character or a backslash, which #SBATCH lines cannot carry");
+        let help = "run from, and write to, folders without these in their path";
+        return Err(vec![Diagnostic::new("tv::slurm", message).help(help)]);
+    }
+    Ok(())
 }
 
 /// The absolute paths the scripts use (jobs start in another directory).

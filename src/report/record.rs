@@ -253,47 +253,47 @@ pub fn data_file(path: &Path) -> std::io::Result<DataFile> {
     })
 }
 
-/// The digest of a report: its rows and the SHA-256 of its bytes.
-pub fn digest(report: &crate::report::Spool) -> std::io::Result<ReportDigest> {
-    struct Hashing(Sha256, u64);
-    impl std::io::Write for Hashing {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.update(bytes);
-            self.1 += bytes.iter().filter(|b| **b == b'\n').count() as u64;
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut hashing = Hashing(Sha256::new(), 0);
-    report.copy_to(&mut hashing)?;
-    Ok(ReportDigest {
-        // Lines, not rows: a quoted cell may hold a newline. Enough to
-        // compare a part with what its run wrote.
-        rows: hashing.1.saturating_sub(1),
-        sha256: hex(&hashing.0.finalize()),
-    })
+/// A report's digest as it is written: the SHA-256 of its bytes and its
+/// lines.
+#[derive(Clone, Debug, Default)]
+pub struct Digester {
+    sha: Sha256,
+    lines: u64,
 }
 
-/// The digest of a report file, as `digest` gives it.
-pub fn file_digest(path: &Path) -> std::io::Result<ReportDigest> {
-    let mut hasher = Sha256::new();
-    let mut lines = 0u64;
-    let mut file = std::fs::File::open(path)?;
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-        lines += buffer[..n].iter().filter(|b| **b == b'\n').count() as u64;
+impl Digester {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.sha.update(bytes);
+        self.lines += bytes.iter().filter(|b| **b == b'\n').count() as u64;
     }
-    Ok(ReportDigest {
-        rows: lines.saturating_sub(1),
-        sha256: hex(&hasher.finalize()),
-    })
+
+    /// The digest of everything so far.
+    pub fn digest(&self) -> ReportDigest {
+        ReportDigest {
+            // Lines, not rows: a quoted cell may hold a newline. Enough to
+            // compare a part with what its run wrote.
+            rows: self.lines.saturating_sub(1),
+            sha256: hex(&self.sha.clone().finalize()),
+        }
+    }
+}
+
+impl std::io::Write for Digester {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The digest of a report file, as its spool gave it when it was written.
+pub fn file_digest(path: &Path) -> std::io::Result<ReportDigest> {
+    let mut digester = Digester::default();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut digester)?;
+    Ok(digester.digest())
 }
 
 /// The length prefix and JSON header of a safetensors file.
@@ -308,15 +308,7 @@ fn header_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
 }
 
 fn hash_file(path: &Path, hasher: &mut Sha256) -> std::io::Result<()> {
-    let mut file = std::fs::File::open(path)?;
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            return Ok(());
-        }
-        hasher.update(&buffer[..n]);
-    }
+    std::io::copy(&mut std::fs::File::open(path)?, hasher).map(|_| ())
 }
 
 /// Whether `path` holds a run record tv wrote.

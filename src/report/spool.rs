@@ -14,6 +14,8 @@ pub struct Spool {
     file: Option<std::fs::File>,
     /// The first bytes written, where the header line is.
     head: Vec<u8>,
+    /// The digest of all bytes written, for the run record.
+    digester: super::record::Digester,
 }
 
 /// Bytes kept of the report's beginning.
@@ -21,19 +23,24 @@ const HEAD: usize = 1 << 16;
 
 impl Write for Spool {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = match &mut self.file {
+            Some(file) => file.write(bytes)?,
+            None => {
+                self.memory.extend_from_slice(bytes);
+                if self.memory.len() > IN_MEMORY {
+                    let mut file = tempfile::tempfile()?;
+                    file.write_all(&self.memory)?;
+                    self.memory = Vec::new();
+                    self.file = Some(file);
+                }
+                bytes.len()
+            }
+        };
+        let bytes = &bytes[..written];
         let room = HEAD.saturating_sub(self.head.len()).min(bytes.len());
         self.head.extend_from_slice(&bytes[..room]);
-        if let Some(file) = &mut self.file {
-            return file.write(bytes);
-        }
-        self.memory.extend_from_slice(bytes);
-        if self.memory.len() > IN_MEMORY {
-            let mut file = tempfile::tempfile()?;
-            file.write_all(&self.memory)?;
-            self.memory = Vec::new();
-            self.file = Some(file);
-        }
-        Ok(bytes.len())
+        self.digester.update(bytes);
+        Ok(written)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -72,6 +79,11 @@ impl Spool {
             return String::new();
         }
         String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// The digest of everything written, for the run record.
+    pub fn digest(&self) -> super::record::ReportDigest {
+        self.digester.digest()
     }
 
     /// Its first line, for recognising an earlier report at the target.

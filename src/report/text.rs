@@ -67,15 +67,7 @@ pub fn plan_text(file: &str, s: &Summary) -> String {
 
 /// How `--shard I/N` would divide the units of `s`: one line per shard.
 pub fn shards_text(s: &Summary, count: usize) -> String {
-    let units: Vec<crate::shard::Unit> = s
-        .units
-        .iter()
-        .map(|f| crate::shard::Unit {
-            measures: Vec::new(),
-            flops: *f,
-        })
-        .collect();
-    let owners = crate::shard::assign(&units, count);
+    let owners = crate::shard::assign(&s.units, count);
     let mut out = format!("  shards             {count}\n");
     for shard in 0..count {
         let mine: Vec<f64> = owners
