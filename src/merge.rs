@@ -38,8 +38,7 @@ pub fn merge(parts: &[PathBuf], output: &Path, overwrite: bool) -> Result<Merged
     let (figures, note) = draw_figures(&records[0].origin, &spool, &mut outputs)?;
     outputs.push(staged.seal(&spool).map_err(|e| write_error(output, e))?);
     let record_path = record::path_for(output);
-    let digest = record::digest(&spool).map_err(|e| write_error(output, e))?;
-    let text = merged_record(&records, digest).to_json();
+    let text = merged_record(&records, spool.digest()).to_json();
     let sealed = report::stage_bytes(&record_path, text.as_bytes()).map_err(|e| write_error(&record_path, e))?;
     outputs.push(sealed);
     outputs.commit(|| Ok(())).map_err(|e| {
@@ -65,41 +64,32 @@ fn draw_figures(
     outputs: &mut Outputs,
 ) -> Result<(Vec<PathBuf>, Option<String>), Diagnostics> {
     let program = PathBuf::from(&origin.program.path);
-    let later = "draw them from the merged report with tv plot";
+    let not_drawn = |why: String| {
+        Ok((
+            Vec::new(),
+            Some(format!("{why}; draw them from the merged report with tv plot")),
+        ))
+    };
     let text = match std::fs::read(&program) {
         Ok(text) => text,
-        Err(e) => {
-            return Ok((
-                Vec::new(),
-                Some(format!(
-                    "the program {} cannot be read ({e}); {later}",
-                    program.display()
-                )),
-            ))
-        }
+        Err(e) => return not_drawn(format!("the program {} cannot be read ({e})", program.display())),
     };
     if record::sha256_hex(&text) != origin.program.sha256 {
-        let note = format!(
-            "the program {} has changed since the shards ran; {later}",
+        return not_drawn(format!(
+            "the program {} has changed since the shards ran",
             program.display()
-        );
-        return Ok((Vec::new(), Some(note)));
+        ));
     }
-    let mut sources = crate::diag::Sources::default();
     // Only checked, to find its figures: nothing runs.
     let overrides = crate::Overrides {
         allow_commands: true,
         ..crate::Overrides::default()
     };
-    let plan = match crate::check(&mut sources, &program, &overrides) {
-        Ok(plan) => plan,
-        Err(_) => {
-            let note = format!(
-                "the program {} no longer checks (its inputs changed?); {later}",
-                program.display()
-            );
-            return Ok((Vec::new(), Some(note)));
-        }
+    let Ok(plan) = crate::check(&mut crate::diag::Sources::default(), &program, &overrides) else {
+        return not_drawn(format!(
+            "the program {} no longer checks (its inputs changed?)",
+            program.display()
+        ));
     };
     let drawn = crate::figures::draw_all(&plan, report, outputs)?;
     Ok((drawn.into_iter().map(|d| d.path).collect(), None))
@@ -127,12 +117,16 @@ fn read_records(parts: &[PathBuf]) -> Result<Vec<RunRecord>, Diagnostics> {
 fn read_record(part: &Path) -> Result<RunRecord, Diagnostic> {
     let path = record::path_for(part);
     let help = "a part is the report a `tv run --shard I/N -o PART` wrote, with its record PART.json beside it";
-    if !part.is_file() {
-        return Err(Diagnostic::new(
-            "tv::merge",
-            format!("cannot read the part {}: no such file", part.display()),
-        )
-        .help(help));
+    match std::fs::metadata(part) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => {
+            let message = format!("the part {} is not a file", part.display());
+            return Err(Diagnostic::new("tv::merge", message).help(help));
+        }
+        Err(e) => {
+            let message = format!("cannot read the part {}: {e}", part.display());
+            return Err(Diagnostic::new("tv::merge", message).help(help));
+        }
     }
     let bytes = crate::io::manifest::read_bounded(&path, 64 << 20).map_err(|e| {
         Diagnostic::new(
@@ -168,20 +162,24 @@ fn read_record(part: &Path) -> Result<RunRecord, Diagnostic> {
         );
         return Err(Diagnostic::new("tv::merge", message).help(help));
     };
-    {
-        let found = record::file_digest(part)
-            .map_err(|e| Diagnostic::new("tv::merge", format!("cannot read the part {}: {e}", part.display())))?;
-        if &found != expected {
-            let message = format!(
-                "{} is not the report its run wrote ({} rows, SHA-256 {}): it was changed or cut short since",
-                part.display(),
-                expected.rows,
-                &expected.sha256[..12.min(expected.sha256.len())]
-            );
-            return Err(Diagnostic::new("tv::merge", message).help("run that shard again"));
-        }
-    }
+    check_digest(part, expected)?;
     Ok(record)
+}
+
+/// The part must be the bytes its run wrote.
+fn check_digest(part: &Path, expected: &record::ReportDigest) -> Result<(), Diagnostic> {
+    let found = record::file_digest(part)
+        .map_err(|e| Diagnostic::new("tv::merge", format!("cannot read the part {}: {e}", part.display())))?;
+    if &found == expected {
+        return Ok(());
+    }
+    let message = format!(
+        "{} is not the report its run wrote ({} rows, SHA-256 {}): it was changed or cut short since",
+        part.display(),
+        expected.rows,
+        &expected.sha256[..12.min(expected.sha256.len())]
+    );
+    Err(Diagnostic::new("tv::merge", message).help("run that shard again"))
 }
 
 /// Every shard once, all of one run.

@@ -219,7 +219,16 @@ fn merges_of_parts_that_do_not_belong_together_are_refused() {
         "shard 1/3 is given twice",
     );
     refused(d, &["merge", &p0, &p1, &p2, "-o", &p1], "would replace the part");
-    refused(d, &["merge", &p0, &p1, "nothing.csv", "-o", "m.csv"], "no such file");
+    refused(
+        d,
+        &["merge", &p0, &p1, "nothing.csv", "-o", "m.csv"],
+        "cannot read the part nothing.csv: No such file",
+    );
+    refused(
+        d,
+        &["merge", &p0, &p1, "data", "-o", "m.csv"],
+        "the part data is not a file",
+    );
 
     // A part of a two-shard run among parts of a three-shard run.
     let other = run_shard(d, 1, 2, &[]).display().to_string();
