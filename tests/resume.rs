@@ -6,18 +6,18 @@
 
 mod common;
 
-use common::tv_command;
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-/// Eight points, each a command that logs its point and takes a while,
-/// and a weight-space eval beside it.
+/// Eight points, each a command that logs its point (to the file `$LOG`
+/// names: a killed run's to its own) and takes a while, and a weight-space
+/// eval beside it.
 const PROGRAM: &str = "\
 let x = init(\"mlp.json\", seed = 1)
 let y = init(\"mlp.json\", seed = 2)
 sweep a in [0, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75] {
-    eval slow = command(\"sleep 0.3; test -f {model}/config.json && echo {a} >> ran.log && echo {a}\", (1 - a) * x + a * y)
+    eval slow = command(\"sleep 0.3; test -f {model}/config.json && echo {a} >> $LOG && echo {a}\", (1 - a) * x + a * y)
     eval cos = cosine((1 - a) * x + a * y, y)
 }
 ";
@@ -37,7 +37,23 @@ fn stderr(out: &Output) -> String {
 fn run(dir: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["run", "exp.tv", "--allow-commands", "-o", "r.csv"];
     args.extend(extra);
-    tv_command(dir, &args)
+    tv(dir, &args, RAN).output().unwrap()
+}
+
+/// Where the runs a test lets finish log their commands, and where those
+/// it kills do: a command the kill cut short cannot write into the log of
+/// a later run, however late it is stopped.
+const RAN: &str = "ran.log";
+const KILLED: &str = "killed.log";
+
+fn tv(dir: &Path, args: &[&str], log: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tv"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env("LOG", log)
+        .stdin(std::process::Stdio::null());
+    command
 }
 
 /// Results in the journal (complete lines after the two header lines).
@@ -51,10 +67,7 @@ fn journaled(dir: &Path) -> usize {
 
 /// Starts the run and kills it (SIGKILL) once `after` results are journaled.
 fn kill_after(dir: &Path, after: usize) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tv"))
-        .args(["run", "exp.tv", "--allow-commands", "-o", "r.csv"])
-        .current_dir(dir)
-        .stdin(std::process::Stdio::null())
+    let mut child = tv(dir, &["run", "exp.tv", "--allow-commands", "-o", "r.csv"], KILLED)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -112,7 +125,8 @@ fn a_run_killed_half_way_resumes_to_the_same_bytes() {
         "{stats}"
     );
     // Points in the journal ran once; only one cut short by the kill twice.
-    let log = std::fs::read_to_string(d.join("ran.log")).unwrap();
+    let read = |name: &str| std::fs::read_to_string(d.join(name)).unwrap_or_default();
+    let log = read(KILLED) + &read(RAN);
     let runs = log.lines().count();
     assert!((8..=9).contains(&runs), "commands run: {log}");
     assert!(!d.join("r.csv.tv-journal").exists(), "the journal outlived the commit");
@@ -137,11 +151,10 @@ fn a_journal_of_another_program_is_refused_and_overwrite_starts_afresh() {
     );
     assert_eq!(journaled(d), kept, "a refused journal is kept");
     std::fs::write(d.join("exp.tv"), PROGRAM).unwrap();
-    std::fs::remove_file(d.join("ran.log")).unwrap();
     let out = run(d, &["--overwrite"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(std::fs::read(d.join("r.csv")).unwrap(), expected);
-    let log = std::fs::read_to_string(d.join("ran.log")).unwrap();
+    let log = std::fs::read_to_string(d.join(RAN)).unwrap();
     assert_eq!(log.lines().count(), 8, "starting afresh runs every point: {log}");
 }
 
@@ -175,10 +188,7 @@ fn a_failed_run_keeps_its_results_for_resume_and_a_resume_without_journal_runs_w
 fn a_journal_without_results_is_no_obstacle() {
     let dir = setup();
     let d = dir.path();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tv"))
-        .args(["run", "exp.tv", "--allow-commands", "-o", "r.csv"])
-        .current_dir(d)
-        .stdin(std::process::Stdio::null())
+    let mut child = tv(d, &["run", "exp.tv", "--allow-commands", "-o", "r.csv"], KILLED)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
